@@ -1,0 +1,51 @@
+"""Forwarding rejected messages to the dead-letter topic, with the reason and original headers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from kafka import KafkaProducer
+
+from collector.decode import Rejected
+
+# Header names added to each dead-lettered message, beside the original headers.
+REASON_HEADER = "inferwatch-reject-reason"
+DETAIL_HEADER = "inferwatch-reject-detail"
+SOURCE_HEADERS = ("inferwatch-source-topic", "inferwatch-source-partition", "inferwatch-source-offset")
+
+
+def dead_letter_headers(r: Rejected) -> list[tuple[str, bytes]]:
+    """Original headers followed by the reason, detail and source coordinates."""
+    m = r.message
+    return [*((k, v if v is not None else b"") for k, v in m.headers),
+            (REASON_HEADER, r.reason.value.encode()), (DETAIL_HEADER, r.detail.encode()[:1000]),
+            (SOURCE_HEADERS[0], m.topic.encode()), (SOURCE_HEADERS[1], str(m.partition).encode()),
+            (SOURCE_HEADERS[2], str(m.offset).encode())]
+
+
+class KafkaDeadLetter:
+    """Sends rejected messages to a Kafka topic and waits until the broker has them.
+
+    Args:
+        bootstrap_servers: ``host:port[,host:port]``.
+        topic: the dead-letter topic.
+        client_options: passed through to :class:`kafka.KafkaProducer` (security settings).
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, client_options: dict[str, Any] | None = None) -> None:
+        self.topic = topic
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all",
+                                      max_request_size=16 * 1024 * 1024, **(client_options or {}))
+
+    def __call__(self, rejected: Sequence[Rejected]) -> None:
+        """Send and flush; raises if the broker did not acknowledge (the batch is then retried)."""
+        futures = [self.producer.send(self.topic, value=r.message.value or b"", key=r.message.key,
+                                      headers=dead_letter_headers(r)) for r in rejected]
+        self.producer.flush()
+        for f in futures:
+            f.get(timeout=30)
+
+    def close(self) -> None:
+        """Flush and close the producer."""
+        self.producer.close()

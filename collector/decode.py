@@ -1,0 +1,250 @@
+"""Decoder for inferwatch's JSON prediction-log record, into columnar batches.
+
+The record (one JSON object per message, UTF-8)::
+
+    {
+      "model": "employment",                    # string, required
+      "model_version": "1",                     # string (or integer), required
+      "timestamp": "2016-03-01T12:00:00.000Z",  # RFC 3339 with offset, or epoch milliseconds
+      "request_id": "req-123",                  # string, required
+      "features": {"age": 41, "state": "MA", "owns_car": true, "income": null},
+      "predictions": {"employed": true, "probability": 0.83, "proba": [0.17, 0.83]},
+      "label": true,                            # optional scalar
+      "latency_ms": 3.2                         # optional number >= 0
+    }
+
+Features map names to number | string | bool | null; predictions map names to
+number | string | bool | list of class probabilities (each list item becomes its own numeric
+column ``predictions.<name>[i]``). Anything else is rejected with a reason from
+:class:`RejectReason`; the caller forwards rejected messages to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+import numpy as np
+import pandas as pd
+
+from collector.message import Message
+
+FEATURE_PREFIX = "features."
+PREDICTION_PREFIX = "predictions."
+META_COLUMNS = ("model", "model_version", "event_time_ms", "request_id", "label", "latency_ms")
+REQUIRED_FIELDS = ("model", "model_version", "timestamp", "request_id", "features", "predictions")
+
+
+class RejectReason(str, Enum):
+    """Why a message was not accepted (the ``reason`` label of the rejected-records counter)."""
+
+    EMPTY = "empty_message"
+    OVERSIZE = "oversize"
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    INVALID_TIMESTAMP = "invalid_timestamp"
+    TOO_MANY_FEATURES = "too_many_features"
+
+
+class RecordError(ValueError):
+    """A record failed validation; ``reason`` says which rule and the message says where."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message that could not be decoded, with the reason and a human-readable detail."""
+
+    message: Message
+    reason: RejectReason
+    detail: str
+
+
+@dataclass
+class DecodedBatch:
+    """The columnar result of decoding a batch of messages.
+
+    Attributes:
+        frame: one row per accepted record. Columns: ``model``, ``model_version`` (str),
+            ``event_time_ms`` (int64, UTC epoch ms), ``request_id`` (str), ``label`` (str or
+            None), ``latency_ms`` (float64, NaN when absent), then one column per feature
+            (``features.<name>``) and per prediction (``predictions.<name>``). A column whose
+            values are all numbers is float64 (missing = NaN); any other column holds strings
+            (booleans as ``"true"``/``"false"``, integral numbers without ``.0``) or None.
+        rejected: messages that failed, in input order.
+    """
+
+    frame: pd.DataFrame
+    rejected: list[Rejected]
+
+
+def parse_timestamp(value: object) -> int:
+    """Event time in epoch milliseconds from RFC 3339 text or an epoch-milliseconds number.
+
+    Raises:
+        RecordError: not a string/number, no UTC offset in the text, or not parseable.
+    """
+    if isinstance(value, bool):
+        raise RecordError(RejectReason.INVALID_TIMESTAMP, "timestamp: boolean is not a time")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise RecordError(RejectReason.INVALID_TIMESTAMP, f"timestamp: {value!r} is not epoch milliseconds")
+        return int(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise RecordError(RejectReason.INVALID_TIMESTAMP, f"timestamp: {value[:64]!r} is not RFC 3339") from None
+        if parsed.tzinfo is None:
+            raise RecordError(RejectReason.INVALID_TIMESTAMP, "timestamp: RFC 3339 needs a UTC offset or 'Z'")
+        return int(round(parsed.timestamp() * 1000))
+    raise RecordError(RejectReason.INVALID_TIMESTAMP, f"timestamp: {type(value).__name__} is not a time")
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _scalar(field_name: str, name: str, v: object) -> object:
+    if v is None or isinstance(v, (str, bool)) or _is_number(v):
+        return v
+    raise RecordError(RejectReason.WRONG_TYPE, f"{field_name}.{name}: {type(v).__name__} is not number|string|bool|null")
+
+
+def validate_record(obj: object, max_features: int) -> tuple[tuple, dict[str, object]]:
+    """Check one parsed JSON value against the record schema.
+
+    Returns:
+        ``((model, model_version, event_time_ms, request_id, label, latency_ms), columns)``
+        where ``columns`` maps ``features.<name>`` / ``predictions.<name>`` to scalar values.
+
+    Raises:
+        RecordError: with the rule broken.
+    """
+    if not isinstance(obj, dict):
+        raise RecordError(RejectReason.NOT_AN_OBJECT, f"record is a JSON {type(obj).__name__}, not an object")
+    missing = [f for f in REQUIRED_FIELDS if f not in obj]
+    if missing:
+        raise RecordError(RejectReason.MISSING_FIELD, f"missing required field(s): {', '.join(missing)}")
+    model, version, request_id = obj["model"], obj["model_version"], obj["request_id"]
+    if not isinstance(model, str) or not model:
+        raise RecordError(RejectReason.WRONG_TYPE, "model: must be a non-empty string")
+    if isinstance(version, int) and not isinstance(version, bool):
+        version = str(version)
+    if not isinstance(version, str) or not version:
+        raise RecordError(RejectReason.WRONG_TYPE, "model_version: must be a non-empty string")
+    if not isinstance(request_id, str) or not request_id:
+        raise RecordError(RejectReason.WRONG_TYPE, "request_id: must be a non-empty string")
+    features, predictions = obj["features"], obj["predictions"]
+    if not isinstance(features, dict):
+        raise RecordError(RejectReason.WRONG_TYPE, "features: must be an object of name -> value")
+    if not isinstance(predictions, dict):
+        raise RecordError(RejectReason.WRONG_TYPE, "predictions: must be an object of name -> value")
+    if len(features) > max_features:
+        raise RecordError(RejectReason.TOO_MANY_FEATURES, f"features: {len(features)} > limit {max_features}")
+    event_time = parse_timestamp(obj["timestamp"])
+    label = obj.get("label")
+    if isinstance(label, (dict, list)):
+        raise RecordError(RejectReason.WRONG_TYPE, "label: must be a scalar")
+    latency = obj.get("latency_ms")
+    if latency is not None and (not _is_number(latency) or latency < 0):
+        raise RecordError(RejectReason.WRONG_TYPE, "latency_ms: must be a number >= 0")
+
+    columns: dict[str, object] = {}
+    for name, v in features.items():
+        columns[FEATURE_PREFIX + name] = _scalar("features", name, v)
+    for name, v in predictions.items():
+        if isinstance(v, list):
+            if not all(_is_number(p) for p in v):
+                raise RecordError(RejectReason.WRONG_TYPE, f"predictions.{name}: class probabilities must be numbers")
+            for i, p in enumerate(v):
+                columns[f"{PREDICTION_PREFIX}{name}[{i}]"] = p
+        else:
+            columns[PREDICTION_PREFIX + name] = _scalar("predictions", name, v)
+    meta = (model, version, event_time, request_id, None if label is None else normalise_category(label),
+            float(latency) if latency is not None else math.nan)
+    return meta, columns
+
+
+def normalise_category(v: object) -> str:
+    """Text form of a categorical value: ``true``/``false`` for booleans, ``3`` for 3 and 3.0."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def to_column(values: Sequence[object]) -> np.ndarray:
+    """Column array from per-record values: float64 if every value is a number or None,
+    else object strings (None kept) normalised by :func:`normalise_category`."""
+    if all(v is None or _is_number(v) for v in values):
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.array([None if v is None else normalise_category(v) for v in values], dtype=object)
+
+
+def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_features: int) -> DecodedBatch:
+    """Decode a batch of JSON prediction-log messages into one columnar frame.
+
+    Args:
+        messages: raw messages, in the order read.
+        max_message_bytes: larger values are rejected as ``oversize`` without parsing.
+        max_features: records with more features are rejected as ``too_many_features``.
+
+    Returns:
+        The accepted rows as a :class:`DecodedBatch` frame plus the rejected messages.
+    """
+    metas: list[tuple] = []
+    rows: list[dict[str, object]] = []
+    rejected: list[Rejected] = []
+    for msg in messages:
+        try:
+            raw = msg.value
+            if not raw:
+                raise RecordError(RejectReason.EMPTY, "message has no value")
+            if len(raw) > max_message_bytes:
+                raise RecordError(RejectReason.OVERSIZE, f"{len(raw)} bytes > limit {max_message_bytes}")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RecordError(RejectReason.INVALID_UTF8, f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise RecordError(RejectReason.INVALID_JSON, f"invalid JSON: {exc.msg} at {exc.pos}") from None
+            meta, columns = validate_record(obj, max_features)
+        except RecordError as err:
+            rejected.append(Rejected(msg, err.reason, str(err)))
+            continue
+        metas.append(meta)
+        rows.append(columns)
+
+    n = len(metas)
+    data: dict[str, np.ndarray] = {}
+    if n:
+        model, version, event_time, request_id, label, latency = zip(*metas)
+        data = {
+            "model": np.array(model, dtype=object),
+            "model_version": np.array(version, dtype=object),
+            "event_time_ms": np.array(event_time, dtype=np.int64),
+            "request_id": np.array(request_id, dtype=object),
+            "label": np.array(label, dtype=object),
+            "latency_ms": np.array(latency, dtype=np.float64),
+        }
+        names: dict[str, None] = {}
+        for r in rows:
+            names.update(dict.fromkeys(r))
+        for name in names:
+            data[name] = to_column([r.get(name) for r in rows])
+    frame = pd.DataFrame(data) if n else pd.DataFrame({c: [] for c in META_COLUMNS})
+    return DecodedBatch(frame=frame, rejected=rejected)

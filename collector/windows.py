@@ -1,0 +1,174 @@
+"""Tumbling event-time windows per model version, with a watermark, allowed lateness and a
+maximum-records cut.
+
+A record with event time ``t`` belongs to the window starting at ``floor(t / length) * length``
+(windows are aligned to the Unix epoch, UTC). Each window is split into *segments* of at most
+``max_records`` rows: a full segment closes at once, so memory per window stays bounded.
+
+The watermark of a model version is the highest event time seen minus the allowed lateness. A
+window closes when the watermark passes its end, or when its model version has received nothing
+for ``idle_close_ms`` of wall-clock time. A record whose window has already closed is *late*: it
+is counted and kept out of the closed window.
+
+This class only keeps the bookkeeping (row counts per open segment, watermarks); the rows
+themselves are stored by the caller, in the same transaction as the consumer offsets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True, order=True)
+class WindowKey:
+    """Identifies one segment of one window of one model version."""
+
+    model: str
+    model_version: str
+    start_ms: int
+    segment: int
+
+
+@dataclass
+class Assignment:
+    """Result of :meth:`TumblingWindows.assign`.
+
+    Attributes:
+        parts: (window key, rows) for each open segment that received rows, in key order.
+        late: rows whose window had already closed (original columns only).
+    """
+
+    parts: list[tuple[WindowKey, pd.DataFrame]]
+    late: pd.DataFrame
+
+
+class TumblingWindows:
+    """Bookkeeping of open windows.
+
+    Args:
+        length_ms: window length in milliseconds (> 0).
+        max_records: rows per segment before it is cut (> 0).
+        allowed_lateness_ms: how far behind the highest event time a record may be (>= 0).
+
+    Raises:
+        ValueError: a non-positive length or max_records, or a negative lateness.
+    """
+
+    def __init__(self, length_ms: int, max_records: int, allowed_lateness_ms: int = 0) -> None:
+        if length_ms <= 0 or max_records <= 0 or allowed_lateness_ms < 0:
+            raise ValueError("window length and max_records must be > 0 and allowed lateness >= 0")
+        self.length_ms = int(length_ms)
+        self.max_records = int(max_records)
+        self.allowed_lateness_ms = int(allowed_lateness_ms)
+        self.open: dict[WindowKey, int] = {}
+        self.max_event_time: dict[tuple[str, str], int] = {}
+        self._closed_starts: set[tuple[str, str, int]] = set()
+        self._next_segment: dict[tuple[str, str, int], int] = {}
+        self._last_arrival_ms: dict[tuple[str, str], int] = {}
+
+    # --- restore ---------------------------------------------------------------------
+    def restore(self, open_counts: dict[tuple[str, str, int, int], int], max_event_time: dict[tuple[str, str], int],
+                closed: list[tuple[str, str, int, int, str]], now_ms: int) -> None:
+        """Rebuild the state from the store.
+
+        Args:
+            open_counts: rows per open (model, version, start, segment).
+            max_event_time: highest event time per (model, version).
+            closed: (model, version, start, segment, close_reason) of closed windows.
+            now_ms: wall-clock now; idle timers restart from here.
+        """
+        self.open = {WindowKey(*k): n for k, n in open_counts.items()}
+        self.max_event_time = dict(max_event_time)
+        for m, v, start, seg, reason in closed:
+            key = (m, v, start)
+            self._next_segment[key] = max(self._next_segment.get(key, 0), seg + 1)
+            if reason != "max_records":
+                self._closed_starts.add(key)
+        for k in self.open:
+            key = (k.model, k.model_version, k.start_ms)
+            self._next_segment[key] = max(self._next_segment.get(key, 0), k.segment)
+        self._last_arrival_ms = {mv: now_ms for mv in self.max_event_time}
+
+    # --- ingest ----------------------------------------------------------------------
+    def watermark(self, model: str, model_version: str) -> int | None:
+        """Highest event time seen minus the allowed lateness, or None before any record."""
+        t = self.max_event_time.get((model, model_version))
+        return None if t is None else t - self.allowed_lateness_ms
+
+    def assign(self, frame: pd.DataFrame, now_ms: int) -> Assignment:
+        """Place decoded rows into window segments and advance the watermarks.
+
+        Args:
+            frame: a decoded batch (needs ``model``, ``model_version``, ``event_time_ms``).
+            now_ms: wall-clock now, for idle detection.
+
+        Returns:
+            The rows per segment (to be stored by the caller) and the late rows.
+        """
+        if frame.empty:
+            return Assignment([], frame.iloc[0:0])
+        starts = (frame["event_time_ms"].to_numpy(np.int64) // self.length_ms) * self.length_ms
+        late_mask = np.zeros(len(frame), dtype=bool)
+        parts: list[tuple[WindowKey, pd.DataFrame]] = []
+        grouped = frame.assign(_start=starts).groupby(["model", "model_version", "_start"], sort=True)
+        for (model, version, start), idx in grouped.indices.items():
+            start = int(start)
+            mv_key = (model, version, start)
+            wm = self.watermark(model, version)
+            if mv_key in self._closed_starts or (wm is not None and start + self.length_ms <= wm):
+                late_mask[idx] = True
+                continue
+            seg = self._next_segment.get(mv_key, 0)
+            count = self.open.get(WindowKey(model, version, start, seg), 0)
+            rows = frame.iloc[idx]
+            pos = 0
+            while pos < len(rows):
+                take = min(self.max_records - count, len(rows) - pos)
+                key = WindowKey(model, version, start, seg)
+                parts.append((key, rows.iloc[pos:pos + take]))
+                self.open[key] = count + take
+                pos += take
+                count += take
+                if count >= self.max_records:
+                    seg, count = seg + 1, 0
+            self._next_segment[mv_key] = seg
+        # watermarks advance only after the batch is placed, so a batch never makes itself late
+        on_time = frame[~late_mask]
+        if not on_time.empty:
+            mx = on_time.groupby(["model", "model_version"])["event_time_ms"].max()
+            for (model, version), t in mx.items():
+                mv = (model, version)
+                self.max_event_time[mv] = max(int(t), self.max_event_time.get(mv, int(t)))
+                self._last_arrival_ms[mv] = now_ms
+        parts.sort(key=lambda p: p[0])
+        return Assignment(parts, frame[late_mask].drop(columns=[], errors="ignore"))
+
+    # --- closing ---------------------------------------------------------------------
+    def due(self, now_ms: int, idle_close_ms: int | None) -> list[tuple[WindowKey, str]]:
+        """Open segments that should close now, with the reason.
+
+        Reasons: ``max_records`` (segment full), ``watermark`` (watermark passed the window
+        end), ``idle`` (no record for the model version for ``idle_close_ms`` of wall clock).
+        """
+        out: list[tuple[WindowKey, str]] = []
+        for key, count in sorted(self.open.items()):
+            if count >= self.max_records:
+                out.append((key, "max_records"))
+                continue
+            wm = self.watermark(key.model, key.model_version)
+            if wm is not None and key.start_ms + self.length_ms <= wm:
+                out.append((key, "watermark"))
+                continue
+            last = self._last_arrival_ms.get((key.model, key.model_version))
+            if idle_close_ms is not None and last is not None and now_ms - last >= idle_close_ms:
+                out.append((key, "idle"))
+        return out
+
+    def mark_closed(self, key: WindowKey, reason: str) -> None:
+        """Forget a segment the caller has closed and stored."""
+        self.open.pop(key, None)
+        if reason != "max_records":
+            self._closed_starts.add((key.model, key.model_version, key.start_ms))

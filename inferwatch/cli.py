@@ -1,0 +1,213 @@
+"""The ``inferwatch`` command line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+# evidently (imported by later report code) sends usage telemetry unless told not to
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from inferwatch.config import ConfigError, Settings, load_config
+
+app = typer.Typer(help="Drift detection and monitoring for prediction logs on Kafka.", no_args_is_help=True,
+                  add_completion=False)
+reference_app = typer.Typer(help="Manage reference profiles.", no_args_is_help=True)
+app.add_typer(reference_app, name="reference")
+console = Console()
+
+ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file (INFERWATCH_* env vars override it).",
+                            exists=True, dir_okay=False)
+
+
+def _settings(config: Optional[Path], **overrides) -> Settings:
+    try:
+        return load_config(config, **overrides)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _window_line(w) -> str:
+    share = "-" if w.drift_share is None else f"{w.drift_share:.2f}"
+    cols = ",".join(w.drifted_columns[:6]) + ("…" if len(w.drifted_columns) > 6 else "")
+    return (f"window {w.key.model} v{w.key.model_version} {_utc(w.key.start_ms)} seg {w.key.segment}: "
+            f"{w.record_count} records, {w.status}, drift share {share} {cols}")
+
+
+@app.command()
+def run(config: Optional[Path] = ConfigOption, verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Consume prediction logs from Kafka as a consumer group member until SIGTERM or Ctrl-C."""
+    from inferwatch.runner import run_kafka
+
+    settings = _settings(config)
+    _logging(verbose)
+    stop = threading.Event()
+
+    def _stop(signum, _frame):
+        logging.getLogger("inferwatch").info("signal %d: stopping after the current batch", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    run_kafka(settings, stop, on_closed=lambda ws: [logging.getLogger("inferwatch").info(_window_line(w))
+                                                    for w in ws])
+
+
+@reference_app.command("set")
+def reference_set(model: str = typer.Option(..., "--model", "-m", help="Model name as in the records."),
+                  file: Path = typer.Option(..., "--file", "-f", exists=True, dir_okay=False,
+                                            help="Training data: .csv or .parquet."),
+                  version: str = typer.Option("*", "--version",
+                                              help="Model version; '*' (default) applies to every version."),
+                  config: Optional[Path] = ConfigOption) -> None:
+    """Build a reference profile from training data and store it."""
+    from detectors import kind_of
+    from inferwatch.reference import profile_frame, read_reference_file
+    from inferwatch.runner import open_store
+
+    settings = _settings(config)
+    try:
+        frame = read_reference_file(file)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    profile = profile_frame(frame, set(settings.drift.categorical.get(model, [])), settings.reference.n_bins,
+                            settings.reference.sample_size)
+    store = open_store(settings)
+    with store.transaction() as conn:
+        store.put_reference(conn, model, version, f"file:{file.name}", len(frame), profile.to_dict())
+    store.close()
+    kinds = {}
+    for c, p in profile.columns.items():
+        kinds.setdefault(kind_of(p), []).append(c.split(".", 1)[1])
+    console.print(f"reference for [bold]{model}[/bold] version {version}: {len(frame)} rows, "
+                  f"{len(kinds.get('numeric', []))} numeric and {len(kinds.get('categorical', []))} categorical columns")
+
+
+@app.command()
+def windows(model: Optional[str] = typer.Option(None, "--model", "-m"),
+            config: Optional[Path] = ConfigOption) -> None:
+    """List closed windows and their dataset drift."""
+    from inferwatch.runner import open_store
+
+    store = open_store(_settings(config))
+    console.print(drift_table(store, model))
+    store.close()
+
+
+def drift_table(store, model: str | None = None) -> Table:
+    """A rich table of closed windows: start, records, drift share and the drifted features."""
+    table = Table(title="Drift per window")
+    for col in ("model", "version", "window start (UTC)", "records", "status", "drift share", "drifted features"):
+        table.add_column(col, justify="right" if col in ("records", "drift share") else "left")
+    ws = store.list_windows(model)
+    for row in ws.itertuples():
+        res = store.list_drift_results(int(row.id))
+        drifted = [] if res.empty else sorted(
+            c.split(".", 1)[1] for c, d, r in zip(res.column_name, res.drifted, res.role) if d and r == "feature")
+        share = "-" if row.drift_share is None or row.drift_share != row.drift_share else f"{row.drift_share:.2f}"
+        flag = "[red]" if row.dataset_drifted else ""
+        table.add_row(row.model, row.model_version, _utc(int(row.window_start_ms)), str(row.record_count),
+                      row.status, f"{flag}{share}", ", ".join(drifted))
+    return table
+
+
+@app.command()
+def demo(db: Path = typer.Option(Path("inferwatch-demo.db"), help="SQLite file (recreated on every run)."),
+         metrics_port: int = typer.Option(9108, help="Port for /metrics while it runs (0 = any free port)."),
+         window_days: int = typer.Option(30, help="Window length in days."),
+         verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Replay the real ACS employment data (2015-2018) through the whole pipeline on SQLite.
+
+    No server needed: records go through the same decoders, windows and detectors as the
+    Kafka path, in process. Prints the drift table and exits 0.
+    """
+    from inferwatch import demo as demo_data
+    from inferwatch.reference import profile_frame, read_reference_file
+    from inferwatch.runner import open_store, run_in_process, start_metrics
+
+    _logging(verbose)
+    if not verbose:
+        logging.getLogger("inferwatch").setLevel(logging.WARNING)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    settings = _settings(None, database_url=f"sqlite:///{db}",
+                         window={"length_seconds": window_days * 86400, "idle_close_seconds": None},
+                         metrics={"port": metrics_port}, drift={"share_threshold": 0.5})
+    store = open_store(settings)
+    metrics, port = start_metrics(settings)
+    console.print(f"metrics on http://{settings.metrics.host}:{port}/metrics while the replay runs")
+
+    ref_file = db.with_suffix(".reference.parquet")
+    demo_data.write_reference_file(ref_file)
+    ref = read_reference_file(ref_file)
+    profile = profile_frame(ref, set(), settings.reference.n_bins, settings.reference.sample_size)
+    with store.transaction() as conn:
+        store.put_reference(conn, "employment", "*", "demo: 2015 training half", len(ref), profile.to_dict())
+    records = (demo_data.encode_record(r) for r in demo_data.demo_records())
+    with console.status("replaying 2015-2018 prediction logs…"):
+        run_in_process(settings, records, store, metrics, source_name="demo")
+    console.print(drift_table(store))
+    metrics.stop()
+    store.close()
+
+
+@app.command("demo-producer")
+def demo_producer(bootstrap_servers: str = typer.Option("127.0.0.1:9092", "--bootstrap-servers", "-b"),
+                  topic: str = typer.Option("predictions", "--topic", "-t"),
+                  stream: str = typer.Option("demo", help="demo (2015-2018), control (stationary) or both."),
+                  limit: Optional[int] = typer.Option(None, help="Stop after this many records.")) -> None:
+    """Produce the ACS employment prediction logs to a Kafka topic, in event-time order."""
+    import heapq
+    from itertools import islice
+
+    from kafka import KafkaProducer
+
+    from inferwatch import demo as demo_data
+
+    if stream not in ("demo", "control", "both"):
+        console.print("[red]error:[/red] --stream must be demo, control or both")
+        raise typer.Exit(2)
+    streams = []
+    if stream in ("demo", "both"):
+        streams.append(demo_data.demo_records())
+    if stream in ("control", "both"):
+        streams.append(demo_data.control_records())
+    records = heapq.merge(*streams, key=lambda r: r["timestamp"]) if len(streams) > 1 else streams[0]
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all", linger_ms=20)
+    n = 0
+    for rec in islice(records, limit):
+        producer.send(topic, value=demo_data.encode_record(rec), key=rec["request_id"].encode())
+        n += 1
+    producer.flush()
+    producer.close()
+    console.print(f"produced {n} records to {topic}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,146 @@
+"""Configuration: one YAML file plus ``INFERWATCH_*`` environment overrides, validated at start-up.
+
+Environment variables override the file; nested keys use ``__``, e.g.
+``INFERWATCH_DATABASE_URL`` or ``INFERWATCH_KAFKA__BOOTSTRAP_SERVERS``. An unknown key or a bad
+value fails start-up with :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names every bad key and how to fix it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaConfig(_Section):
+    """Kafka consumer settings (passed to kafka-python)."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
+    topics: list[str] = Field(default_factory=lambda: ["predictions"], min_length=1)
+    group_id: str = Field("inferwatch", min_length=1, description="consumer group id")
+    dead_letter_topic: str = Field("inferwatch.dead-letter", min_length=1)
+    auto_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
+    max_poll_records: int = Field(5000, gt=0)
+    poll_timeout_ms: int = Field(500, gt=0)
+    max_message_bytes: int = Field(1_048_576, gt=0, description="larger messages are rejected as oversize")
+    max_features: int = Field(1000, gt=0, description="records with more features are rejected")
+    client_options: dict[str, Any] = Field(default_factory=dict,
+                                           description="extra kafka-python options, e.g. security_protocol")
+
+
+class WindowConfig(_Section):
+    """Tumbling event-time windows."""
+
+    length_seconds: int = Field(3600, gt=0)
+    max_records: int = Field(100_000, gt=0, description="a window segment is cut at this many records")
+    allowed_lateness_seconds: int = Field(0, ge=0)
+    idle_close_seconds: int | None = Field(300, gt=0, description="close windows of a model idle this long")
+
+
+class ReferenceConfig(_Section):
+    """Reference profiles."""
+
+    bootstrap_records: int = Field(5000, gt=0, description="first N records of a version become its reference")
+    sample_size: int = Field(50_000, gt=0, description="raw values kept per numeric column")
+    n_bins: int = Field(10, ge=2, description="quantile bins for PSI and Jensen-Shannon distance")
+
+
+class DriftSettings(_Section):
+    """Drift decisions."""
+
+    alpha: float = Field(0.05, gt=0, lt=1, description="p-value threshold per column")
+    min_count: int = Field(30, gt=0, description="fewer values on either side -> insufficient data")
+    psi_eps: float = Field(1e-4, gt=0, lt=1)
+    share_threshold: float = Field(0.5, gt=0, le=1, description="dataset drift when this share of columns drift")
+    categorical: dict[str, list[str]] = Field(default_factory=dict,
+                                              description="model -> columns always treated as categorical")
+
+
+class AlertConfig(_Section):
+    """The dataset-drift webhook."""
+
+    webhook_url: str | None = None
+    fire_share: float = Field(0.5, gt=0, le=1, description="fire when the drift share reaches this")
+    resolve_share: float | None = Field(None, gt=0, le=1,
+                                        description="resolve when it falls below this (default fire_share)")
+    timeout_seconds: float = Field(5.0, gt=0)
+    external_url: str = "http://127.0.0.1:9108"
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+
+class MetricsConfig(_Section):
+    """The Prometheus ``/metrics`` endpoint."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
+    enabled: bool = True
+
+
+class Settings(BaseSettings):
+    """The whole inferwatch configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="INFERWATCH_", env_nested_delimiter="__", extra="forbid")
+
+    database_url: str = "sqlite:///inferwatch.db"
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    alerting: AlertConfig = Field(default_factory=AlertConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        # environment beats the file: the file's values arrive as init kwargs, listed last
+        return env_settings, init_settings
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read and validate the configuration.
+
+    Args:
+        path: YAML file; None uses defaults and the environment only.
+        overrides: top-level keys applied over the file (before environment variables).
+
+    Raises:
+        ConfigError: unreadable file, not a mapping, or invalid keys (each named).
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(loaded).__name__}")
+        data = loaded or {}
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = "unknown key (check the spelling)" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"  {key}: {msg}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from None

@@ -1,0 +1,67 @@
+"""Prometheus metrics served on ``/metrics``.
+
+Names follow Prometheus conventions: the ``inferwatch_`` prefix, ``_total`` on counters, base
+units. Labels are bounded: model, model version, column, role, method, reason — never request
+ids or raw values. Drift gauges hold the values of the most recently closed window of each model
+version, identical to what is stored in the database for that window.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+
+class Metrics:
+    """The metric families of one inferwatch process, on their own registry."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.records_ingested = Counter("inferwatch_records_ingested_total",
+                                        "Prediction records decoded and placed in a window.", ["model"], registry=r)
+        self.records_rejected = Counter("inferwatch_records_rejected_total",
+                                        "Messages rejected and sent to the dead-letter topic, by reason.",
+                                        ["reason"], registry=r)
+        self.records_late = Counter("inferwatch_records_late_total",
+                                    "Records whose window had already closed.", ["model"], registry=r)
+        self.windows_closed = Counter("inferwatch_windows_closed_total", "Windows closed, by reason.",
+                                      ["model", "reason"], registry=r)
+        mv = ["model", "model_version"]
+        self.window_records = Gauge("inferwatch_window_records", "Records in the last closed window.", mv,
+                                    registry=r)
+        self.window_start = Gauge("inferwatch_window_start_timestamp_seconds",
+                                  "Start of the last closed window (event time).", mv, registry=r)
+        self.dataset_drift_share = Gauge("inferwatch_dataset_drift_share",
+                                         "Share of columns drifted in the last closed window (0-1).", mv,
+                                         registry=r)
+        col = ["model", "model_version", "column", "role", "method"]
+        self.drift_statistic = Gauge("inferwatch_drift_statistic", "Test statistic of the last closed window.",
+                                     col, registry=r)
+        self.drift_p_value = Gauge("inferwatch_drift_p_value", "p-value of the last closed window.", col,
+                                   registry=r)
+        self.drift_detected = Gauge("inferwatch_drift_detected",
+                                    "1 when the column drifted in the last closed window, else 0.", col,
+                                    registry=r)
+        self.psi = Gauge("inferwatch_drift_psi", "Population Stability Index of the last closed window.", col,
+                         registry=r)
+        self.js_distance = Gauge("inferwatch_drift_jensen_shannon_distance",
+                                 "Jensen-Shannon distance (base 2, 0-1) of the last closed window.", col,
+                                 registry=r)
+        self.alert_firing = Gauge("inferwatch_alert_firing", "1 while the alert fires.", ["alertname", "model"],
+                                  registry=r)
+        self.outbox_delivered = Counter("inferwatch_outbox_delivered_total", "Outgoing notifications delivered.",
+                                        registry=r)
+        self.outbox_failed = Counter("inferwatch_outbox_failures_total", "Failed delivery attempts.", registry=r)
+        self._server = None
+
+    def serve(self, host: str, port: int) -> int:
+        """Start the HTTP endpoint in a daemon thread; returns the bound port (``port=0`` picks one)."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        return int(server.server_port)
+
+    def stop(self) -> None:
+        """Stop the HTTP endpoint if it runs."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

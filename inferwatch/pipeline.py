@@ -1,0 +1,317 @@
+"""The pipeline every source feeds: decode → window → store → detect → alert.
+
+One call to :meth:`Pipeline.process` handles one batch of messages in one database
+transaction: the rows it adds to open windows, the consumer offsets that produced them, the
+watermarks, the windows it closes with their drift results, alert state changes and outgoing
+notifications. A crash at any point therefore leaves the store at a batch boundary, and the
+consumer resumes from the offsets stored with it — each record is counted exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from alerting.dataset_drift import ALERT_NAME, AlertEvent, next_state, webhook_body
+from alerting.webhook import DeliveryError, post_json
+from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, Rejected, decode_json_batch
+from collector.message import Message, next_offsets
+from collector.windows import TumblingWindows, WindowKey
+from detectors import DriftConfig, Profile, build_profile, compare, dataset_drift, kind_of
+from inferwatch.config import Settings
+from inferwatch.metrics import Metrics
+from inferwatch.reference import profile_frame
+from inferwatch.store import Store, now_ms
+
+log = logging.getLogger(__name__)
+
+DeadLetterSink = Callable[[Sequence[Rejected]], None]
+
+
+def column_role(column: str) -> tuple[str, str]:
+    """``("feature", name)`` or ``("prediction", name)`` for a stored column name."""
+    if column.startswith(PREDICTION_PREFIX):
+        return "prediction", column[len(PREDICTION_PREFIX):]
+    return "feature", column[len(FEATURE_PREFIX):] if column.startswith(FEATURE_PREFIX) else column
+
+
+def profiled_columns(frame: pd.DataFrame) -> list[str]:
+    """The feature and prediction columns of a decoded frame."""
+    return [c for c in frame.columns if c.startswith((FEATURE_PREFIX, PREDICTION_PREFIX))]
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    """A window closed by this process, as stored."""
+
+    window_id: int
+    key: WindowKey
+    window_end_ms: int
+    record_count: int
+    reason: str
+    status: str
+    drift_share: float | None
+    drifted_columns: tuple[str, ...]
+
+
+class Pipeline:
+    """Stateful processing of message batches for one consumer-group member.
+
+    Args:
+        settings: validated configuration.
+        store: the database (schema created).
+        metrics: metric families to update.
+        dead_letter: receives rejected messages; must have them durably written (e.g. flushed
+            to the dead-letter topic) before it returns, since the offsets are committed next.
+        group_id: consumer group whose offsets are stored.
+    """
+
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics, dead_letter: DeadLetterSink,
+                 group_id: str) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.dead_letter = dead_letter
+        self.group_id = group_id
+        w = settings.window
+        self.windows = TumblingWindows(w.length_seconds * 1000, w.max_records, w.allowed_lateness_seconds * 1000)
+        self.drift_cfg = DriftConfig(alpha=settings.drift.alpha, min_count=settings.drift.min_count,
+                                     psi_eps=settings.drift.psi_eps)
+        self._references: dict[tuple[str, str], Profile] = {}
+        self._pending_metrics: list[tuple[ClosedWindow, list[dict]]] = []
+        with store.transaction() as conn:
+            self.windows.restore(store.open_windows(conn), store.load_watermarks(conn),
+                                 store.closed_windows(conn), now_ms())
+            self._bootstrap_counts = store.reference_partial_counts(conn)
+
+    # --- batches -------------------------------------------------------------------------
+    def process(self, messages: Sequence[Message], now: int | None = None) -> list[ClosedWindow]:
+        """Decode, window and store one batch; close due windows. Returns the windows closed."""
+        now = now_ms() if now is None else now
+        kafka = self.settings.kafka
+        decoded = decode_json_batch(messages, kafka.max_message_bytes, kafka.max_features)
+        if decoded.rejected:
+            self.dead_letter(decoded.rejected)
+        frame = decoded.frame
+        assignment = self.windows.assign(frame, now)
+        offsets = next_offsets(messages)
+        with self.store.transaction() as conn:
+            for key, rows in assignment.parts:
+                self.store.add_window_partial(conn, key.model, key.model_version, key.start_ms, key.segment, rows)
+            on_time = frame.drop(index=assignment.late.index) if len(assignment.late) else frame
+            self._feed_bootstrap_references(conn, on_time)
+            if offsets:
+                self.store.save_offsets(conn, self.group_id, offsets)
+            touched = {(k.model, k.model_version) for k, _ in assignment.parts}
+            self.store.save_watermarks(conn, {mv: self.windows.max_event_time[mv] for mv in touched})
+            closed = self._close(conn, self.windows.due(now, self._idle_ms()), now)
+        for r in decoded.rejected:
+            self.metrics.records_rejected.labels(r.reason.value).inc()
+        for model, n in frame.groupby("model").size().items() if len(frame) else []:
+            self.metrics.records_ingested.labels(model).inc(int(n))
+        for model, n in assignment.late.groupby("model").size().items() if len(assignment.late) else []:
+            self.metrics.records_late.labels(model).inc(int(n))
+        self._after_commit(closed)
+        return closed
+
+    def tick(self, now: int | None = None) -> list[ClosedWindow]:
+        """Close windows of idle models (called when a poll returns nothing)."""
+        now = now_ms() if now is None else now
+        due = self.windows.due(now, self._idle_ms())
+        if not due:
+            return []
+        with self.store.transaction() as conn:
+            closed = self._close(conn, due, now)
+        self._after_commit(closed)
+        return closed
+
+    def close_all(self, reason: str = "end_of_input") -> list[ClosedWindow]:
+        """Close every open window (end of a finite input such as a replayed file)."""
+        due = [(k, reason) for k in sorted(self.windows.open)]
+        with self.store.transaction() as conn:
+            closed = self._close(conn, due, now_ms())
+        self._after_commit(closed)
+        return closed
+
+    def _idle_ms(self) -> int | None:
+        s = self.settings.window.idle_close_seconds
+        return None if s is None else s * 1000
+
+    # --- references ----------------------------------------------------------------------
+    def reference(self, conn, model: str, model_version: str) -> Profile | None:
+        """The reference profile for a model version (cached), or None."""
+        key = (model, model_version)
+        if key not in self._references:
+            found = self.store.get_reference(conn, model, model_version)
+            if found is None:
+                return None
+            self._references[key] = Profile.from_dict(found[1])
+        return self._references[key]
+
+    def _profile(self, model: str, frame: pd.DataFrame) -> Profile:
+        """Profile of rows with no reference to bin against (bootstrap references, windows
+        closed before their reference exists)."""
+        return profile_frame(frame[profiled_columns(frame)], set(self.settings.drift.categorical.get(model, [])),
+                             self.settings.reference.n_bins, self.settings.reference.sample_size)
+
+    def _feed_bootstrap_references(self, conn, frame: pd.DataFrame) -> None:
+        """The first N records of a model version without a reference become its reference."""
+        if frame.empty:
+            return
+        n_needed = self.settings.reference.bootstrap_records
+        for (model, version), rows in frame.groupby(["model", "model_version"], sort=True):
+            if self.reference(conn, model, version) is not None:
+                continue
+            have = self._bootstrap_counts.get((model, version), 0)
+            take = rows.iloc[: max(0, n_needed - have)]
+            if take.empty:
+                continue
+            self.store.add_reference_partial(conn, model, version, take)
+            have += len(take)
+            self._bootstrap_counts[(model, version)] = have
+            if have >= n_needed:
+                ref_rows = self.store.take_reference_partials(conn, model, version)
+                profile = self._profile(model, ref_rows)
+                self.store.put_reference(conn, model, version, f"bootstrap:first {n_needed} records",
+                                         len(ref_rows), profile.to_dict())
+                self._references[(model, version)] = profile
+                del self._bootstrap_counts[(model, version)]
+                log.info("reference for %s v%s built from its first %d records", model, version, n_needed)
+
+    # --- closing windows -----------------------------------------------------------------
+    def _close(self, conn, due: list[tuple[WindowKey, str]], now: int) -> list[ClosedWindow]:
+        closed = []
+        for key, reason in due:
+            rows = self.store.take_window_partials(conn, key.model, key.model_version, key.start_ms, key.segment)
+            closed.append(self._close_one(conn, key, reason, rows, now))
+            self.windows.mark_closed(key, reason)
+        return closed
+
+    def _close_one(self, conn, key: WindowKey, reason: str, rows: pd.DataFrame, now: int) -> ClosedWindow:
+        end = key.start_ms + self.windows.length_ms
+        ref = self.reference(conn, key.model, key.model_version)
+        results: list[dict] = []
+        share = None
+        n_columns = n_drifted = 0
+        drifted_cols: tuple[str, ...] = ()
+        dataset_drifted = None
+        if ref is None:
+            status = "no_reference"
+            profile = self._profile(key.model, rows)
+        else:
+            current = coerce_to_reference(rows, ref)
+            profile = build_profile(current, {c: kind_of(p) for c, p in ref.columns.items()}, reference=ref,
+                                    sample_size=max(self.settings.window.max_records, 1))
+            col_results = compare(ref, profile, self.drift_cfg)
+            features = [r for r in col_results if column_role(r.column)[0] == "feature"]
+            ds = dataset_drift(features, self.settings.drift.share_threshold)
+            share, n_columns, n_drifted, dataset_drifted = ds.share, ds.n_columns, ds.n_drifted, ds.drifted
+            status = "ok" if ds.share is not None else "insufficient_data"
+            drifted_cols = tuple(sorted(column_role(r.column)[1] for r in features if r.drifted))
+            for r in col_results:
+                d = r.to_dict()
+                results.append({
+                    "column_name": r.column, "role": column_role(r.column)[0], "kind": d["kind"],
+                    "method": d["method"], "status": d["status"], "statistic": d["statistic"],
+                    "p_value": d["p_value"], "drifted": d["drifted"], "psi": d["psi"],
+                    "js_distance": d["js_distance"], "wasserstein_normalised": d.get("wasserstein_normalised"),
+                    "n_reference": d["n_reference"], "n_current": d["n_current"],
+                    "missing_share": d["missing_share"],
+                })
+        window_id = self.store.insert_window(conn, {
+            "model": key.model, "model_version": key.model_version, "window_start_ms": key.start_ms,
+            "window_end_ms": end, "segment": key.segment, "record_count": len(rows), "close_reason": reason,
+            "closed_at_ms": now, "status": status, "n_columns": n_columns, "n_drifted": n_drifted,
+            "drift_share": share, "dataset_drifted": dataset_drifted, "profile": json.dumps(profile.to_dict()),
+        }, results)
+        closed = ClosedWindow(window_id, key, end, len(rows), reason, status, share, drifted_cols)
+        self._alert(conn, closed, now)
+        self._pending_metrics.append((closed, results))
+        return closed
+
+    def _alert(self, conn, w: ClosedWindow, now: int) -> None:
+        cfg = self.settings.alerting
+        previous = self.store.get_alert_state(conn, ALERT_NAME, w.key.model)
+        resolve = cfg.resolve_share if cfg.resolve_share is not None else cfg.fire_share
+        state = next_state(previous, w.drift_share, cfg.fire_share, resolve)
+        if state is None:
+            return
+        self.store.set_alert_state(conn, ALERT_NAME, w.key.model, state, w.window_id)
+        if cfg.webhook_url:
+            started = now if state == "firing" else self._firing_since(conn, w.key.model, now)
+            event = AlertEvent(state, w.key.model, w.key.model_version, w.key.start_ms, w.window_end_ms,
+                               w.drift_share, w.drifted_columns, w.window_id)
+            body = webhook_body(event, started, now, cfg.external_url)
+            self.store.enqueue(conn, f"{ALERT_NAME}:{w.key.model}:{w.window_id}:{state}", cfg.webhook_url, body)
+
+    def _firing_since(self, conn, model: str, default: int) -> int:
+        # the firing message we enqueued carries the start time; reuse it for the resolved one
+        row = self.store.last_outbox_body(conn, f"{ALERT_NAME}:{model}:%:firing")
+        if row is None:
+            return default
+        starts = json.loads(row)["alerts"][0]["startsAt"]
+        return int(datetime.fromisoformat(starts).timestamp() * 1000)
+
+    # --- after the transaction -----------------------------------------------------------
+    def _after_commit(self, closed: list[ClosedWindow]) -> None:
+        pending, self._pending_metrics = self._pending_metrics, []
+        for w, results in pending:
+            self._publish(w, results)
+        if closed or self.store.pending_outbox(limit=1):
+            self.deliver_outbox()
+
+    def _publish(self, w: ClosedWindow, results: list[dict]) -> None:
+        m = self.metrics
+        mv = (w.key.model, w.key.model_version)
+        m.windows_closed.labels(w.key.model, w.reason).inc()
+        m.window_records.labels(*mv).set(w.record_count)
+        m.window_start.labels(*mv).set(w.key.start_ms / 1000)
+        if w.drift_share is not None:
+            m.dataset_drift_share.labels(*mv).set(w.drift_share)
+        for r in results:
+            labels = (*mv, column_role(r["column_name"])[1], r["role"], r["method"])
+            for gauge, value in ((m.drift_statistic, r["statistic"]), (m.drift_p_value, r["p_value"]),
+                                 (m.drift_detected, None if r["drifted"] is None else float(r["drifted"])),
+                                 (m.psi, r["psi"]), (m.js_distance, r["js_distance"])):
+                if value is None:
+                    try:
+                        gauge.remove(*labels)
+                    except KeyError:
+                        pass
+                else:
+                    gauge.labels(*labels).set(value)
+
+    def deliver_outbox(self) -> int:
+        """Send undelivered notifications; returns how many were delivered now."""
+        delivered = 0
+        for msg in self.store.pending_outbox():
+            try:
+                post_json(msg.url, msg.body, msg.idempotency_key, self.settings.alerting.timeout_seconds)
+            except DeliveryError as exc:
+                self.store.mark_outbox(msg.id, delivered=False, error=str(exc)[:500])
+                self.metrics.outbox_failed.inc()
+                log.warning("notification %s not delivered yet: %s", msg.idempotency_key, exc)
+                break  # keep order: later messages wait for this one
+            self.store.mark_outbox(msg.id, delivered=True)
+            self.metrics.outbox_delivered.inc()
+            delivered += 1
+        return delivered
+
+
+def coerce_to_reference(rows: pd.DataFrame, ref: Profile) -> pd.DataFrame:
+    """The window's columns in the reference's kinds: numbers parsed where the reference is
+    numeric (unparseable values become missing), missing columns as all-missing."""
+    out = {}
+    for col, prof in ref.columns.items():
+        values = rows[col] if col in rows.columns else pd.Series([None] * len(rows), dtype=object)
+        if kind_of(prof) == "numeric":
+            out[col] = pd.to_numeric(values, errors="coerce").astype(np.float64)
+        else:
+            out[col] = values
+    return pd.DataFrame(out, index=rows.index)

@@ -1,0 +1,402 @@
+"""The database: SQLAlchemy tables mirroring ``sql/<dialect>.sql`` and the queries over them.
+
+SQLite is the embedded default (no server); PostgreSQL is the production store. The DDL files
+in ``sql/`` are the source of truth: :func:`Store.create_schema` executes them, and
+``tests/test_store.py`` checks that the tables declared here match what they create.
+
+All times are UTC epoch milliseconds (``BIGINT``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+metadata = sa.MetaData()
+
+reference_profiles = sa.Table(
+    "reference_profiles", metadata,
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("model_version", sa.Text, primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("n_rows", sa.BigInteger, nullable=False),
+    sa.Column("profile", sa.Text, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+)
+
+reference_partials = sa.Table(
+    "reference_partials", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("n_rows", sa.BigInteger, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+)
+
+window_partials = sa.Table(
+    "window_partials", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("window_start_ms", sa.BigInteger, nullable=False),
+    sa.Column("segment", sa.Integer, nullable=False),
+    sa.Column("n_rows", sa.BigInteger, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+)
+
+windows = sa.Table(
+    "windows", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("window_start_ms", sa.BigInteger, nullable=False),
+    sa.Column("window_end_ms", sa.BigInteger, nullable=False),
+    sa.Column("segment", sa.Integer, nullable=False),
+    sa.Column("record_count", sa.BigInteger, nullable=False),
+    sa.Column("close_reason", sa.Text, nullable=False),
+    sa.Column("closed_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("n_columns", sa.Integer, nullable=False),
+    sa.Column("n_drifted", sa.Integer, nullable=False),
+    sa.Column("drift_share", sa.Float, nullable=True),
+    sa.Column("dataset_drifted", sa.Boolean, nullable=True),
+    sa.Column("profile", sa.Text, nullable=False),
+    sa.UniqueConstraint("model", "model_version", "window_start_ms", "segment"),
+)
+
+drift_results = sa.Table(
+    "drift_results", metadata,
+    sa.Column("window_id", sa.BigInteger, sa.ForeignKey("windows.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("column_name", sa.Text, primary_key=True),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("statistic", sa.Float, nullable=True),
+    sa.Column("p_value", sa.Float, nullable=True),
+    sa.Column("drifted", sa.Boolean, nullable=True),
+    sa.Column("psi", sa.Float, nullable=True),
+    sa.Column("js_distance", sa.Float, nullable=True),
+    sa.Column("wasserstein_normalised", sa.Float, nullable=True),
+    sa.Column("n_reference", sa.BigInteger, nullable=False),
+    sa.Column("n_current", sa.BigInteger, nullable=False),
+    sa.Column("missing_share", sa.Float, nullable=True),
+)
+
+consumer_offsets = sa.Table(
+    "consumer_offsets", metadata,
+    sa.Column("group_id", sa.Text, primary_key=True),
+    sa.Column("topic", sa.Text, primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+)
+
+watermarks = sa.Table(
+    "watermarks", metadata,
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("model_version", sa.Text, primary_key=True),
+    sa.Column("max_event_time_ms", sa.BigInteger, nullable=False),
+)
+
+alert_states = sa.Table(
+    "alert_states", metadata,
+    sa.Column("alert_name", sa.Text, primary_key=True),
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("since_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_window_id", sa.BigInteger, nullable=True),
+)
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("idempotency_key", sa.Text, nullable=False, unique=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("delivered_at_ms", sa.BigInteger, nullable=True),
+)
+
+
+def now_ms() -> int:
+    """Current UTC wall-clock time in epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+def frame_to_bytes(frame: pd.DataFrame) -> bytes:
+    """Serialise a columnar batch as an Arrow IPC stream (the partial-window payload)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def frame_from_bytes(payload: bytes) -> pd.DataFrame:
+    """Inverse of :func:`frame_to_bytes`."""
+    with pa.ipc.open_stream(io.BytesIO(payload)) as reader:
+        return reader.read_all().to_pandas()
+
+
+def split_statements(sql_text: str) -> list[str]:
+    """Split a DDL file into statements (our DDL has no semicolons inside literals)."""
+    lines = [ln for ln in sql_text.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A pending outgoing notification: POST ``body`` (JSON text) to ``url``."""
+
+    id: int
+    idempotency_key: str
+    url: str
+    body: str
+    attempts: int
+
+
+class Store:
+    """Access to the inferwatch database.
+
+    Args:
+        url: SQLAlchemy URL, e.g. ``sqlite:///inferwatch.db`` or
+            ``postgresql+psycopg://user:pass@host:5432/inferwatch``.
+
+    Raises:
+        sqlalchemy.exc.ArgumentError: the URL is malformed.
+        ValueError: the dialect is neither SQLite nor PostgreSQL.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+        if engine.dialect.name not in ("sqlite", "postgresql"):
+            raise ValueError(f"database_url: unsupported database {engine.dialect.name!r}; use sqlite or postgresql")
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        self.engine: Engine = engine
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    def create_schema(self) -> None:
+        """Run ``sql/<dialect>.sql`` (idempotent: every statement is ``IF NOT EXISTS``)."""
+        ddl = (SQL_DIR / f"{self.dialect}.sql").read_text()
+        with self.engine.begin() as conn:
+            for stmt in split_statements(ddl):
+                conn.exec_driver_sql(stmt)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One database transaction: committed on normal exit, rolled back on an exception."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+    # --- reference profiles -------------------------------------------------------------
+    def put_reference(self, conn: Connection, model: str, model_version: str, source: str,
+                      n_rows: int, profile: dict) -> None:
+        """Insert or replace the reference profile of ``model``/``model_version``."""
+        conn.execute(reference_profiles.delete().where(
+            (reference_profiles.c.model == model) & (reference_profiles.c.model_version == model_version)))
+        conn.execute(reference_profiles.insert().values(
+            model=model, model_version=model_version, source=source, n_rows=n_rows,
+            profile=json.dumps(profile), created_at_ms=now_ms()))
+
+    def get_reference(self, conn: Connection, model: str, model_version: str) -> tuple[str, dict] | None:
+        """The profile for this version, else the model-wide ``'*'`` one, else None.
+
+        Returns ``(model_version_key, profile_dict)``.
+        """
+        rows = conn.execute(sa.select(reference_profiles.c.model_version, reference_profiles.c.profile).where(
+            (reference_profiles.c.model == model)
+            & reference_profiles.c.model_version.in_([model_version, "*"]))).all()
+        by_version = {r[0]: r[1] for r in rows}
+        for key in (model_version, "*"):
+            if key in by_version:
+                return key, json.loads(by_version[key])
+        return None
+
+    def add_reference_partial(self, conn: Connection, model: str, model_version: str, frame: pd.DataFrame) -> None:
+        """Append rows towards a bootstrap reference (first N records of a model version)."""
+        conn.execute(reference_partials.insert().values(
+            model=model, model_version=model_version, n_rows=len(frame), payload=frame_to_bytes(frame)))
+
+    def reference_partial_counts(self, conn: Connection) -> dict[tuple[str, str], int]:
+        """Rows gathered so far per (model, version) for bootstrap references."""
+        q = sa.select(reference_partials.c.model, reference_partials.c.model_version,
+                      sa.func.sum(reference_partials.c.n_rows)).group_by(
+            reference_partials.c.model, reference_partials.c.model_version)
+        return {(m, v): int(n) for m, v, n in conn.execute(q)}
+
+    def take_reference_partials(self, conn: Connection, model: str, model_version: str) -> pd.DataFrame:
+        """Load and delete the bootstrap rows of ``model``/``model_version`` (in insertion order)."""
+        where = (reference_partials.c.model == model) & (reference_partials.c.model_version == model_version)
+        payloads = [r[0] for r in conn.execute(
+            sa.select(reference_partials.c.payload).where(where).order_by(reference_partials.c.id))]
+        conn.execute(reference_partials.delete().where(where))
+        return _concat([frame_from_bytes(p) for p in payloads])
+
+    # --- open windows -------------------------------------------------------------------
+    def add_window_partial(self, conn: Connection, model: str, model_version: str, window_start_ms: int,
+                           segment: int, frame: pd.DataFrame) -> None:
+        """Append rows to an open window."""
+        conn.execute(window_partials.insert().values(
+            model=model, model_version=model_version, window_start_ms=window_start_ms, segment=segment,
+            n_rows=len(frame), payload=frame_to_bytes(frame)))
+
+    def open_windows(self, conn: Connection) -> dict[tuple[str, str, int, int], int]:
+        """Row counts of every open window, keyed by (model, version, window_start_ms, segment)."""
+        c = window_partials.c
+        q = sa.select(c.model, c.model_version, c.window_start_ms, c.segment, sa.func.sum(c.n_rows)).group_by(
+            c.model, c.model_version, c.window_start_ms, c.segment)
+        return {(m, v, int(s), int(g)): int(n) for m, v, s, g, n in conn.execute(q)}
+
+    def take_window_partials(self, conn: Connection, model: str, model_version: str, window_start_ms: int,
+                             segment: int) -> pd.DataFrame:
+        """Load and delete the rows of one open window."""
+        c = window_partials.c
+        where = ((c.model == model) & (c.model_version == model_version)
+                 & (c.window_start_ms == window_start_ms) & (c.segment == segment))
+        payloads = [r[0] for r in conn.execute(sa.select(c.payload).where(where).order_by(c.id))]
+        conn.execute(window_partials.delete().where(where))
+        return _concat([frame_from_bytes(p) for p in payloads])
+
+    # --- closed windows and drift results --------------------------------------------------
+    def insert_window(self, conn: Connection, row: dict, results: Iterable[dict]) -> int:
+        """Store a closed window and its per-column drift results; returns the window id."""
+        window_id = conn.execute(windows.insert().values(**row).returning(windows.c.id)).scalar_one()
+        rows = [{**r, "window_id": window_id} for r in results]
+        if rows:
+            conn.execute(drift_results.insert(), rows)
+        return int(window_id)
+
+    def closed_windows(self, conn: Connection) -> list[tuple[str, str, int, int, str]]:
+        """(model, version, window_start_ms, segment, close_reason) of every closed window."""
+        c = windows.c
+        return [(m, v, int(s), int(g), r) for m, v, s, g, r in
+                conn.execute(sa.select(c.model, c.model_version, c.window_start_ms, c.segment, c.close_reason))]
+
+    def list_windows(self, model: str | None = None) -> pd.DataFrame:
+        """Closed windows (without profiles), ordered by model and start time."""
+        cols = [c for c in windows.c if c.name != "profile"]
+        q = sa.select(*cols).order_by(windows.c.model, windows.c.model_version, windows.c.window_start_ms,
+                                      windows.c.segment)
+        if model is not None:
+            q = q.where(windows.c.model == model)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in cols])
+
+    def list_drift_results(self, window_id: int) -> pd.DataFrame:
+        """Per-column drift results of one closed window."""
+        q = sa.select(drift_results).where(drift_results.c.window_id == window_id).order_by(
+            drift_results.c.column_name)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in drift_results.c])
+
+    # --- consumer offsets and watermarks ------------------------------------------------
+    def save_offsets(self, conn: Connection, group_id: str, offsets: dict[tuple[str, int], int]) -> None:
+        """Upsert the next offset to read for each (topic, partition)."""
+        for (topic, partition), next_offset in offsets.items():
+            _upsert(conn, consumer_offsets,
+                    {"group_id": group_id, "topic": topic, "partition": partition},
+                    {"next_offset": next_offset})
+
+    def load_offsets(self, group_id: str) -> dict[tuple[str, int], int]:
+        """Stored next offsets of a consumer group."""
+        c = consumer_offsets.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.topic, c.partition, c.next_offset).where(c.group_id == group_id))
+            return {(t, int(p)): int(o) for t, p, o in rows}
+
+    def save_watermarks(self, conn: Connection, marks: dict[tuple[str, str], int]) -> None:
+        """Upsert the highest event time seen per (model, version)."""
+        for (model, version), ms in marks.items():
+            _upsert(conn, watermarks, {"model": model, "model_version": version}, {"max_event_time_ms": ms})
+
+    def load_watermarks(self, conn: Connection) -> dict[tuple[str, str], int]:
+        """Highest event time seen per (model, version)."""
+        c = watermarks.c
+        return {(m, v): int(t) for m, v, t in conn.execute(sa.select(c.model, c.model_version, c.max_event_time_ms))}
+
+    # --- alerts and outbox --------------------------------------------------------------
+    def get_alert_state(self, conn: Connection, alert_name: str, model: str) -> str | None:
+        """``"firing"``, ``"resolved"`` or None when the alert never fired."""
+        c = alert_states.c
+        return conn.execute(sa.select(c.state).where((c.alert_name == alert_name) & (c.model == model))).scalar()
+
+    def set_alert_state(self, conn: Connection, alert_name: str, model: str, state: str, window_id: int) -> None:
+        """Record a state transition of an alert."""
+        _upsert(conn, alert_states, {"alert_name": alert_name, "model": model},
+                {"state": state, "since_ms": now_ms(), "last_window_id": window_id})
+
+    def enqueue(self, conn: Connection, idempotency_key: str, url: str, body: dict) -> None:
+        """Add an outgoing message to the outbox (ignored if the key is already there)."""
+        exists = conn.execute(sa.select(outbox.c.id).where(outbox.c.idempotency_key == idempotency_key)).first()
+        if exists is None:
+            conn.execute(outbox.insert().values(idempotency_key=idempotency_key, url=url, body=json.dumps(body),
+                                                created_at_ms=now_ms(), attempts=0))
+
+    def last_outbox_body(self, conn: Connection, key_pattern: str) -> str | None:
+        """Body of the newest outbox message whose idempotency key matches a LIKE pattern."""
+        c = outbox.c
+        return conn.execute(sa.select(c.body).where(c.idempotency_key.like(key_pattern))
+                            .order_by(c.id.desc()).limit(1)).scalar()
+
+    def pending_outbox(self, limit: int = 100) -> list[OutboxMessage]:
+        """Undelivered outbox messages, oldest first."""
+        c = outbox.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.id, c.idempotency_key, c.url, c.body, c.attempts).where(
+                c.delivered_at_ms.is_(None)).order_by(c.id).limit(limit))
+            return [OutboxMessage(*r) for r in rows]
+
+    def mark_outbox(self, message_id: int, delivered: bool, error: str | None = None) -> None:
+        """Record a delivery attempt."""
+        c = outbox.c
+        values: dict = {"attempts": c.attempts + 1, "last_error": error}
+        if delivered:
+            values["delivered_at_ms"] = now_ms()
+        with self.engine.begin() as conn:
+            conn.execute(outbox.update().where(c.id == message_id).values(**values))
+
+
+def _upsert(conn: Connection, table: sa.Table, key: dict, values: dict) -> None:
+    """Portable upsert: UPDATE, then INSERT if nothing matched (we hold the only writer per key)."""
+    where = sa.and_(*[table.c[k] == v for k, v in key.items()])
+    if conn.execute(table.update().where(where).values(**values)).rowcount == 0:
+        conn.execute(table.insert().values(**key, **values))
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets the metrics/CLI readers run while the collector writes; foreign keys are off by default.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()

@@ -1,0 +1,118 @@
+-- inferwatch schema for PostgreSQL. The SQLAlchemy tables in inferwatch/store.py mirror this
+-- file; tests/test_store.py keeps the two in step. Times are UTC epoch milliseconds.
+
+-- Reference profiles: one per model version; model_version '*' applies to every version
+-- that has no profile of its own.
+CREATE TABLE IF NOT EXISTS reference_profiles (
+    model          TEXT    NOT NULL,
+    model_version  TEXT    NOT NULL,
+    source         TEXT    NOT NULL,
+    n_rows         BIGINT  NOT NULL,
+    profile        TEXT    NOT NULL,
+    created_at_ms  BIGINT  NOT NULL,
+    PRIMARY KEY (model, model_version)
+);
+
+-- Rows of the first N records of a model version while its reference is being built.
+CREATE TABLE IF NOT EXISTS reference_partials (
+    id             BIGSERIAL PRIMARY KEY,
+    model          TEXT    NOT NULL,
+    model_version  TEXT    NOT NULL,
+    n_rows         BIGINT  NOT NULL,
+    payload        BYTEA   NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reference_partials_key
+    ON reference_partials (model, model_version);
+
+-- Rows of windows that are still open, written in the same transaction as the consumer
+-- offsets that produced them (exactly-once counts across restarts).
+CREATE TABLE IF NOT EXISTS window_partials (
+    id               BIGSERIAL PRIMARY KEY,
+    model            TEXT    NOT NULL,
+    model_version    TEXT    NOT NULL,
+    window_start_ms  BIGINT  NOT NULL,
+    segment          INTEGER NOT NULL,
+    n_rows           BIGINT  NOT NULL,
+    payload          BYTEA   NOT NULL
+);
+CREATE INDEX IF NOT EXISTS window_partials_key
+    ON window_partials (model, model_version, window_start_ms, segment);
+
+-- Closed windows with their dataset-level drift decision.
+CREATE TABLE IF NOT EXISTS windows (
+    id               BIGSERIAL PRIMARY KEY,
+    model            TEXT    NOT NULL,
+    model_version    TEXT    NOT NULL,
+    window_start_ms  BIGINT  NOT NULL,
+    window_end_ms    BIGINT  NOT NULL,
+    segment          INTEGER NOT NULL,
+    record_count     BIGINT  NOT NULL,
+    close_reason     TEXT    NOT NULL,
+    closed_at_ms     BIGINT  NOT NULL,
+    status           TEXT    NOT NULL,
+    n_columns        INTEGER NOT NULL,
+    n_drifted        INTEGER NOT NULL,
+    drift_share      DOUBLE PRECISION,
+    dataset_drifted  BOOLEAN,
+    profile          TEXT    NOT NULL,
+    UNIQUE (model, model_version, window_start_ms, segment)
+);
+
+-- One row per column of a closed window: the test, its statistic and p-value, distances.
+CREATE TABLE IF NOT EXISTS drift_results (
+    window_id               BIGINT  NOT NULL REFERENCES windows (id) ON DELETE CASCADE,
+    column_name             TEXT    NOT NULL,
+    role                    TEXT    NOT NULL,
+    kind                    TEXT    NOT NULL,
+    method                  TEXT    NOT NULL,
+    status                  TEXT    NOT NULL,
+    statistic               DOUBLE PRECISION,
+    p_value                 DOUBLE PRECISION,
+    drifted                 BOOLEAN,
+    psi                     DOUBLE PRECISION,
+    js_distance             DOUBLE PRECISION,
+    wasserstein_normalised  DOUBLE PRECISION,
+    n_reference             BIGINT  NOT NULL,
+    n_current               BIGINT  NOT NULL,
+    missing_share           DOUBLE PRECISION,
+    PRIMARY KEY (window_id, column_name)
+);
+
+-- Next offset to read per consumer group, topic and partition; the source of truth on start.
+CREATE TABLE IF NOT EXISTS consumer_offsets (
+    group_id     TEXT    NOT NULL,
+    topic        TEXT    NOT NULL,
+    partition    INTEGER NOT NULL,
+    next_offset  BIGINT  NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
+);
+
+-- Highest event time seen per model version: the watermark before allowed lateness.
+CREATE TABLE IF NOT EXISTS watermarks (
+    model              TEXT   NOT NULL,
+    model_version      TEXT   NOT NULL,
+    max_event_time_ms  BIGINT NOT NULL,
+    PRIMARY KEY (model, model_version)
+);
+
+-- Current state of each alert (firing or resolved) per model.
+CREATE TABLE IF NOT EXISTS alert_states (
+    alert_name      TEXT    NOT NULL,
+    model           TEXT    NOT NULL,
+    state           TEXT    NOT NULL,
+    since_ms        BIGINT  NOT NULL,
+    last_window_id  BIGINT,
+    PRIMARY KEY (alert_name, model)
+);
+
+-- Outgoing notifications, written in the transaction that decided them and delivered after.
+CREATE TABLE IF NOT EXISTS outbox (
+    id               BIGSERIAL PRIMARY KEY,
+    idempotency_key  TEXT    NOT NULL UNIQUE,
+    url              TEXT    NOT NULL,
+    body             TEXT    NOT NULL,
+    created_at_ms    BIGINT  NOT NULL,
+    attempts         INTEGER NOT NULL,
+    last_error       TEXT,
+    delivered_at_ms  BIGINT
+);

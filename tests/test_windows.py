@@ -1,0 +1,69 @@
+"""Tumbling event-time windows: assignment, max-records cut, watermark closing, lateness, restore."""
+
+import pandas as pd
+
+from collector.windows import TumblingWindows, WindowKey
+
+H = 3_600_000
+
+
+def rows(times, model="m", version="1"):
+    return pd.DataFrame({"model": model, "model_version": version, "event_time_ms": times, "x": range(len(times))})
+
+
+def test_records_land_in_epoch_aligned_windows():
+    w = TumblingWindows(H, 100)
+    a = w.assign(rows([10, H - 1, H, 2 * H + 5]), now_ms=0)
+    assert [(k.start_ms, len(r)) for k, r in a.parts] == [(0, 2), (H, 1), (2 * H, 1)]
+    assert w.watermark("m", "1") == 2 * H + 5
+    # the watermark passed the ends of the first two windows
+    assert [(k.start_ms, why) for k, why in w.due(0, None)] == [(0, "watermark"), (H, "watermark")]
+
+
+def test_max_records_cuts_segments():
+    w = TumblingWindows(H, 3)
+    a = w.assign(rows([1, 2, 3, 4, 5]), now_ms=0)
+    assert [(k.segment, len(r)) for k, r in a.parts] == [(0, 3), (1, 2)]
+    assert w.due(0, None) == [(WindowKey("m", "1", 0, 0), "max_records")]
+    w.mark_closed(WindowKey("m", "1", 0, 0), "max_records")
+    a = w.assign(rows([6, 7]), now_ms=0)
+    assert [(k.segment, len(r)) for k, r in a.parts] == [(1, 1), (2, 1)]
+
+
+def test_late_records_are_kept_out_of_closed_windows():
+    w = TumblingWindows(H, 100, allowed_lateness_ms=10 * 60_000)
+    w.assign(rows([5, H + 20 * 60_000]), now_ms=0)
+    for key, why in w.due(0, None):
+        w.mark_closed(key, why)
+    a = w.assign(rows([7, H + 1]), now_ms=0)
+    assert list(a.late["event_time_ms"]) == [7]
+    assert [(k.start_ms, len(r)) for k, r in a.parts] == [(H, 1)]
+
+
+def test_within_lateness_lands_in_its_own_window():
+    w = TumblingWindows(H, 100, allowed_lateness_ms=30 * 60_000)
+    w.assign(rows([H + 10 * 60_000]), now_ms=0)
+    a = w.assign(rows([H - 1]), now_ms=0)
+    assert a.late.empty and [k.start_ms for k, _ in a.parts] == [0]
+
+
+def test_idle_models_close_on_wall_clock():
+    w = TumblingWindows(H, 100)
+    w.assign(rows([5]), now_ms=1_000)
+    assert w.due(1_500, idle_close_ms=1_000) == []
+    assert w.due(2_000, idle_close_ms=1_000) == [(WindowKey("m", "1", 0, 0), "idle")]
+
+
+def test_models_and_versions_are_separate():
+    w = TumblingWindows(H, 100)
+    a = w.assign(pd.concat([rows([1, 2], "a"), rows([3], "b"), rows([4], "a", "2")]), now_ms=0)
+    assert sorted((k.model, k.model_version, len(r)) for k, r in a.parts) == [("a", "1", 2), ("a", "2", 1), ("b", "1", 1)]
+
+
+def test_restore_continues_segments_and_lateness():
+    w = TumblingWindows(H, 3)
+    w.restore({("m", "1", H, 1): 2}, {("m", "1"): H + 5},
+              [("m", "1", 0, 0, "watermark"), ("m", "1", H, 0, "max_records")], now_ms=0)
+    a = w.assign(rows([10, H + 6, H + 7]), now_ms=0)
+    assert list(a.late["event_time_ms"]) == [10]
+    assert [(k.segment, len(r)) for k, r in a.parts] == [(1, 1), (2, 1)]
