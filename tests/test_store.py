@@ -1,0 +1,83 @@
+"""The store on SQLite and PostgreSQL: the DDL in sql/ and the SQLAlchemy tables agree, and the
+queries the pipeline relies on return what was written."""
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from inferwatch.store import Store, frame_from_bytes, frame_to_bytes, metadata
+
+
+@pytest.fixture
+def store(db_url):
+    s = Store(db_url)
+    s.create_schema()
+    s.create_schema()  # idempotent
+    yield s
+    s.close()
+
+
+def test_ddl_and_sqlalchemy_tables_agree(store):
+    inspector = sa.inspect(store.engine)
+    assert set(inspector.get_table_names()) == set(metadata.tables)
+    for name, table in metadata.tables.items():
+        live = {c["name"]: c for c in inspector.get_columns(name)}
+        assert set(live) == {c.name for c in table.columns}, name
+        for col in table.columns:
+            assert live[col.name]["nullable"] == col.nullable or col.primary_key, (name, col.name)
+        pk = inspector.get_pk_constraint(name)["constrained_columns"]
+        assert sorted(pk) == sorted(c.name for c in table.primary_key.columns), name
+
+
+def test_partials_offsets_and_windows_round_trip(store):
+    frame = pd.DataFrame({"model": ["m"] * 3, "features.a": [1.0, None, 3.0], "features.s": ["x", None, "y"]})
+    with store.transaction() as conn:
+        store.add_window_partial(conn, "m", "1", 0, 0, frame.iloc[:2])
+        store.add_window_partial(conn, "m", "1", 0, 0, frame.iloc[2:])
+        store.save_offsets(conn, "g", {("t", 0): 10, ("t", 1): 4})
+        store.save_watermarks(conn, {("m", "1"): 1234})
+    with store.transaction() as conn:
+        store.save_offsets(conn, "g", {("t", 0): 12})
+        assert store.open_windows(conn) == {("m", "1", 0, 0): 3}
+        rows = store.take_window_partials(conn, "m", "1", 0, 0)
+        assert store.open_windows(conn) == {}
+        wid = store.insert_window(conn, {
+            "model": "m", "model_version": "1", "window_start_ms": 0, "window_end_ms": 10, "segment": 0,
+            "record_count": 3, "close_reason": "watermark", "closed_at_ms": 5, "status": "ok", "n_columns": 1,
+            "n_drifted": 1, "drift_share": 1.0, "dataset_drifted": True, "profile": "{}"},
+            [{"column_name": "features.a", "role": "feature", "kind": "numeric", "method": "ks", "status": "ok",
+              "statistic": 0.5, "p_value": 1e-300, "drifted": True, "psi": 0.2, "js_distance": 0.1,
+              "wasserstein_normalised": 0.3, "n_reference": 10, "n_current": 2, "missing_share": 1 / 3}])
+    pd.testing.assert_frame_equal(rows, frame)
+    assert store.load_offsets("g") == {("t", 0): 12, ("t", 1): 4}
+    with store.transaction() as conn:
+        assert store.load_watermarks(conn) == {("m", "1"): 1234}
+    res = store.list_drift_results(wid)
+    assert res.loc[0, "p_value"] == 1e-300 and bool(res.loc[0, "drifted"]) is True
+    assert store.list_windows("m")["record_count"].tolist() == [3]
+
+
+def test_a_failed_transaction_stores_nothing(store):
+    with pytest.raises(RuntimeError):
+        with store.transaction() as conn:
+            store.save_offsets(conn, "g", {("t", 0): 99})
+            raise RuntimeError("crash between writes")
+    assert store.load_offsets("g") == {}
+
+
+def test_outbox_is_idempotent_per_key(store):
+    with store.transaction() as conn:
+        store.enqueue(conn, "k1", "http://127.0.0.1:1/x", {"a": 1})
+        store.enqueue(conn, "k1", "http://127.0.0.1:1/x", {"a": 2})
+    pending = store.pending_outbox()
+    assert [(m.idempotency_key, m.body) for m in pending] == [("k1", '{"a": 1}')]
+    store.mark_outbox(pending[0].id, delivered=True)
+    assert store.pending_outbox() == []
+
+
+def test_arrow_payload_keeps_types():
+    f = pd.DataFrame({"x": [1.5, float("nan")], "s": ["a", None], "t": [1, 2]})
+    back = frame_from_bytes(frame_to_bytes(f))
+    assert back["x"].iloc[0] == 1.5 and pd.isna(back["x"].iloc[1])
+    assert back["s"].iloc[0] == "a" and pd.isna(back["s"].iloc[1])
+    assert back["t"].tolist() == [1, 2]
