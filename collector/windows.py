@@ -1,8 +1,8 @@
 """Tumbling event-time windows per model version, with a watermark, allowed lateness and a
 maximum-records cut.
 
-A record with event time ``t`` belongs to the window starting at ``floor(t / length) * length``
-(windows are aligned to the Unix epoch, UTC). Each window is split into *segments* of at most
+A record with event time ``t`` belongs to the window starting at
+``origin + floor((t - origin) / length) * length`` (``origin`` defaults to the Unix epoch, UTC). Each window is split into *segments* of at most
 ``max_records`` rows: a full segment closes at once, so memory per window stays bounded.
 
 The watermark of a model version is the highest event time seen minus the allowed lateness. A
@@ -52,17 +52,20 @@ class TumblingWindows:
         length_ms: window length in milliseconds (> 0).
         max_records: rows per segment before it is cut (> 0).
         allowed_lateness_ms: how far behind the highest event time a record may be (>= 0).
+        origin_ms: a window boundary (epoch ms); every other boundary is a multiple of the
+            length away from it.
 
     Raises:
         ValueError: a non-positive length or max_records, or a negative lateness.
     """
 
-    def __init__(self, length_ms: int, max_records: int, allowed_lateness_ms: int = 0) -> None:
+    def __init__(self, length_ms: int, max_records: int, allowed_lateness_ms: int = 0, origin_ms: int = 0) -> None:
         if length_ms <= 0 or max_records <= 0 or allowed_lateness_ms < 0:
             raise ValueError("window length and max_records must be > 0 and allowed lateness >= 0")
         self.length_ms = int(length_ms)
         self.max_records = int(max_records)
         self.allowed_lateness_ms = int(allowed_lateness_ms)
+        self.origin_ms = int(origin_ms)
         self.open: dict[WindowKey, int] = {}
         self.max_event_time: dict[tuple[str, str], int] = {}
         self._closed_starts: set[tuple[str, str, int]] = set()
@@ -110,7 +113,8 @@ class TumblingWindows:
         """
         if frame.empty:
             return Assignment([], frame.iloc[0:0])
-        starts = (frame["event_time_ms"].to_numpy(np.int64) // self.length_ms) * self.length_ms
+        t = frame["event_time_ms"].to_numpy(np.int64) - self.origin_ms
+        starts = (t // self.length_ms) * self.length_ms + self.origin_ms
         late_mask = np.zeros(len(frame), dtype=bool)
         parts: list[tuple[WindowKey, pd.DataFrame]] = []
         grouped = frame.assign(_start=starts).groupby(["model", "model_version", "_start"], sort=True)

@@ -119,7 +119,8 @@ def windows(model: Optional[str] = typer.Option(None, "--model", "-m"),
 def drift_table(store, model: str | None = None) -> Table:
     """A rich table of closed windows: start, records, drift share and the drifted features."""
     table = Table(title="Drift per window")
-    for col in ("model", "version", "window start (UTC)", "records", "status", "drift share", "drifted features"):
+    for col in ("model", "version", "window start (UTC)", "records", "status", "drift share", "dataset drift",
+                "drifted features"):
         table.add_column(col, justify="right" if col in ("records", "drift share") else "left")
     ws = store.list_windows(model)
     for row in ws.itertuples():
@@ -127,16 +128,19 @@ def drift_table(store, model: str | None = None) -> Table:
         drifted = [] if res.empty else sorted(
             c.split(".", 1)[1] for c, d, r in zip(res.column_name, res.drifted, res.role) if d and r == "feature")
         share = "-" if row.drift_share is None or row.drift_share != row.drift_share else f"{row.drift_share:.2f}"
-        flag = "[red]" if row.dataset_drifted else ""
+        verdict = "-" if row.dataset_drifted is None or row.dataset_drifted != row.dataset_drifted else (
+            "[bold red]DRIFT[/bold red]" if row.dataset_drifted else "no")
         table.add_row(row.model, row.model_version, _utc(int(row.window_start_ms)), str(row.record_count),
-                      row.status, f"{flag}{share}", ", ".join(drifted))
+                      row.status, share, verdict, ", ".join(drifted))
     return table
 
 
 @app.command()
 def demo(db: Path = typer.Option(Path("inferwatch-demo.db"), help="SQLite file (recreated on every run)."),
          metrics_port: int = typer.Option(9108, help="Port for /metrics while it runs (0 = any free port)."),
-         window_days: int = typer.Option(30, help="Window length in days."),
+         window_hours: int = typer.Option(2190, help="Window length in hours (2190 = a quarter of 365 days)."),
+         alpha: float = typer.Option(0.01, help="p-value threshold per feature."),
+         share_threshold: float = typer.Option(0.25, help="Dataset drift when this share of features drift."),
          verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Replay the real ACS employment data (2015-2018) through the whole pipeline on SQLite.
 
@@ -153,8 +157,11 @@ def demo(db: Path = typer.Option(Path("inferwatch-demo.db"), help="SQLite file (
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     settings = _settings(None, database_url=f"sqlite:///{db}",
-                         window={"length_seconds": window_days * 86400, "idle_close_seconds": None},
-                         metrics={"port": metrics_port}, drift={"share_threshold": 0.5})
+                         window={"length_seconds": window_hours * 3600, "idle_close_seconds": None,
+                                 "origin": "2015-01-01T00:00:00Z"},
+                         metrics={"port": metrics_port},
+                         drift={"alpha": alpha, "share_threshold": share_threshold},
+                         alerting={"fire_share": share_threshold})
     store = open_store(settings)
     metrics, port = start_metrics(settings)
     console.print(f"metrics on http://{settings.metrics.host}:{port}/metrics while the replay runs")

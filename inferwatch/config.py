@@ -7,6 +7,7 @@ value fails start-up with :class:`ConfigError` naming the key.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,20 @@ class WindowConfig(_Section):
     max_records: int = Field(100_000, gt=0, description="a window segment is cut at this many records")
     allowed_lateness_seconds: int = Field(0, ge=0)
     idle_close_seconds: int | None = Field(300, gt=0, description="close windows of a model idle this long")
+    origin: datetime = Field(datetime(1970, 1, 1, tzinfo=timezone.utc),
+                             description="a window boundary; others are whole lengths away from it")
+
+    @field_validator("origin")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2015-01-01T00:00:00Z")
+        return v
+
+    @property
+    def origin_ms(self) -> int:
+        """The origin in epoch milliseconds."""
+        return int(self.origin.timestamp() * 1000)
 
 
 class ReferenceConfig(_Section):

@@ -80,7 +80,8 @@ class Pipeline:
         self.dead_letter = dead_letter
         self.group_id = group_id
         w = settings.window
-        self.windows = TumblingWindows(w.length_seconds * 1000, w.max_records, w.allowed_lateness_seconds * 1000)
+        self.windows = TumblingWindows(w.length_seconds * 1000, w.max_records, w.allowed_lateness_seconds * 1000,
+                                       w.origin_ms)
         self.drift_cfg = DriftConfig(alpha=settings.drift.alpha, min_count=settings.drift.min_count,
                                      psi_eps=settings.drift.psi_eps)
         self._references: dict[tuple[str, str], Profile] = {}

@@ -67,3 +67,9 @@ def test_restore_continues_segments_and_lateness():
     a = w.assign(rows([10, H + 6, H + 7]), now_ms=0)
     assert list(a.late["event_time_ms"]) == [10]
     assert [(k.segment, len(r)) for k, r in a.parts] == [(1, 1), (2, 1)]
+
+
+def test_origin_shifts_the_boundaries():
+    w = TumblingWindows(H, 100, origin_ms=15 * 60_000)
+    a = w.assign(rows([0, 15 * 60_000, H + 14 * 60_000]), now_ms=0)
+    assert [(k.start_ms, len(r)) for k, r in a.parts] == [(15 * 60_000 - H, 1), (15 * 60_000, 2)]
