@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
-
-# evidently (imported by later report code) sends usage telemetry unless told not to
-os.environ.setdefault("DO_NOT_TRACK", "1")
 
 import typer
 from rich.console import Console

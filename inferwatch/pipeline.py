@@ -86,6 +86,7 @@ class Pipeline:
                                      psi_eps=settings.drift.psi_eps)
         self._references: dict[tuple[str, str], Profile] = {}
         self._pending_metrics: list[tuple[ClosedWindow, list[dict]]] = []
+        self._pending_alerts: list[tuple[str, str]] = []
         with store.transaction() as conn:
             self.windows.restore(store.open_windows(conn), store.load_watermarks(conn),
                                  store.closed_windows(conn), now_ms())
@@ -244,6 +245,7 @@ class Pipeline:
         if state is None:
             return
         self.store.set_alert_state(conn, ALERT_NAME, w.key.model, state, w.window_id)
+        self._pending_alerts.append((w.key.model, state))
         if cfg.webhook_url:
             started = now if state == "firing" else self._firing_since(conn, w.key.model, now)
             event = AlertEvent(state, w.key.model, w.key.model_version, w.key.start_ms, w.window_end_ms,
@@ -264,6 +266,9 @@ class Pipeline:
         pending, self._pending_metrics = self._pending_metrics, []
         for w, results in pending:
             self._publish(w, results)
+        alerts, self._pending_alerts = self._pending_alerts, []
+        for model, state in alerts:
+            self.metrics.alert_firing.labels(ALERT_NAME, model).set(1.0 if state == "firing" else 0.0)
         if closed or self.store.pending_outbox(limit=1):
             self.deliver_outbox()
 
