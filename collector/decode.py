@@ -115,6 +115,9 @@ def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+_SCALAR_TYPES = {int, float, str, bool, type(None)}
+
+
 def _scalar(field_name: str, name: str, v: object) -> object:
     if v is None or isinstance(v, (str, bool)) or _is_number(v):
         return v
@@ -160,9 +163,10 @@ def validate_record(obj: object, max_features: int) -> tuple[tuple, dict[str, ob
     if latency is not None and (not _is_number(latency) or latency < 0):
         raise RecordError(RejectReason.WRONG_TYPE, "latency_ms: must be a number >= 0")
 
-    columns: dict[str, object] = {}
-    for name, v in features.items():
-        columns[FEATURE_PREFIX + name] = _scalar("features", name, v)
+    if not set(map(type, features.values())) <= _SCALAR_TYPES:
+        for name, v in features.items():
+            _scalar("features", name, v)  # raises, naming the first bad one
+    columns: dict[str, object] = {FEATURE_PREFIX + name: v for name, v in features.items()}
     for name, v in predictions.items():
         if isinstance(v, list):
             if not all(_is_number(p) for p in v):
@@ -188,8 +192,11 @@ def normalise_category(v: object) -> str:
 def to_column(values: Sequence[object]) -> np.ndarray:
     """Column array from per-record values: float64 if every value is a number or None,
     else object strings (None kept) normalised by :func:`normalise_category`."""
-    if all(v is None or _is_number(v) for v in values):
+    types = set(map(type, values))
+    if types <= {int, float, type(None)}:
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    if types <= {str, type(None)}:  # the common categorical case needs no per-value work
+        return np.array(values, dtype=object)
     return np.array([None if v is None else normalise_category(v) for v in values], dtype=object)
 
 
