@@ -31,7 +31,7 @@ def post_json(url: str, body_text: str, idempotency_key: str, timeout_seconds: f
         DeliveryError: still failing after ``attempts`` tries, or a 4xx other than 429.
     """
 
-    @retry(stop=stop_after_attempt(attempts), wait=wait_exponential_jitter(initial=0.2, max=2.0),
+    @retry(stop=stop_after_attempt(attempts), wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
            retry=retry_if_exception(_retryable), reraise=True)
     def _send() -> int:
         with httpx.Client(timeout=timeout_seconds) as client:

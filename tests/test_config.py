@@ -1,0 +1,46 @@
+"""Configuration: defaults, environment overrides, and bad keys named at start-up."""
+
+import subprocess
+import sys
+
+import pytest
+
+from inferwatch.config import ConfigError, load_config
+from e2e import REPO
+
+
+def test_defaults_are_embedded_sqlite():
+    s = load_config(None)
+    assert s.database_url == "sqlite:///inferwatch.db" and s.kafka.topics == ["predictions"]
+
+
+def test_environment_overrides_the_file(tmp_path, monkeypatch):
+    f = tmp_path / "c.yaml"
+    f.write_text("kafka:\n  group_id: from-file\n  bootstrap_servers: a:1\n")
+    monkeypatch.setenv("INFERWATCH_KAFKA__GROUP_ID", "from-env")
+    s = load_config(f)
+    assert (s.kafka.group_id, s.kafka.bootstrap_servers) == ("from-env", "a:1")
+
+
+@pytest.mark.parametrize("text, key", [
+    ("kafka:\n  topicz: [x]\n", "kafka.topicz: unknown key"),
+    ("window:\n  length_seconds: 0\n", "window.length_seconds"),
+    ("alerting:\n  webhook_url: ftp://x\n", "alerting.webhook_url"),
+    ("window:\n  origin: 2015-01-01T00:00:00\n", "window.origin"),
+    ("- just\n- a list\n", "must hold a mapping"),
+    ("kafka: [unclosed\n", "not valid YAML"),
+])
+def test_bad_config_names_the_key(tmp_path, text, key):
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[")):
+        load_config(f)
+
+
+def test_cli_fails_at_start_up_naming_the_key(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("drift:\n  alpha: 2\n")
+    done = subprocess.run([sys.executable, "-m", "inferwatch.cli", "run", "--config", str(f)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "drift.alpha" in done.stdout + done.stderr

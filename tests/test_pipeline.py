@@ -1,0 +1,115 @@
+"""The pipeline in process, on SQLite and PostgreSQL: exact counts, bootstrap references,
+drift results, restart from stored state, and the webhook to a real HTTP server."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+import pytest
+
+from inferwatch import demo
+from inferwatch.config import load_config
+from inferwatch.metrics import Metrics
+from inferwatch.pipeline import Pipeline
+from inferwatch.reference import profile_frame, read_reference_file
+from inferwatch.runner import log_dead_letter, open_store, run_in_process
+from collector.message import Message
+
+from e2e import WebhookReceiver
+
+DAY_MS = 86_400_000
+
+
+def _settings(db_url, **extra):
+    base = {"database_url": db_url, "window": {"length_seconds": 86_400, "idle_close_seconds": None},
+            "reference": {"bootstrap_records": 2000}, "drift": {"alpha": 0.01, "share_threshold": 0.15},
+            "metrics": {"enabled": False}}
+    base.update(extra)
+    return load_config(None, **base)
+
+
+def _day(rec) -> int:
+    return int(datetime.fromisoformat(rec["timestamp"]).timestamp() * 1000) // DAY_MS * DAY_MS
+
+
+@pytest.fixture(scope="module")
+def episode():
+    return demo.episode_records(model_name="ep", n_stable=10_000, n_drift=10_000, n_recovery=10_000,
+                                records_per_day=10_000)
+
+
+def test_in_process_replay_counts_detects_and_alerts(db_url, episode, tmp_path):
+    hook = WebhookReceiver()
+    settings = _settings(db_url, alerting={"webhook_url": hook.url, "fire_share": 0.15})
+    store = open_store(settings)
+    ref = read_reference_file(demo.write_reference_file(tmp_path / "train.parquet"))
+    with store.transaction() as conn:
+        store.put_reference(conn, "ep", "*", "training half", len(ref), profile_frame(ref, set(), 10, 50_000).to_dict())
+    metrics = Metrics()
+    try:
+        run_in_process(settings, (demo.encode_record(r) for r in episode.records), store, metrics,
+                       source_name="replay", batch_size=3000)
+    finally:
+        hook.close()
+    windows = store.list_windows()
+    assert dict(zip(windows.window_start_ms, windows.record_count)) == Counter(map(_day, episode.records))
+    assert windows.dataset_drifted.tolist() == [False, True, False]
+    drift_day = store.list_drift_results(int(windows.id[1])).set_index("column_name")
+    assert drift_day.loc["features.ANC", "p_value"] < 1e-6 and drift_day.loc["features.ANC", "method"] == "chi2"
+    assert drift_day.loc["features.AGEP", "method"] == "ks"
+    for col in ("psi", "js_distance"):
+        assert drift_day[col].notna().all() and (drift_day[col] >= 0).all()
+    assert drift_day["wasserstein_normalised"].notna().sum() == 2  # AGEP and the predicted probability
+    assert [b["status"] for b in hook.bodies] == ["firing", "resolved"]
+    assert store.load_offsets("replay") == {("replay", 0): len(episode.records)}
+    store.close()
+
+
+def test_bootstrap_reference_is_exactly_the_first_n_records(db_url, episode):
+    settings = _settings(db_url)
+    store = open_store(settings)
+    pipeline = Pipeline(settings, store, Metrics(), log_dead_letter, "g")
+    payloads = [demo.encode_record(r) for r in episode.records[:2500]]
+    pipeline.process([Message("t", 0, i, p) for i, p in enumerate(payloads[:1500])])
+    with store.transaction() as conn:
+        assert store.get_reference(conn, "ep", "1") is None
+    pipeline.process([Message("t", 0, 1500 + i, p) for i, p in enumerate(payloads[1500:])])
+    with store.transaction() as conn:
+        key, profile = store.get_reference(conn, "ep", "1")
+        assert store.reference_partial_counts(conn) == {}
+    assert key == "1"
+    ages = [r["features"]["AGEP"] for r in episode.records[:2000]]
+    agep = profile["columns"]["features.AGEP"]
+    assert agep["count"] == 2000 and agep["mean"] == pytest.approx(sum(ages) / 2000, rel=1e-12)
+    store.close()
+
+
+def test_restart_from_stored_state_counts_each_record_once(db_url, episode):
+    settings = _settings(db_url)
+    payloads = [demo.encode_record(r) for r in episode.records]
+    store = open_store(settings)
+    first = Pipeline(settings, store, Metrics(), log_dead_letter, "g")
+    for start in range(0, 14_000, 2000):
+        first.process([Message("t", 0, start + i, p) for i, p in enumerate(payloads[start:start + 2000])])
+    del first  # a crash: nothing but the store survives
+    resumed_at = store.load_offsets("g")[("t", 0)]
+    assert resumed_at == 14_000
+    second = Pipeline(settings, store, Metrics(), log_dead_letter, "g")
+    for start in range(resumed_at, len(payloads), 2000):
+        second.process([Message("t", 0, start + i, p) for i, p in enumerate(payloads[start:start + 2000])])
+    second.close_all()
+    windows = store.list_windows()
+    assert dict(zip(windows.window_start_ms, windows.record_count)) == Counter(map(_day, episode.records))
+    store.close()
+
+
+def test_windows_without_reference_are_stored_as_such(db_url):
+    settings = _settings(db_url, reference={"bootstrap_records": 100_000})
+    store = open_store(settings)
+    recs = demo.episode_records(model_name="x", n_stable=500, n_drift=0, n_recovery=0, records_per_day=500).records
+    run_in_process(settings, (demo.encode_record(r) for r in recs), store, Metrics(), source_name="s")
+    windows = store.list_windows()
+    assert windows.status.tolist() == ["no_reference"] and windows.record_count.tolist() == [500]
+    assert windows.drift_share.isna().all()
+    store.close()
