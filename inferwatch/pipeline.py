@@ -13,7 +13,6 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -239,27 +238,20 @@ class Pipeline:
 
     def _alert(self, conn, w: ClosedWindow, now: int) -> None:
         cfg = self.settings.alerting
-        previous = self.store.get_alert_state(conn, ALERT_NAME, w.key.model)
+        previous, since = self.store.get_alert_state(conn, ALERT_NAME, w.key.model) or (None, now)
         resolve = cfg.resolve_share if cfg.resolve_share is not None else cfg.fire_share
         state = next_state(previous, w.drift_share, cfg.fire_share, resolve)
         if state is None:
             return
-        self.store.set_alert_state(conn, ALERT_NAME, w.key.model, state, w.window_id)
+        # a resolved alert keeps the start of its firing; a firing one starts now
+        started = now if state == "firing" else since
+        self.store.set_alert_state(conn, ALERT_NAME, w.key.model, state, started, w.window_id)
         self._pending_alerts.append((w.key.model, state))
         if cfg.webhook_url:
-            started = now if state == "firing" else self._firing_since(conn, w.key.model, now)
             event = AlertEvent(state, w.key.model, w.key.model_version, w.key.start_ms, w.window_end_ms,
                                w.drift_share, w.drifted_columns, w.window_id)
             body = webhook_body(event, started, now, cfg.external_url)
             self.store.enqueue(conn, f"{ALERT_NAME}:{w.key.model}:{w.window_id}:{state}", cfg.webhook_url, body)
-
-    def _firing_since(self, conn, model: str, default: int) -> int:
-        # the firing message we enqueued carries the start time; reuse it for the resolved one
-        row = self.store.last_outbox_body(conn, f"{ALERT_NAME}:{model}:%:firing")
-        if row is None:
-            return default
-        starts = json.loads(row)["alerts"][0]["startsAt"]
-        return int(datetime.fromisoformat(starts).timestamp() * 1000)
 
     # --- after the transaction -----------------------------------------------------------
     def _after_commit(self, closed: list[ClosedWindow]) -> None:

@@ -339,15 +339,19 @@ class Store:
         return {(m, v): int(t) for m, v, t in conn.execute(sa.select(c.model, c.model_version, c.max_event_time_ms))}
 
     # --- alerts and outbox --------------------------------------------------------------
-    def get_alert_state(self, conn: Connection, alert_name: str, model: str) -> str | None:
-        """``"firing"``, ``"resolved"`` or None when the alert never fired."""
+    def get_alert_state(self, conn: Connection, alert_name: str, model: str) -> tuple[str, int] | None:
+        """``(state, since_ms)``: ``"firing"`` since it started or ``"resolved"`` since the start
+        of the firing it ended; None when the alert never fired."""
         c = alert_states.c
-        return conn.execute(sa.select(c.state).where((c.alert_name == alert_name) & (c.model == model))).scalar()
+        row = conn.execute(sa.select(c.state, c.since_ms).where((c.alert_name == alert_name) & (c.model == model)))
+        found = row.first()
+        return None if found is None else (found[0], int(found[1]))
 
-    def set_alert_state(self, conn: Connection, alert_name: str, model: str, state: str, window_id: int) -> None:
-        """Record a state transition of an alert."""
+    def set_alert_state(self, conn: Connection, alert_name: str, model: str, state: str, since_ms: int,
+                        window_id: int) -> None:
+        """Record a state transition of an alert, caused by window ``window_id``."""
         _upsert(conn, alert_states, {"alert_name": alert_name, "model": model},
-                {"state": state, "since_ms": now_ms(), "last_window_id": window_id})
+                {"state": state, "since_ms": since_ms, "last_window_id": window_id})
 
     def enqueue(self, conn: Connection, idempotency_key: str, url: str, body: dict) -> None:
         """Add an outgoing message to the outbox (ignored if the key is already there)."""
@@ -355,12 +359,6 @@ class Store:
         if exists is None:
             conn.execute(outbox.insert().values(idempotency_key=idempotency_key, url=url, body=json.dumps(body),
                                                 created_at_ms=now_ms(), attempts=0))
-
-    def last_outbox_body(self, conn: Connection, key_pattern: str) -> str | None:
-        """Body of the newest outbox message whose idempotency key matches a LIKE pattern."""
-        c = outbox.c
-        return conn.execute(sa.select(c.body).where(c.idempotency_key.like(key_pattern))
-                            .order_by(c.id.desc()).limit(1)).scalar()
 
     def pending_outbox(self, limit: int = 100) -> list[OutboxMessage]:
         """Undelivered outbox messages, oldest first."""
