@@ -1,0 +1,229 @@
+"""The deployment files stay valid and in step with the code.
+
+- ``docker-compose.yml`` passes Debian's ``docker-compose config -q`` (skipped when the tool is
+  missing, except on CI where that fails), and its bind mounts, ports and environment agree with
+  the example config, the Prometheus scrape config and the Grafana provisioning files;
+- every metric the Grafana dashboards query exists in :class:`inferwatch.metrics.Metrics`, and
+  every panel queries the ``${datasource}`` template variable;
+- the example configs load with :func:`inferwatch.config.load_config`, and
+  ``examples/inferwatch.yaml`` shows every key with its default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from inferwatch.config import Settings, load_config
+from inferwatch.metrics import Metrics
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+DASHBOARD_DIR = REPO / "dashboards"
+DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))
+EXAMPLE_CONFIG = REPO / "examples" / "inferwatch.yaml"
+COMPOSE_CONFIG = REPO / "examples" / "inferwatch.compose.yaml"
+DATASOURCE_VAR = "${datasource}"
+METRIC_RE = re.compile(r"\binferwatch_[A-Za-z0-9_:]+")
+
+
+def _missing_tool(reason: str) -> None:
+    """Fail on CI (``CI=true``), skip elsewhere: a missing tool is no pass on CI."""
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No ``INFERWATCH_*`` variables from the caller's environment leak into config loading."""
+    for name in list(os.environ):
+        if name.startswith("INFERWATCH_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def _compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def _bind_mounts(service: dict) -> dict[str, str]:
+    """Container path -> host path (relative to the repo) of a service's bind mounts."""
+    out = {}
+    for spec in service.get("volumes", []):
+        parts = spec.split(":")
+        if parts[0].startswith((".", "/")):
+            out[parts[1]] = parts[0]
+    return out
+
+
+# ------------------------------------------------------------------------------ compose
+def test_docker_compose_config_is_valid():
+    exe = shutil.which("docker-compose")
+    if exe is None:
+        _missing_tool("docker-compose not installed (apt-get install -y docker-compose)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+    proc = subprocess.run([exe, "-f", str(COMPOSE_FILE), "config", "-q"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"docker-compose config failed:\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_compose_services_and_bind_mounts():
+    services = _compose()["services"]
+    assert set(services) >= {"kafka", "postgres", "prometheus", "grafana", "inferwatch", "demo-producer"}
+    for name, service in services.items():
+        for host_path in _bind_mounts(service).values():
+            assert (REPO / host_path).exists(), f"{name} mounts {host_path}, which does not exist"
+    assert services["demo-producer"]["restart"] == "no"
+    for dep in ("kafka", "postgres"):
+        assert services["inferwatch"]["depends_on"][dep]["condition"] == "service_healthy"
+
+
+def test_compose_inferwatch_service_config(clean_env):
+    """The config the inferwatch container sees: the mounted file plus the service's environment."""
+    service = _compose()["services"]["inferwatch"]
+    command = service["command"]
+    config_path = command[command.index("--config") + 1]
+    assert _bind_mounts(service)[config_path] == "./examples/inferwatch.compose.yaml"
+    for key, value in service["environment"].items():
+        # ${VAR:-default} as docker compose substitutes it when VAR is unset
+        clean_env.setenv(key, re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value)))
+    settings = load_config(COMPOSE_CONFIG)
+    assert settings.database_url.startswith("postgresql+psycopg://inferwatch:")
+    assert settings.database_url.endswith("@postgres:5432/inferwatch")
+    assert settings.kafka.bootstrap_servers == "kafka:9092"
+    assert settings.metrics.host == "0.0.0.0"
+    assert f"{settings.metrics.port}:{settings.metrics.port}" in service["ports"]
+
+    producer = _compose()["services"]["demo-producer"]["command"]
+    assert producer[producer.index("-b") + 1] == settings.kafka.bootstrap_servers
+    assert producer[producer.index("-t") + 1] in settings.kafka.topics
+
+    scrape = yaml.safe_load((DASHBOARD_DIR / "prometheus.yml").read_text())
+    targets = [t for job in scrape["scrape_configs"] if job["job_name"] == "inferwatch"
+               for sc in job["static_configs"] for t in sc["targets"]]
+    assert targets == [f"inferwatch:{settings.metrics.port}"]
+
+
+def test_grafana_provisioning_matches_compose():
+    grafana = _compose()["services"]["grafana"]
+    mounts = _bind_mounts(grafana)
+    datasources = yaml.safe_load((DASHBOARD_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    (ds,) = datasources["datasources"]
+    assert ds["type"] == "prometheus" and ds["uid"] == "prometheus"
+    providers = yaml.safe_load((DASHBOARD_DIR / "provisioning" / "dashboards" / "inferwatch.yml").read_text())
+    paths = [p["options"]["path"] for p in providers["providers"]]
+    assert paths and all(mounts.get(p) == "./dashboards" for p in paths), (paths, mounts)
+    assert mounts["/etc/grafana/provisioning/datasources"] == "./dashboards/provisioning/datasources"
+    assert mounts["/etc/grafana/provisioning/dashboards"] == "./dashboards/provisioning/dashboards"
+    assert _bind_mounts(_compose()["services"]["prometheus"])["/etc/prometheus/prometheus.yml"] \
+        == "./dashboards/prometheus.yml"
+
+
+# ------------------------------------------------------------------------------ dashboards
+def exposed_metric_names(metrics: Metrics) -> set[str]:
+    """Sample names a scrape of ``/metrics`` can return for the registered families."""
+    suffixes = {"counter": ("_total", "_created"), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum", "_created"),
+                "summary": ("", "_count", "_sum", "_created"), "info": ("_info",), "stateset": ("",),
+                "enum": ("",), "gaugehistogram": ("_bucket", "_gcount", "_gsum"), "unknown": ("",)}
+    names = set()
+    for family in metrics.registry.collect():
+        names.update(family.name + s for s in suffixes[family.type])
+    return names
+
+
+def _panels(dashboard: dict):
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])  # collapsed rows hold their panels
+
+
+def _queries(dashboard: dict) -> list[str]:
+    out = [t["expr"] for p in _panels(dashboard) for t in p.get("targets", [])]
+    for var in dashboard.get("templating", {}).get("list", []):
+        if var["type"] == "query":
+            q = var["query"]
+            out.append(q["query"] if isinstance(q, dict) else q)
+    return out
+
+
+def test_there_are_dashboards():
+    assert DASHBOARDS, "no Grafana dashboard JSON in dashboards/"
+
+
+def test_exposed_metric_names_helper():
+    names = exposed_metric_names(Metrics())
+    assert "inferwatch_records_ingested_total" in names and "inferwatch_records_ingested" not in names
+    assert "inferwatch_dataset_drift_share" in names
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_queries_only_existing_metrics(path):
+    dashboard = json.loads(path.read_text())
+    known = exposed_metric_names(Metrics())
+    queries = _queries(dashboard)
+    assert queries
+    for expr in queries:
+        used = set(METRIC_RE.findall(expr))
+        assert used, f"query uses no inferwatch metric: {expr}"
+        assert used <= known, f"unknown metric(s) {sorted(used - known)} in: {expr}"
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_panels_use_the_datasource_variable(path):
+    dashboard = json.loads(path.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert "model" in variables and variables["model"]["datasource"]["uid"] == DATASOURCE_VAR
+    ids = []
+    for panel in _panels(dashboard):
+        ids.append(panel["id"])
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": DATASOURCE_VAR}, panel["title"]
+        assert panel["targets"], panel["title"]
+        for t in panel["targets"]:
+            assert t["datasource"]["uid"] == DATASOURCE_VAR, (panel["title"], t["refId"])
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    # file provisioning does not resolve import-time inputs (FORMATS.md §9)
+    assert "${DS_" not in path.read_text()
+    assert "__inputs" not in dashboard
+
+
+# ------------------------------------------------------------------------------ example configs
+@pytest.mark.parametrize("path", [EXAMPLE_CONFIG, COMPOSE_CONFIG], ids=lambda p: p.name)
+def test_example_config_loads(path, clean_env):
+    load_config(path)
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    out = set()
+    for name, field in model.model_fields.items():
+        out.add(prefix + name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            out |= _keys(field.annotation, f"{prefix}{name}.")
+    return out
+
+
+def _yaml_keys(data: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in data.items():
+        out.add(prefix + key)
+        if isinstance(value, dict) and value and (prefix + key) not in {"drift.categorical",
+                                                                        "kafka.client_options"}:
+            out |= _yaml_keys(value, f"{prefix}{key}.")
+    return out
+
+
+def test_example_config_documents_every_key_with_its_default(clean_env):
+    assert _yaml_keys(yaml.safe_load(EXAMPLE_CONFIG.read_text())) == _keys(Settings)
+    assert load_config(EXAMPLE_CONFIG).model_dump() == Settings().model_dump()
