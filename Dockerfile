@@ -19,9 +19,8 @@ COPY detectors ./detectors
 COPY alerting ./alerting
 COPY sql ./sql
 
-# Installed in editable mode on purpose: the store reads its DDL from <source root>/sql/,
-# which a regular wheel install does not carry (sql/ is not inside a package).
-RUN pip install -e . \
+# inferwatch/sql links to ../sql, so the DDL is packaged with the code
+RUN pip install . \
     && useradd --system --uid 10001 --create-home --home-dir /var/lib/inferwatch inferwatch
 
 # The default SQLite database (sqlite:///inferwatch.db) lands in the working directory.

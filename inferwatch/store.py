@@ -15,14 +15,13 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
 
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
 metadata = sa.MetaData()
 
@@ -197,7 +196,7 @@ class Store:
 
     def create_schema(self) -> None:
         """Run ``sql/<dialect>.sql`` (idempotent: every statement is ``IF NOT EXISTS``)."""
-        ddl = (SQL_DIR / f"{self.dialect}.sql").read_text()
+        ddl = resources.files("inferwatch").joinpath("sql", f"{self.dialect}.sql").read_text()
         with self.engine.begin() as conn:
             for stmt in split_statements(ddl):
                 conn.exec_driver_sql(stmt)
