@@ -51,6 +51,7 @@ class RejectReason(str, Enum):
     WRONG_TYPE = "wrong_type"
     INVALID_TIMESTAMP = "invalid_timestamp"
     TOO_MANY_FEATURES = "too_many_features"
+    FUTURE_TIMESTAMP = "future_timestamp"
 
 
 class RecordError(ValueError):
@@ -124,8 +125,12 @@ def _scalar(field_name: str, name: str, v: object) -> object:
     raise RecordError(RejectReason.WRONG_TYPE, f"{field_name}.{name}: {type(v).__name__} is not number|string|bool|null")
 
 
-def validate_record(obj: object, max_features: int) -> tuple[tuple, dict[str, object]]:
+def validate_record(obj: object, max_features: int, max_event_time_ms: int | None = None
+                    ) -> tuple[tuple, dict[str, object]]:
     """Check one parsed JSON value against the record schema.
+
+    ``max_event_time_ms`` rejects timestamps beyond it (a clock far ahead would otherwise push
+    the watermark forward and make every later record late).
 
     Returns:
         ``((model, model_version, event_time_ms, request_id, label, latency_ms), columns)``
@@ -156,6 +161,8 @@ def validate_record(obj: object, max_features: int) -> tuple[tuple, dict[str, ob
     if len(features) > max_features:
         raise RecordError(RejectReason.TOO_MANY_FEATURES, f"features: {len(features)} > limit {max_features}")
     event_time = parse_timestamp(obj["timestamp"])
+    if max_event_time_ms is not None and event_time > max_event_time_ms:
+        raise RecordError(RejectReason.FUTURE_TIMESTAMP, f"timestamp: {event_time} ms is beyond {max_event_time_ms}")
     label = obj.get("label")
     if isinstance(label, (dict, list)):
         raise RecordError(RejectReason.WRONG_TYPE, "label: must be a scalar")
@@ -200,13 +207,15 @@ def to_column(values: Sequence[object]) -> np.ndarray:
     return np.array([None if v is None else normalise_category(v) for v in values], dtype=object)
 
 
-def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_features: int) -> DecodedBatch:
+def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_features: int,
+                      max_event_time_ms: int | None = None) -> DecodedBatch:
     """Decode a batch of JSON prediction-log messages into one columnar frame.
 
     Args:
         messages: raw messages, in the order read.
         max_message_bytes: larger values are rejected as ``oversize`` without parsing.
         max_features: records with more features are rejected as ``too_many_features``.
+        max_event_time_ms: later timestamps are rejected as ``future_timestamp``.
 
     Returns:
         The accepted rows as a :class:`DecodedBatch` frame plus the rejected messages.
@@ -229,7 +238,7 @@ def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_f
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise RecordError(RejectReason.INVALID_JSON, f"invalid JSON: {exc.msg} at {exc.pos}") from None
-            meta, columns = validate_record(obj, max_features)
+            meta, columns = validate_record(obj, max_features, max_event_time_ms)
         except RecordError as err:
             rejected.append(Rejected(msg, err.reason, str(err)))
             continue

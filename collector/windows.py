@@ -155,7 +155,9 @@ class TumblingWindows:
         """Open segments that should close now, with the reason.
 
         Reasons: ``max_records`` (segment full), ``watermark`` (watermark passed the window
-        end), ``idle`` (no record for the model version for ``idle_close_ms`` of wall clock).
+        end), ``idle`` (no record for the model version for ``idle_close_ms`` of wall clock, and
+        the wall clock is past the window's end plus the allowed lateness — a live model that
+        pauses mid-window keeps its window open).
         """
         out: list[tuple[WindowKey, str]] = []
         for key, count in sorted(self.open.items()):
@@ -167,7 +169,8 @@ class TumblingWindows:
                 out.append((key, "watermark"))
                 continue
             last = self._last_arrival_ms.get((key.model, key.model_version))
-            if idle_close_ms is not None and last is not None and now_ms - last >= idle_close_ms:
+            ended = now_ms >= key.start_ms + self.length_ms + self.allowed_lateness_ms
+            if idle_close_ms is not None and last is not None and now_ms - last >= idle_close_ms and ended:
                 out.append((key, "idle"))
         return out
 

@@ -46,7 +46,9 @@ class WindowConfig(_Section):
     length_seconds: int = Field(3600, gt=0)
     max_records: int = Field(100_000, gt=0, description="a window segment is cut at this many records")
     allowed_lateness_seconds: int = Field(0, ge=0)
-    idle_close_seconds: int | None = Field(300, gt=0, description="close windows of a model idle this long")
+    idle_close_seconds: int | None = Field(300, gt=0, description="close ended windows of a model idle this long")
+    max_future_seconds: int | None = Field(86_400, gt=0,
+                                           description="reject timestamps further ahead of the wall clock")
     origin: datetime = Field(datetime(1970, 1, 1, tzinfo=timezone.utc),
                              description="a window boundary; others are whole lengths away from it")
 

@@ -96,7 +96,9 @@ class Pipeline:
         """Decode, window and store one batch; close due windows. Returns the windows closed."""
         now = now_ms() if now is None else now
         kafka = self.settings.kafka
-        decoded = decode_json_batch(messages, kafka.max_message_bytes, kafka.max_features)
+        future = self.settings.window.max_future_seconds
+        decoded = decode_json_batch(messages, kafka.max_message_bytes, kafka.max_features,
+                                    None if future is None else now + future * 1000)
         if decoded.rejected:
             self.dead_letter(decoded.rejected)
         frame = decoded.frame

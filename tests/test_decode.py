@@ -76,3 +76,10 @@ def test_empty_batch_has_meta_columns():
 def test_next_offsets():
     ms = [Message("a", 0, 5, b""), Message("a", 0, 6, b""), Message("a", 1, 2, b""), Message("b", 0, 0, b"")]
     assert next_offsets(ms) == {("a", 0): 7, ("a", 1): 3, ("b", 0): 1}
+
+
+def test_timestamps_beyond_the_limit_are_rejected():
+    ok = {**GOOD, "timestamp": 10_000}
+    late = {**GOOD, "timestamp": 10_001}
+    batch = decode_json_batch([msg(ok), msg(late, 1)], 1 << 20, 100, max_event_time_ms=10_000)
+    assert [r.reason for r in batch.rejected] == [RejectReason.FUTURE_TIMESTAMP] and len(batch.frame) == 1

@@ -47,11 +47,14 @@ def test_within_lateness_lands_in_its_own_window():
     assert a.late.empty and [k.start_ms for k, _ in a.parts] == [0]
 
 
-def test_idle_models_close_on_wall_clock():
-    w = TumblingWindows(H, 100)
+def test_idle_models_close_on_wall_clock_once_the_window_has_ended():
+    w = TumblingWindows(H, 100, allowed_lateness_ms=60_000)
     w.assign(rows([5]), now_ms=1_000)
     assert w.due(1_500, idle_close_ms=1_000) == []
-    assert w.due(2_000, idle_close_ms=1_000) == [(WindowKey("m", "1", 0, 0), "idle")]
+    # idle, but the window still runs in wall-clock time: a quiet live model keeps it open
+    assert w.due(H - 1, idle_close_ms=1_000) == []
+    assert w.due(H + 59_999, idle_close_ms=1_000) == []
+    assert w.due(H + 60_000, idle_close_ms=1_000) == [(WindowKey("m", "1", 0, 0), "idle")]
 
 
 def test_models_and_versions_are_separate():
