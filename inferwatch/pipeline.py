@@ -86,6 +86,9 @@ class Pipeline:
         self._references: dict[tuple[str, str], Profile] = {}
         self._pending_metrics: list[tuple[ClosedWindow, list[dict]]] = []
         self._pending_alerts: list[tuple[str, str]] = []
+        # undelivered messages left by an earlier run are retried on the first batch
+        self._outbox_failures = 1 if store.pending_outbox(limit=1) else 0
+        self._outbox_retry_at_ms = 0
         with store.transaction() as conn:
             self.windows.restore(store.open_windows(conn), store.load_watermarks(conn),
                                  store.closed_windows(conn), now_ms())
@@ -263,7 +266,7 @@ class Pipeline:
         alerts, self._pending_alerts = self._pending_alerts, []
         for model, state in alerts:
             self.metrics.alert_firing.labels(ALERT_NAME, model).set(1.0 if state == "firing" else 0.0)
-        if closed or self.store.pending_outbox(limit=1):
+        if now_ms() >= self._outbox_retry_at_ms and (closed or self._outbox_failures):
             self.deliver_outbox()
 
     def _publish(self, w: ClosedWindow, results: list[dict]) -> None:
@@ -288,7 +291,11 @@ class Pipeline:
                     gauge.labels(*labels).set(value)
 
     def deliver_outbox(self) -> int:
-        """Send undelivered notifications; returns how many were delivered now."""
+        """Send undelivered notifications in order; returns how many were delivered now.
+
+        After a failure the next attempt waits (1 s doubling per consecutive failure, at most
+        60 s), so a receiver that is down does not stall consumption batch after batch.
+        """
         delivered = 0
         for msg in self.store.pending_outbox():
             try:
@@ -296,10 +303,13 @@ class Pipeline:
             except DeliveryError as exc:
                 self.store.mark_outbox(msg.id, delivered=False, error=str(exc)[:500])
                 self.metrics.outbox_failed.inc()
+                self._outbox_failures += 1
+                self._outbox_retry_at_ms = now_ms() + min(60_000, 1000 * 2 ** (self._outbox_failures - 1))
                 log.warning("notification %s not delivered yet: %s", msg.idempotency_key, exc)
                 break  # keep order: later messages wait for this one
             self.store.mark_outbox(msg.id, delivered=True)
             self.metrics.outbox_delivered.inc()
+            self._outbox_failures = 0
             delivered += 1
         return delivered
 

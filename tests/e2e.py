@@ -58,7 +58,7 @@ def produce(bootstrap: str, topic: str, payloads: Iterable[bytes | tuple[bytes, 
 class WebhookReceiver:
     """A real HTTP server on 127.0.0.1 recording every JSON body POSTed to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.bodies: list[dict] = []
         self.headers: list[dict] = []
         receiver = self
@@ -74,7 +74,7 @@ class WebhookReceiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

@@ -113,3 +113,30 @@ def test_windows_without_reference_are_stored_as_such(db_url):
     assert windows.status.tolist() == ["no_reference"] and windows.record_count.tolist() == [500]
     assert windows.drift_share.isna().all()
     store.close()
+
+
+def test_undelivered_notifications_wait_and_survive_a_restart(db_url, episode, tmp_path):
+    from e2e import free_port
+
+    port = free_port()
+    dead_url = f"http://127.0.0.1:{port}/hook"  # nobody listens yet
+    settings = _settings(db_url, alerting={"webhook_url": dead_url, "fire_share": 0.15, "timeout_seconds": 1})
+    store = open_store(settings)
+    ref = read_reference_file(demo.write_reference_file(tmp_path / "train.parquet"))
+    with store.transaction() as conn:
+        store.put_reference(conn, "ep", "*", "training half", len(ref), profile_frame(ref, set(), 10, 50_000).to_dict())
+    metrics = Metrics()
+    run_in_process(settings, (demo.encode_record(r) for r in episode.records), store, metrics, source_name="r")
+    pending = store.pending_outbox()
+    assert [m.idempotency_key.rsplit(":", 1)[1] for m in pending] == ["firing", "resolved"]
+    # failures back off instead of being retried on every batch
+    assert metrics.outbox_failed._value.get() <= 2
+
+    hook = WebhookReceiver(port)  # the receiver comes back; inferwatch restarts
+    try:
+        restarted = Pipeline(settings, store, Metrics(), log_dead_letter, "r")
+        assert restarted.deliver_outbox() == 2
+    finally:
+        hook.close()
+    assert [b["status"] for b in hook.bodies] == ["firing", "resolved"] and store.pending_outbox() == []
+    store.close()
