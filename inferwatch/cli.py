@@ -6,6 +6,8 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -66,8 +68,21 @@ def run(config: Optional[Path] = ConfigOption, verbose: bool = typer.Option(Fals
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    run_kafka(settings, stop, on_closed=lambda ws: [logging.getLogger("inferwatch").info(_window_line(w))
-                                                    for w in ws])
+    with _startup_errors():
+        run_kafka(settings, stop, on_closed=lambda ws: [logging.getLogger("inferwatch").info(_window_line(w))
+                                                        for w in ws])
+
+
+@contextmanager
+def _startup_errors() -> Iterator[None]:
+    """A dependency unreachable at start: one line naming the config key, exit code 3."""
+    from inferwatch.runner import StartupError
+
+    try:
+        yield
+    except StartupError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(3) from None
 
 
 @reference_app.command("set")
@@ -90,7 +105,8 @@ def reference_set(model: str = typer.Option(..., "--model", "-m", help="Model na
         raise typer.Exit(2) from None
     profile = profile_frame(frame, set(settings.drift.categorical.get(model, [])), settings.reference.n_bins,
                             settings.reference.sample_size)
-    store = open_store(settings)
+    with _startup_errors():
+        store = open_store(settings)
     with store.transaction() as conn:
         store.put_reference(conn, model, version, f"file:{file.name}", len(frame), profile.to_dict())
     store.close()
@@ -107,7 +123,8 @@ def windows(model: Optional[str] = typer.Option(None, "--model", "-m"),
     """List closed windows and their dataset drift."""
     from inferwatch.runner import open_store
 
-    store = open_store(_settings(config))
+    with _startup_errors():
+        store = open_store(_settings(config))
     console.print(drift_table(store, model))
     store.close()
 

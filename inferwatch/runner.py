@@ -7,6 +7,9 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 
+import sqlalchemy.exc
+from kafka.errors import KafkaTimeoutError
+
 from collector.dead_letter import KafkaDeadLetter
 from collector.decode import Rejected
 from collector.kafka_source import KafkaSource
@@ -21,10 +24,23 @@ log = logging.getLogger(__name__)
 OnClosed = Callable[[list[ClosedWindow]], None]
 
 
+class StartupError(RuntimeError):
+    """A dependency could not be reached at start; the message names the config key."""
+
+
 def open_store(settings: Settings) -> Store:
-    """Connect to the configured database and create the schema if needed."""
-    store = Store(settings.database_url)
-    store.create_schema()
+    """Connect to the configured database and create the schema if needed.
+
+    Raises:
+        StartupError: the URL is malformed or the database cannot be reached.
+    """
+    try:
+        store = Store(settings.database_url)
+        store.create_schema()
+    except sqlalchemy.exc.ArgumentError as exc:
+        raise StartupError(f"database_url: {exc}") from None
+    except sqlalchemy.exc.OperationalError as exc:
+        raise StartupError(f"database_url: cannot connect: {str(exc.orig).strip()}") from None
     return store
 
 
@@ -45,11 +61,15 @@ def run_kafka(settings: Settings, stop: threading.Event, on_closed: OnClosed | N
     """
     k = settings.kafka
     store = open_store(settings)
+    try:
+        dead_letter = KafkaDeadLetter(k.bootstrap_servers, k.dead_letter_topic, k.client_options)
+        source = KafkaSource(k.bootstrap_servers, k.topics, k.group_id, lambda: store.load_offsets(k.group_id),
+                             k.auto_offset_reset, k.max_poll_records, k.client_options)
+    except KafkaTimeoutError as exc:
+        store.close()
+        raise StartupError(f"kafka.bootstrap_servers: no broker answered at {k.bootstrap_servers} ({exc})") from None
     metrics, _ = start_metrics(settings)
-    dead_letter = KafkaDeadLetter(k.bootstrap_servers, k.dead_letter_topic, k.client_options)
     pipeline = Pipeline(settings, store, metrics, dead_letter, k.group_id)
-    source = KafkaSource(k.bootstrap_servers, k.topics, k.group_id, lambda: store.load_offsets(k.group_id),
-                         k.auto_offset_reset, k.max_poll_records, k.client_options)
     log.info("consuming %s as group %s from %s", ",".join(k.topics), k.group_id, k.bootstrap_servers)
     try:
         while not stop.is_set():

@@ -44,3 +44,22 @@ def test_cli_fails_at_start_up_naming_the_key(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "drift.alpha" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("text, exit_code, message", [
+    ("database_url: 'nonsense://'\n", 3, "database_url"),
+    ("database_url: 'postgresql+psycopg://u:p@127.0.0.1:{port}/x'\n", 3, "database_url: cannot connect"),
+    ("kafka:\n  bootstrap_servers: '127.0.0.1:{port}'\n  client_options: {{bootstrap_timeout_ms: 2000}}\n", 3,
+     "kafka.bootstrap_servers: no broker answered"),
+])
+def test_cli_start_up_failures_name_the_key(tmp_path, text, exit_code, message):
+    from e2e import free_port
+
+    f = tmp_path / "c.yaml"
+    f.write_text(text.format(port=free_port()) + f"metrics:\n  port: {free_port()}\n"
+                 + ("" if "database_url" in text else f"database_url: sqlite:///{tmp_path / 'x.db'}\n"))
+    done = subprocess.run([sys.executable, "-m", "inferwatch.cli", "run", "--config", str(f)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    out = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == exit_code, out
+    assert message in out and "Traceback" not in out
