@@ -225,9 +225,5 @@ def demo_producer(bootstrap_servers: str = typer.Option("127.0.0.1:9092", "--boo
     console.print(f"produced {n} records to {topic}")
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
