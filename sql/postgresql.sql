@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS window_partials (
 CREATE INDEX IF NOT EXISTS window_partials_key
     ON window_partials (model, model_version, window_start_ms, segment);
 
--- Closed windows with their dataset-level drift decision.
+-- Closed windows with their dataset-level drift decision. profile: the window's statistics as
+-- JSON (counts, missing, moments, histogram on the reference's bin edges, category counts).
 CREATE TABLE IF NOT EXISTS windows (
     id               BIGSERIAL PRIMARY KEY,
     model            TEXT    NOT NULL,
