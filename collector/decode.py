@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,9 @@ from collector.message import Message
 FEATURE_PREFIX = "features."
 PREDICTION_PREFIX = "predictions."
 META_COLUMNS = ("model", "model_version", "event_time_ms", "request_id", "label", "latency_ms")
+MAX_EPOCH_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z
+# JSON escapes that can decode to text no database stores: NUL and (lone) UTF-16 surrogates
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 REQUIRED_FIELDS = ("model", "model_version", "timestamp", "request_id", "features", "predictions")
 
 
@@ -98,8 +102,9 @@ def parse_timestamp(value: object) -> int:
     if isinstance(value, bool):
         raise RecordError(RejectReason.INVALID_TIMESTAMP, "timestamp: boolean is not a time")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value < 0:
-            raise RecordError(RejectReason.INVALID_TIMESTAMP, f"timestamp: {value!r} is not epoch milliseconds")
+        if not 0 <= value < MAX_EPOCH_MS:  # also false for NaN
+            raise RecordError(RejectReason.INVALID_TIMESTAMP,
+                              f"timestamp: {str(value)[:32]} is not epoch milliseconds before year 10000")
         return int(value)
     if isinstance(value, str):
         try:
@@ -117,6 +122,35 @@ def _is_number(v: object) -> bool:
 
 
 _SCALAR_TYPES = {int, float, str, bool, type(None)}
+
+
+_MAX_FLOAT = 1.7976931348623157e308
+
+
+def _check_int_range(where: str, values) -> None:
+    # JSON integers are unbounded; beyond float64 they cannot enter a numeric column
+    for v in values:
+        if type(v) is int and not -_MAX_FLOAT <= v <= _MAX_FLOAT:
+            raise RecordError(RejectReason.WRONG_TYPE, f"{where}: integer out of the float64 range")
+
+
+def _check_text(obj: object) -> None:
+    """Reject strings (keys or values, at any depth) with NUL or unpaired surrogates."""
+    stack = [obj]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if "\x00" in v:
+                raise RecordError(RejectReason.WRONG_TYPE, "text contains a NUL character")
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise RecordError(RejectReason.WRONG_TYPE, "text contains an unpaired UTF-16 surrogate") from None
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
 
 
 def _scalar(field_name: str, name: str, v: object) -> object:
@@ -167,21 +201,30 @@ def validate_record(obj: object, max_features: int, max_event_time_ms: int | Non
     if isinstance(label, (dict, list)):
         raise RecordError(RejectReason.WRONG_TYPE, "label: must be a scalar")
     latency = obj.get("latency_ms")
-    if latency is not None and (not _is_number(latency) or latency < 0):
-        raise RecordError(RejectReason.WRONG_TYPE, "latency_ms: must be a number >= 0")
+    if latency is not None and (not _is_number(latency) or not 0 <= latency <= _MAX_FLOAT):
+        raise RecordError(RejectReason.WRONG_TYPE, "latency_ms: must be a finite number >= 0")
 
-    if not set(map(type, features.values())) <= _SCALAR_TYPES:
+    types = set(map(type, features.values()))
+    if not types <= _SCALAR_TYPES:
         for name, v in features.items():
             _scalar("features", name, v)  # raises, naming the first bad one
+    if int in types:
+        _check_int_range("features", features.values())
     columns: dict[str, object] = {FEATURE_PREFIX + name: v for name, v in features.items()}
     for name, v in predictions.items():
         if isinstance(v, list):
             if not all(_is_number(p) for p in v):
                 raise RecordError(RejectReason.WRONG_TYPE, f"predictions.{name}: class probabilities must be numbers")
+            _check_int_range(f"predictions.{name}", v)
             for i, p in enumerate(v):
                 columns[f"{PREDICTION_PREFIX}{name}[{i}]"] = p
         else:
             columns[PREDICTION_PREFIX + name] = _scalar("predictions", name, v)
+            if type(v) is int:
+                _check_int_range(f"predictions.{name}", (v,))
+        if len(columns) > max_features:
+            raise RecordError(RejectReason.TOO_MANY_FEATURES,
+                              f"features and prediction columns: more than the limit {max_features}")
     meta = (model, version, event_time, request_id, None if label is None else normalise_category(label),
             float(latency) if latency is not None else math.nan)
     return meta, columns
@@ -238,6 +281,12 @@ def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_f
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise RecordError(RejectReason.INVALID_JSON, f"invalid JSON: {exc.msg} at {exc.pos}") from None
+            except RecursionError:
+                raise RecordError(RejectReason.INVALID_JSON, "invalid JSON: nested too deeply") from None
+            except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
+                raise RecordError(RejectReason.INVALID_JSON, f"invalid JSON: {exc}") from None
+            if _SUSPECT_ESCAPE.search(text):  # rare: only then walk the parsed value
+                _check_text(obj)
             meta, columns = validate_record(obj, max_features, max_event_time_ms)
         except RecordError as err:
             rejected.append(Rejected(msg, err.reason, str(err)))

@@ -83,3 +83,31 @@ def test_timestamps_beyond_the_limit_are_rejected():
     late = {**GOOD, "timestamp": 10_001}
     batch = decode_json_batch([msg(ok), msg(late, 1)], 1 << 20, 100, max_event_time_ms=10_000)
     assert [r.reason for r in batch.rejected] == [RejectReason.FUTURE_TIMESTAMP] and len(batch.frame) == 1
+
+
+def _raw(**fields):
+    return json.dumps({**GOOD, **fields}).encode()
+
+
+@pytest.mark.parametrize("value, reason", [
+    (b'{"features": {"x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}}", RejectReason.INVALID_JSON),
+    (_raw().replace(b'"age": 41', b'"age": ' + b"7" * 5000), RejectReason.INVALID_JSON),
+    (_raw().replace(b'"age": 41', b'"age": 1' + b"0" * 400), RejectReason.WRONG_TYPE),
+    (_raw().replace(b'"p": 0.8', b'"p": 1' + b"0" * 400), RejectReason.WRONG_TYPE),
+    (_raw().replace(b'"proba": [0.2, 0.8]', b'"proba": [0.2, 1' + b"0" * 400 + b"]"), RejectReason.WRONG_TYPE),
+    (_raw(timestamp=1e300), RejectReason.INVALID_TIMESTAMP),
+    (_raw(timestamp=float("nan")), RejectReason.INVALID_TIMESTAMP),
+    (_raw(latency_ms=1e400), RejectReason.WRONG_TYPE),
+    (_raw().replace(b'"model": "m"', b'"model": "m\\ud800"'), RejectReason.WRONG_TYPE),
+    (_raw().replace(b'"model": "m"', b'"model": "m\\u0000x"'), RejectReason.WRONG_TYPE),
+    (_raw().replace(b'"state": "MA"', b'"st\\udc00": "MA"'), RejectReason.WRONG_TYPE),
+    (_raw(predictions={"proba": [0.001] * 200}), RejectReason.TOO_MANY_FEATURES),
+])
+def test_poison_messages_are_rejected_not_raised(value, reason):
+    batch = decode_json_batch([msg(GOOD), msg(value, 1)], 10 << 20, 100)
+    assert [r.reason for r in batch.rejected] == [reason] and len(batch.frame) == 1
+
+
+def test_escaped_emoji_and_non_ascii_text_are_accepted():
+    batch = decode_json_batch([msg(_raw().replace(b'"MA"', b'"\\ud83d\\ude00 caf\\u00e9"'))], 1 << 20, 100)
+    assert batch.rejected == [] and batch.frame["features.state"][0] == "\U0001F600 café"
