@@ -76,6 +76,19 @@ class KafkaSource:
                                    r.timestamp))
         return out
 
+    def partition_states(self) -> dict[tuple[str, int], bool]:
+        """Each assigned partition mapped to whether it has caught up with its end (position at
+        the high watermark the broker last reported); False while either is unknown."""
+        states = {}
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            try:
+                pos = self.consumer.position(tp, timeout_ms=0)
+            except Exception:  # revoked meanwhile, or no position yet
+                pos = None
+            states[(tp.topic, tp.partition)] = high is not None and pos is not None and pos >= high
+        return states
+
     def commit(self, messages: list[Message]) -> None:
         """Commit the offsets after ``messages`` to Kafka (best effort: the stored offsets are
         authoritative)."""

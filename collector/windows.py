@@ -5,7 +5,12 @@ A record with event time ``t`` belongs to the window starting at
 ``origin + floor((t - origin) / length) * length`` (``origin`` defaults to the Unix epoch, UTC). Each window is split into *segments* of at most
 ``max_records`` rows: a full segment closes at once, so memory per window stays bounded.
 
-The watermark of a model version is the highest event time seen minus the allowed lateness. A
+Event time advances per source partition. The watermark of a model version is, over the
+assigned partitions still behind their end (a backlog to read), the lowest highest-event-time of
+that model version seen there — unknown, so no window closes, while such a partition has not
+delivered one yet; once every partition has caught up, the highest of them. Minus the allowed
+lateness. A partition read behind the others therefore never makes its records late, and an
+empty or quiet partition does not hold the others back. A
 window closes when the watermark passes its end, or when its model version has received nothing
 for ``idle_close_ms`` of wall-clock time. A record whose window has already closed is *late*: it
 is counted and kept out of the closed window.
@@ -67,19 +72,23 @@ class TumblingWindows:
         self.allowed_lateness_ms = int(allowed_lateness_ms)
         self.origin_ms = int(origin_ms)
         self.open: dict[WindowKey, int] = {}
-        self.max_event_time: dict[tuple[str, str], int] = {}
+        # highest event time per (model, version, topic, partition)
+        self.max_event_time: dict[tuple[str, str, str, int], int] = {}
+        # assigned partitions -> caught up with their end? None: every partition seen is behind
+        self._sources: dict[tuple[str, int], bool] | None = None
         self._closed_starts: set[tuple[str, str, int]] = set()
         self._next_segment: dict[tuple[str, str, int], int] = {}
         self._last_arrival_ms: dict[tuple[str, str], int] = {}
 
     # --- restore ---------------------------------------------------------------------
-    def restore(self, open_counts: dict[tuple[str, str, int, int], int], max_event_time: dict[tuple[str, str], int],
+    def restore(self, open_counts: dict[tuple[str, str, int, int], int],
+                max_event_time: dict[tuple[str, str, str, int], int],
                 closed: list[tuple[str, str, int, int, str]], now_ms: int) -> None:
         """Rebuild the state from the store.
 
         Args:
             open_counts: rows per open (model, version, start, segment).
-            max_event_time: highest event time per (model, version).
+            max_event_time: highest event time per (model, version, topic, partition).
             closed: (model, version, start, segment, close_reason) of closed windows.
             now_ms: wall-clock now; idle timers restart from here.
         """
@@ -93,20 +102,35 @@ class TumblingWindows:
         for k in self.open:
             key = (k.model, k.model_version, k.start_ms)
             self._next_segment[key] = max(self._next_segment.get(key, 0), k.segment)
-        self._last_arrival_ms = {mv: now_ms for mv in self.max_event_time}
+        self._last_arrival_ms = {(m, v): now_ms for m, v, _t, _p in self.max_event_time}
 
     # --- ingest ----------------------------------------------------------------------
-    def watermark(self, model: str, model_version: str) -> int | None:
-        """Highest event time seen minus the allowed lateness, or None before any record."""
-        t = self.max_event_time.get((model, model_version))
-        return None if t is None else t - self.allowed_lateness_ms
+    def set_sources(self, sources: dict[tuple[str, int], bool]) -> None:
+        """The partitions assigned now, each mapped to whether it has caught up with its end."""
+        self._sources = dict(sources)
 
-    def assign(self, frame: pd.DataFrame, now_ms: int) -> Assignment:
-        """Place decoded rows into window segments and advance the watermarks.
+    def watermark(self, model: str, model_version: str) -> int | None:
+        """The event time up to which windows of this model version may close (see module
+        docstring), minus the allowed lateness; None while unknown."""
+        seen = {(t, p): ms for (m, v, t, p), ms in self.max_event_time.items() if (m, v) == (model, model_version)}
+        if self._sources is None:
+            mark = min(seen.values()) if seen else None
+        else:
+            behind = [tp for tp, caught_up in self._sources.items() if not caught_up]
+            if behind:
+                marks = [seen.get(tp) for tp in behind]
+                mark = None if None in marks else min(marks)
+            else:
+                mark = max(seen.values()) if seen else None
+        return None if mark is None else mark - self.allowed_lateness_ms
+
+    def assign(self, frame: pd.DataFrame, now_ms: int, source: tuple[str, int] = ("", 0)) -> Assignment:
+        """Place decoded rows from one partition into window segments and advance its watermarks.
 
         Args:
             frame: a decoded batch (needs ``model``, ``model_version``, ``event_time_ms``).
             now_ms: wall-clock now, for idle detection.
+            source: the (topic, partition) the rows came from.
 
         Returns:
             The rows per segment (to be stored by the caller) and the late rows.
@@ -144,9 +168,9 @@ class TumblingWindows:
         if not on_time.empty:
             mx = on_time.groupby(["model", "model_version"])["event_time_ms"].max()
             for (model, version), t in mx.items():
-                mv = (model, version)
-                self.max_event_time[mv] = max(int(t), self.max_event_time.get(mv, int(t)))
-                self._last_arrival_ms[mv] = now_ms
+                key = (model, version, *source)
+                self.max_event_time[key] = max(int(t), self.max_event_time.get(key, int(t)))
+                self._last_arrival_ms[(model, version)] = now_ms
         parts.sort(key=lambda p: p[0])
         return Assignment(parts, frame[late_mask].drop(columns=[], errors="ignore"))
 

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 
 import numpy as np
 import pandas as pd
@@ -95,40 +96,56 @@ class Pipeline:
             self._bootstrap_counts = store.reference_partial_counts(conn)
 
     # --- batches -------------------------------------------------------------------------
-    def process(self, messages: Sequence[Message], now: int | None = None) -> list[ClosedWindow]:
-        """Decode, window and store one batch; close due windows. Returns the windows closed."""
+    def process(self, messages: Sequence[Message], now: int | None = None,
+                sources: dict[tuple[str, int], bool] | None = None) -> list[ClosedWindow]:
+        """Decode, window and store one batch; close due windows. Returns the windows closed.
+
+        ``sources`` maps the assigned partitions to whether they have caught up with their end
+        (see :mod:`collector.windows`); None for a single in-process source.
+        """
         now = now_ms() if now is None else now
+        if sources is not None:
+            self.windows.set_sources(sources)
         kafka = self.settings.kafka
         future = self.settings.window.max_future_seconds
-        decoded = decode_json_batch(messages, kafka.max_message_bytes, kafka.max_features,
-                                    None if future is None else now + future * 1000)
-        if decoded.rejected:
-            self.dead_letter(decoded.rejected)
-        frame = decoded.frame
-        assignment = self.windows.assign(frame, now)
+        max_event_time = None if future is None else now + future * 1000
+        parts, frames, late, rejected = [], [], [], []
+        # one partition at a time: event time (and so the watermark) advances per partition
+        for source, group in groupby(messages, key=lambda m: (m.topic, m.partition)):
+            decoded = decode_json_batch(list(group), kafka.max_message_bytes, kafka.max_features, max_event_time)
+            rejected.extend(decoded.rejected)
+            assignment = self.windows.assign(decoded.frame, now, source)
+            parts.extend(assignment.parts)
+            late.append(assignment.late)
+            frames.append(decoded.frame.drop(index=assignment.late.index))
+        if rejected:
+            self.dead_letter(rejected)
+        on_time = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        late_rows = pd.concat(late, ignore_index=True) if late else pd.DataFrame()
         offsets = next_offsets(messages)
         with self.store.transaction() as conn:
-            for key, rows in assignment.parts:
+            for key, rows in parts:
                 self.store.add_window_partial(conn, key.model, key.model_version, key.start_ms, key.segment, rows)
-            on_time = frame.drop(index=assignment.late.index) if len(assignment.late) else frame
             self._feed_bootstrap_references(conn, on_time)
             if offsets:
                 self.store.save_offsets(conn, self.group_id, offsets)
-            touched = {(k.model, k.model_version) for k, _ in assignment.parts}
-            self.store.save_watermarks(conn, {mv: self.windows.max_event_time[mv] for mv in touched})
+            self.store.save_watermarks(conn, {k: t for k, t in self.windows.max_event_time.items()
+                                              if (k[2], k[3]) in offsets})
             closed = self._close(conn, self.windows.due(now, self._idle_ms()), now)
-        for r in decoded.rejected:
+        for r in rejected:
             self.metrics.records_rejected.labels(r.reason.value).inc()
-        for model, n in frame.groupby("model").size().items() if len(frame) else []:
+        for model, n in on_time.groupby("model").size().items() if len(on_time) else []:
             self.metrics.records_ingested.labels(model).inc(int(n))
-        for model, n in assignment.late.groupby("model").size().items() if len(assignment.late) else []:
+        for model, n in late_rows.groupby("model").size().items() if len(late_rows) else []:
             self.metrics.records_late.labels(model).inc(int(n))
         self._after_commit(closed)
         return closed
 
-    def tick(self, now: int | None = None) -> list[ClosedWindow]:
+    def tick(self, now: int | None = None, sources: dict[tuple[str, int], bool] | None = None) -> list[ClosedWindow]:
         """Close windows of idle models (called when a poll returns nothing)."""
         now = now_ms() if now is None else now
+        if sources is not None:
+            self.windows.set_sources(sources)
         due = self.windows.due(now, self._idle_ms())
         if not due:
             return []

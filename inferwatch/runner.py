@@ -74,7 +74,8 @@ def run_kafka(settings: Settings, stop: threading.Event, on_closed: OnClosed | N
     try:
         while not stop.is_set():
             messages = source.poll(k.poll_timeout_ms)
-            closed = pipeline.process(messages) if messages else pipeline.tick()
+            states = source.partition_states()
+            closed = pipeline.process(messages, sources=states) if messages else pipeline.tick(sources=states)
             if messages:
                 source.commit(messages)
             if closed and on_closed:

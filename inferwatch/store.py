@@ -106,6 +106,8 @@ watermarks = sa.Table(
     "watermarks", metadata,
     sa.Column("model", sa.Text, primary_key=True),
     sa.Column("model_version", sa.Text, primary_key=True),
+    sa.Column("topic", sa.Text, primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
     sa.Column("max_event_time_ms", sa.BigInteger, nullable=False),
 )
 
@@ -327,15 +329,17 @@ class Store:
             rows = conn.execute(sa.select(c.topic, c.partition, c.next_offset).where(c.group_id == group_id))
             return {(t, int(p)): int(o) for t, p, o in rows}
 
-    def save_watermarks(self, conn: Connection, marks: dict[tuple[str, str], int]) -> None:
-        """Upsert the highest event time seen per (model, version)."""
-        for (model, version), ms in marks.items():
-            _upsert(conn, watermarks, {"model": model, "model_version": version}, {"max_event_time_ms": ms})
+    def save_watermarks(self, conn: Connection, marks: dict[tuple[str, str, str, int], int]) -> None:
+        """Upsert the highest event time seen per (model, version, topic, partition)."""
+        for (model, version, topic, partition), ms in marks.items():
+            _upsert(conn, watermarks, {"model": model, "model_version": version, "topic": topic,
+                                       "partition": partition}, {"max_event_time_ms": ms})
 
-    def load_watermarks(self, conn: Connection) -> dict[tuple[str, str], int]:
-        """Highest event time seen per (model, version)."""
+    def load_watermarks(self, conn: Connection) -> dict[tuple[str, str, str, int], int]:
+        """Highest event time seen per (model, version, topic, partition)."""
         c = watermarks.c
-        return {(m, v): int(t) for m, v, t in conn.execute(sa.select(c.model, c.model_version, c.max_event_time_ms))}
+        q = sa.select(c.model, c.model_version, c.topic, c.partition, c.max_event_time_ms)
+        return {(m, v, t, int(p)): int(ms) for m, v, t, p, ms in conn.execute(q)}
 
     # --- alerts and outbox --------------------------------------------------------------
     def get_alert_state(self, conn: Connection, alert_name: str, model: str) -> tuple[str, int] | None:

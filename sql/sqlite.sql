@@ -88,12 +88,15 @@ CREATE TABLE IF NOT EXISTS consumer_offsets (
     PRIMARY KEY (group_id, topic, partition)
 );
 
--- Highest event time seen per model version: the watermark before allowed lateness.
+-- Highest event time seen per model version and source partition; the watermark of a model
+-- version is the lowest of its partitions' values, minus the allowed lateness.
 CREATE TABLE IF NOT EXISTS watermarks (
-    model              TEXT   NOT NULL,
-    model_version      TEXT   NOT NULL,
-    max_event_time_ms  BIGINT NOT NULL,
-    PRIMARY KEY (model, model_version)
+    model              TEXT    NOT NULL,
+    model_version      TEXT    NOT NULL,
+    topic              TEXT    NOT NULL,
+    partition          INTEGER NOT NULL,
+    max_event_time_ms  BIGINT  NOT NULL,
+    PRIMARY KEY (model, model_version, topic, partition)
 );
 
 -- Current state of each alert (firing or resolved) per model.

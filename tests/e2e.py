@@ -17,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,13 +43,23 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
-def produce(bootstrap: str, topic: str, payloads: Iterable[bytes | tuple[bytes, list]]) -> int:
-    """Send payloads (or (payload, headers) pairs) in order and wait for every ack."""
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """Create a topic with this many partitions."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    finally:
+        admin.close()
+
+
+def produce(bootstrap: str, topic: str, payloads: Iterable[bytes | tuple[bytes, list]], keyed: bool = False) -> int:
+    """Send payloads (or (payload, headers) pairs) in order and wait for every ack; ``keyed``
+    gives each message its sequence number as key, spreading them over the partitions."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10, max_request_size=4 << 20)
     n = 0
     for p in payloads:
         value, headers = p if isinstance(p, tuple) else (p, None)
-        producer.send(topic, value=value, headers=headers)
+        producer.send(topic, value=value, headers=headers, key=str(n).encode() if keyed else None)
         n += 1
     producer.flush()
     producer.close()

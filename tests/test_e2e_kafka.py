@@ -23,7 +23,7 @@ from kafka import KafkaConsumer
 from inferwatch import demo
 from inferwatch.store import Store
 
-from e2e import REPO, Service, WebhookReceiver, free_port, produce, scrape, wait_for, write_config
+from e2e import REPO, Service, WebhookReceiver, create_topic, free_port, produce, scrape, wait_for, write_config
 
 DAY_MS = 86_400_000
 RPD = 15_000  # records per day = per 1-day window for the drift-episode model
@@ -214,17 +214,19 @@ def test_bad_input_goes_to_the_dead_letter_topic_and_the_consumer_keeps_going(tm
 
 
 def test_sigterm_mid_stream_then_restart_loses_nothing_and_counts_nothing_twice(tmp_path, kafka_bootstrap):
+    """On a 3-partition topic, whose partitions one process reads at different speeds."""
     db_url = f"sqlite:///{tmp_path / 'restart.db'}"
     records = demo.episode_records(model_name=CONTROL, n_stable=40_000, n_drift=0, n_recovery=0,
                                    records_per_day=8_000).records
     topic = f"restart-{uuid.uuid4().hex[:8]}"
     cfg = base_config(tmp_path, db_url, kafka_bootstrap, topic, kafka={"max_poll_records": 200})
-    produce(kafka_bootstrap, topic, (demo.encode_record(r) for r in records))
+    create_topic(kafka_bootstrap, topic, 3)
+    produce(kafka_bootstrap, topic, (demo.encode_record(r) for r in records), keyed=True)
     store = Store(db_url)
     store.create_schema()
 
     def progress() -> int:
-        return store.load_offsets(f"g-{topic}").get((topic, 0), 0)
+        return sum(store.load_offsets(f"g-{topic}").values())
 
     first = Service(cfg, tmp_path / "first.log").start()
     wait_for(lambda: progress() >= 4000, 120, "the first run to store some progress")
@@ -240,5 +242,5 @@ def test_sigterm_mid_stream_then_restart_loses_nothing_and_counts_nothing_twice(
         assert second.stop() == 0, second.log()
     stored = Counter({int(r.window_start_ms): int(r.record_count) for r in store.list_windows().itertuples()})
     assert stored == Counter(_ms(r["timestamp"]) // DAY_MS * DAY_MS for r in records)
-    assert progress() == len(records)
+    assert progress() == len(records) and len(store.load_offsets(f"g-{topic}")) == 3
     store.close()

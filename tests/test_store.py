@@ -35,7 +35,7 @@ def test_partials_offsets_and_windows_round_trip(store):
         store.add_window_partial(conn, "m", "1", 0, 0, frame.iloc[:2])
         store.add_window_partial(conn, "m", "1", 0, 0, frame.iloc[2:])
         store.save_offsets(conn, "g", {("t", 0): 10, ("t", 1): 4})
-        store.save_watermarks(conn, {("m", "1"): 1234})
+        store.save_watermarks(conn, {("m", "1", "t", 0): 1234, ("m", "1", "t", 1): 99})
     with store.transaction() as conn:
         store.save_offsets(conn, "g", {("t", 0): 12})
         assert store.open_windows(conn) == {("m", "1", 0, 0): 3}
@@ -51,7 +51,7 @@ def test_partials_offsets_and_windows_round_trip(store):
     pd.testing.assert_frame_equal(rows, frame)
     assert store.load_offsets("g") == {("t", 0): 12, ("t", 1): 4}
     with store.transaction() as conn:
-        assert store.load_watermarks(conn) == {("m", "1"): 1234}
+        assert store.load_watermarks(conn) == {("m", "1", "t", 0): 1234, ("m", "1", "t", 1): 99}
     res = store.list_drift_results(wid)
     assert res.loc[0, "p_value"] == 1e-300 and bool(res.loc[0, "drifted"]) is True
     assert store.list_windows("m")["record_count"].tolist() == [3]

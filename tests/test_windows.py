@@ -65,7 +65,7 @@ def test_models_and_versions_are_separate():
 
 def test_restore_continues_segments_and_lateness():
     w = TumblingWindows(H, 3)
-    w.restore({("m", "1", H, 1): 2}, {("m", "1"): H + 5},
+    w.restore({("m", "1", H, 1): 2}, {("m", "1", "t", 0): H + 5},
               [("m", "1", 0, 0, "watermark"), ("m", "1", H, 0, "max_records")], now_ms=0)
     a = w.assign(rows([10, H + 6, H + 7]), now_ms=0)
     assert list(a.late["event_time_ms"]) == [10]
@@ -76,3 +76,27 @@ def test_origin_shifts_the_boundaries():
     w = TumblingWindows(H, 100, origin_ms=15 * 60_000)
     a = w.assign(rows([0, 15 * 60_000, H + 14 * 60_000]), now_ms=0)
     assert [(k.start_ms, len(r)) for k, r in a.parts] == [(15 * 60_000 - H, 1), (15 * 60_000, 2)]
+
+
+def test_the_watermark_is_the_slowest_partition():
+    w = TumblingWindows(H, 100)
+    w.assign(rows([5]), now_ms=0, source=("t", 0))
+    w.assign(rows([3 * H]), now_ms=0, source=("t", 1))  # partition 1 is read far ahead
+    assert w.watermark("m", "1") == 5 and w.due(0, None) == []
+    a = w.assign(rows([H + 1, 2 * H + 1]), now_ms=0, source=("t", 0))  # partition 0 catches up
+    assert a.late.empty and [k.start_ms for k, _ in a.parts] == [H, 2 * H]
+    assert w.watermark("m", "1") == 2 * H + 1
+    assert [k.start_ms for k, _ in w.due(0, None)] == [0, H]
+
+
+def test_partitions_behind_hold_the_watermark_until_they_deliver():
+    w = TumblingWindows(H, 100)
+    w.set_sources({("t", 0): False, ("t", 1): False})
+    w.assign(rows([3 * H]), now_ms=0, source=("t", 0))
+    assert w.watermark("m", "1") is None  # partition 1 has a backlog but delivered nothing yet
+    w.assign(rows([H]), now_ms=0, source=("t", 1))
+    assert w.watermark("m", "1") == H
+    w.set_sources({("t", 0): False, ("t", 1): True})  # partition 1 caught up: it no longer holds back
+    assert w.watermark("m", "1") == 3 * H
+    w.set_sources({("t", 0): True, ("t", 1): True, ("t", 2): True})  # all caught up: the highest
+    assert w.watermark("m", "1") == 3 * H
