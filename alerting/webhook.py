@@ -7,7 +7,14 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 
 class DeliveryError(RuntimeError):
-    """The receiver did not accept the message (non-2xx answer or transport failure)."""
+    """The receiver did not accept the message (non-2xx answer or transport failure).
+
+    ``retryable`` is False for answers that will not change on a retry (4xx other than 429).
+    """
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -44,4 +51,4 @@ def post_json(url: str, body_text: str, idempotency_key: str, timeout_seconds: f
     try:
         return _send()
     except (httpx.HTTPError, httpx.HTTPStatusError) as exc:
-        raise DeliveryError(f"POST {url} failed: {exc}") from exc
+        raise DeliveryError(f"POST {url} failed: {exc}", retryable=_retryable(exc)) from exc

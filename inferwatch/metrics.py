@@ -46,11 +46,13 @@ class Metrics:
         self.js_distance = Gauge("inferwatch_drift_jensen_shannon_distance",
                                  "Jensen-Shannon distance (base 2, 0-1) of the last closed window.", col,
                                  registry=r)
-        self.alert_firing = Gauge("inferwatch_alert_firing", "1 while the alert fires.", ["alertname", "model"],
-                                  registry=r)
+        self.alert_firing = Gauge("inferwatch_alert_firing", "1 while the alert fires.",
+                                  ["alertname", "model", "model_version"], registry=r)
         self.outbox_delivered = Counter("inferwatch_outbox_delivered_total", "Outgoing notifications delivered.",
                                         registry=r)
         self.outbox_failed = Counter("inferwatch_outbox_failures_total", "Failed delivery attempts.", registry=r)
+        self.outbox_dead = Counter("inferwatch_outbox_dead_total",
+                                   "Notifications given up because the receiver refused them (4xx).", registry=r)
         self._server = None
 
     def serve(self, host: str, port: int) -> int:

@@ -86,7 +86,7 @@ class Pipeline:
                                      psi_eps=settings.drift.psi_eps)
         self._references: dict[tuple[str, str], Profile] = {}
         self._pending_metrics: list[tuple[ClosedWindow, list[dict]]] = []
-        self._pending_alerts: list[tuple[str, str]] = []
+        self._pending_alerts: list[tuple[str, str, str]] = []
         # undelivered messages left by an earlier run are retried on the first batch
         self._outbox_failures = 1 if store.pending_outbox(limit=1) else 0
         self._outbox_retry_at_ms = 0
@@ -260,20 +260,21 @@ class Pipeline:
 
     def _alert(self, conn, w: ClosedWindow, now: int) -> None:
         cfg = self.settings.alerting
-        previous, since = self.store.get_alert_state(conn, ALERT_NAME, w.key.model) or (None, now)
+        previous, since = self.store.get_alert_state(conn, ALERT_NAME, w.key.model, w.key.model_version) or (None, now)
         resolve = cfg.resolve_share if cfg.resolve_share is not None else cfg.fire_share
         state = next_state(previous, w.drift_share, cfg.fire_share, resolve)
         if state is None:
             return
         # a resolved alert keeps the start of its firing; a firing one starts now
         started = now if state == "firing" else since
-        self.store.set_alert_state(conn, ALERT_NAME, w.key.model, state, started, w.window_id)
-        self._pending_alerts.append((w.key.model, state))
+        self.store.set_alert_state(conn, ALERT_NAME, w.key.model, w.key.model_version, state, started, w.window_id)
+        self._pending_alerts.append((w.key.model, w.key.model_version, state))
         if cfg.webhook_url:
             event = AlertEvent(state, w.key.model, w.key.model_version, w.key.start_ms, w.window_end_ms,
                                w.drift_share, w.drifted_columns, w.window_id)
             body = webhook_body(event, started, now, cfg.external_url)
-            self.store.enqueue(conn, f"{ALERT_NAME}:{w.key.model}:{w.window_id}:{state}", cfg.webhook_url, body)
+            self.store.enqueue(conn, f"{ALERT_NAME}:{w.key.model}:{w.key.model_version}:{w.window_id}:{state}",
+                               cfg.webhook_url, body)
 
     # --- after the transaction -----------------------------------------------------------
     def _after_commit(self, closed: list[ClosedWindow]) -> None:
@@ -281,8 +282,8 @@ class Pipeline:
         for w, results in pending:
             self._publish(w, results)
         alerts, self._pending_alerts = self._pending_alerts, []
-        for model, state in alerts:
-            self.metrics.alert_firing.labels(ALERT_NAME, model).set(1.0 if state == "firing" else 0.0)
+        for model, version, state in alerts:
+            self.metrics.alert_firing.labels(ALERT_NAME, model, version).set(1.0 if state == "firing" else 0.0)
         if now_ms() >= self._outbox_retry_at_ms and (closed or self._outbox_failures):
             self.deliver_outbox()
 
@@ -318,8 +319,12 @@ class Pipeline:
             try:
                 post_json(msg.url, msg.body, msg.idempotency_key, self.settings.alerting.timeout_seconds)
             except DeliveryError as exc:
-                self.store.mark_outbox(msg.id, delivered=False, error=str(exc)[:500])
+                self.store.mark_outbox(msg.id, delivered=False, error=str(exc)[:500], dead=not exc.retryable)
                 self.metrics.outbox_failed.inc()
+                if not exc.retryable:  # the receiver refuses it for good; later messages go on
+                    self.metrics.outbox_dead.inc()
+                    log.error("notification %s given up: %s", msg.idempotency_key, exc)
+                    continue
                 self._outbox_failures += 1
                 self._outbox_retry_at_ms = now_ms() + min(60_000, 1000 * 2 ** (self._outbox_failures - 1))
                 log.warning("notification %s not delivered yet: %s", msg.idempotency_key, exc)

@@ -115,6 +115,7 @@ alert_states = sa.Table(
     "alert_states", metadata,
     sa.Column("alert_name", sa.Text, primary_key=True),
     sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("model_version", sa.Text, primary_key=True),
     sa.Column("state", sa.Text, nullable=False),
     sa.Column("since_ms", sa.BigInteger, nullable=False),
     sa.Column("last_window_id", sa.BigInteger, nullable=True),
@@ -130,6 +131,7 @@ outbox = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("delivered_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("dead_at_ms", sa.BigInteger, nullable=True),
 )
 
 
@@ -342,18 +344,20 @@ class Store:
         return {(m, v, t, int(p)): int(ms) for m, v, t, p, ms in conn.execute(q)}
 
     # --- alerts and outbox --------------------------------------------------------------
-    def get_alert_state(self, conn: Connection, alert_name: str, model: str) -> tuple[str, int] | None:
+    def get_alert_state(self, conn: Connection, alert_name: str, model: str, model_version: str
+                        ) -> tuple[str, int] | None:
         """``(state, since_ms)``: ``"firing"`` since it started or ``"resolved"`` since the start
         of the firing it ended; None when the alert never fired."""
         c = alert_states.c
-        row = conn.execute(sa.select(c.state, c.since_ms).where((c.alert_name == alert_name) & (c.model == model)))
+        row = conn.execute(sa.select(c.state, c.since_ms).where(
+            (c.alert_name == alert_name) & (c.model == model) & (c.model_version == model_version)))
         found = row.first()
         return None if found is None else (found[0], int(found[1]))
 
-    def set_alert_state(self, conn: Connection, alert_name: str, model: str, state: str, since_ms: int,
-                        window_id: int) -> None:
+    def set_alert_state(self, conn: Connection, alert_name: str, model: str, model_version: str, state: str,
+                        since_ms: int, window_id: int) -> None:
         """Record a state transition of an alert, caused by window ``window_id``."""
-        _upsert(conn, alert_states, {"alert_name": alert_name, "model": model},
+        _upsert(conn, alert_states, {"alert_name": alert_name, "model": model, "model_version": model_version},
                 {"state": state, "since_ms": since_ms, "last_window_id": window_id})
 
     def enqueue(self, conn: Connection, idempotency_key: str, url: str, body: dict) -> None:
@@ -364,19 +368,21 @@ class Store:
                                                 created_at_ms=now_ms(), attempts=0))
 
     def pending_outbox(self, limit: int = 100) -> list[OutboxMessage]:
-        """Undelivered outbox messages, oldest first."""
+        """Outbox messages neither delivered nor given up, oldest first."""
         c = outbox.c
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(c.id, c.idempotency_key, c.url, c.body, c.attempts).where(
-                c.delivered_at_ms.is_(None)).order_by(c.id).limit(limit))
+                c.delivered_at_ms.is_(None) & c.dead_at_ms.is_(None)).order_by(c.id).limit(limit))
             return [OutboxMessage(*r) for r in rows]
 
-    def mark_outbox(self, message_id: int, delivered: bool, error: str | None = None) -> None:
-        """Record a delivery attempt."""
+    def mark_outbox(self, message_id: int, delivered: bool, error: str | None = None, dead: bool = False) -> None:
+        """Record a delivery attempt; ``dead`` gives the message up (never retried)."""
         c = outbox.c
         values: dict = {"attempts": c.attempts + 1, "last_error": error}
         if delivered:
             values["delivered_at_ms"] = now_ms()
+        if dead:
+            values["dead_at_ms"] = now_ms()
         with self.engine.begin() as conn:
             conn.execute(outbox.update().where(c.id == message_id).values(**values))
 

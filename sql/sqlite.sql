@@ -99,17 +99,19 @@ CREATE TABLE IF NOT EXISTS watermarks (
     PRIMARY KEY (model, model_version, topic, partition)
 );
 
--- Current state of each alert (firing or resolved) per model.
+-- Current state of each alert (firing or resolved) per model version.
 CREATE TABLE IF NOT EXISTS alert_states (
     alert_name      TEXT    NOT NULL,
     model           TEXT    NOT NULL,
+    model_version   TEXT    NOT NULL,
     state           TEXT    NOT NULL,
     since_ms        BIGINT  NOT NULL,
     last_window_id  BIGINT,
-    PRIMARY KEY (alert_name, model)
+    PRIMARY KEY (alert_name, model, model_version)
 );
 
--- Outgoing notifications, written in the transaction that decided them and delivered after.
+-- Outgoing notifications, written in the transaction that decided them and delivered after;
+-- dead_at_ms is set when a receiver refused one for good (4xx other than 429).
 CREATE TABLE IF NOT EXISTS outbox (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     idempotency_key  TEXT    NOT NULL UNIQUE,
@@ -118,5 +120,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at_ms    BIGINT  NOT NULL,
     attempts         INTEGER NOT NULL,
     last_error       TEXT,
-    delivered_at_ms  BIGINT
+    delivered_at_ms  BIGINT,
+    dead_at_ms       BIGINT
 );

@@ -131,8 +131,9 @@ def test_real_dataset_through_kafka_flags_the_drift_episode(tmp_path, db_url, ka
         assert samples[("inferwatch_records_ingested_total", (("model", model),))] == sum(
             n for (m, _), n in expected.items() if m == model)
 
-    assert samples[("inferwatch_alert_firing", (("alertname", "InferwatchDatasetDrift"), ("model", EPISODE)))] == 0
-    assert ("inferwatch_alert_firing", (("alertname", "InferwatchDatasetDrift"), ("model", CONTROL))) not in samples
+    firing_key = (("alertname", "InferwatchDatasetDrift"), ("model", EPISODE), ("model_version", "1"))
+    assert samples[("inferwatch_alert_firing", firing_key)] == 0
+    assert not any(name == "inferwatch_alert_firing" and ("model", CONTROL) in labels for name, labels in samples)
 
     # one firing and one resolved message for the episode, none for the control model
     assert [b["status"] for b in hook.bodies] == ["firing", "resolved"]

@@ -140,3 +140,45 @@ def test_undelivered_notifications_wait_and_survive_a_restart(db_url, episode, t
         hook.close()
     assert [b["status"] for b in hook.bodies] == ["firing", "resolved"] and store.pending_outbox() == []
     store.close()
+
+
+def test_alert_state_is_per_model_version(db_url, tmp_path):
+    """A drifting canary (v2) next to a healthy v1: v2 fires once, v1 never resolves it."""
+    hook = WebhookReceiver()
+    settings = _settings(db_url, alerting={"webhook_url": hook.url, "fire_share": 0.15})
+    store = open_store(settings)
+    ref = read_reference_file(demo.write_reference_file(tmp_path / "train.parquet"))
+    with store.transaction() as conn:
+        store.put_reference(conn, "m", "*", "training half", len(ref), profile_frame(ref, set(), 10, 50_000).to_dict())
+    healthy = demo.episode_records(model_name="m", model_version="1", n_stable=30_000, n_drift=0, n_recovery=0,
+                                   records_per_day=10_000).records
+    canary = demo.episode_records(model_name="m", model_version="2", n_stable=0, n_drift=30_000, n_recovery=0,
+                                  records_per_day=10_000).records
+    merged = sorted(healthy + canary, key=lambda r: r["timestamp"])
+    try:
+        run_in_process(settings, (demo.encode_record(r) for r in merged), store, Metrics(), source_name="s")
+    finally:
+        hook.close()
+    assert {b["alerts"][0]["labels"]["model_version"] for b in hook.bodies} == {"2"}
+    statuses = [b["status"] for b in hook.bodies]
+    assert statuses[0] == "firing" and all(a != b for a, b in zip(statuses, statuses[1:]))
+    store.close()
+
+
+def test_a_receiver_refusing_a_notification_does_not_block_the_next(db_url):
+    from test_alerting import Flaky
+
+    srv = Flaky([400, 200])
+    settings = _settings(db_url)
+    store = open_store(settings)
+    with store.transaction() as conn:
+        store.enqueue(conn, "k1", srv.url, {"n": 1})
+        store.enqueue(conn, "k2", srv.url, {"n": 2})
+    metrics = Metrics()
+    try:
+        assert Pipeline(settings, store, metrics, log_dead_letter, "g").deliver_outbox() == 1
+    finally:
+        srv.close()
+    assert [b for _, b in srv.requests] == [b'{"n": 1}', b'{"n": 2}']
+    assert store.pending_outbox() == [] and metrics.outbox_dead._value.get() == 1
+    store.close()
