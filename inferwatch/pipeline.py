@@ -84,7 +84,7 @@ class Pipeline:
                                        w.origin_ms)
         self.drift_cfg = DriftConfig(alpha=settings.drift.alpha, min_count=settings.drift.min_count,
                                      psi_eps=settings.drift.psi_eps)
-        self._references: dict[tuple[str, str], Profile] = {}
+        self._references: dict[tuple[str, str], tuple[tuple[str, int], Profile]] = {}
         self._pending_metrics: list[tuple[ClosedWindow, list[dict]]] = []
         self._pending_alerts: list[tuple[str, str, str]] = []
         # undelivered messages left by an earlier run are retried on the first batch
@@ -168,14 +168,17 @@ class Pipeline:
 
     # --- references ----------------------------------------------------------------------
     def reference(self, conn, model: str, model_version: str) -> Profile | None:
-        """The reference profile for a model version (cached), or None."""
+        """The reference profile for a model version, or None. Cached, and reloaded when
+        ``inferwatch reference set`` stores a new one while the service runs."""
         key = (model, model_version)
-        if key not in self._references:
+        stamp = self.store.reference_stamp(conn, model, model_version)
+        if stamp is None:
+            return None
+        cached = self._references.get(key)
+        if cached is None or cached[0] != stamp:
             found = self.store.get_reference(conn, model, model_version)
-            if found is None:
-                return None
-            self._references[key] = Profile.from_dict(found[1])
-        return self._references[key]
+            self._references[key] = (stamp, Profile.from_dict(found[1]))
+        return self._references[key][1]
 
     def _profile(self, model: str, frame: pd.DataFrame) -> Profile:
         """Profile of rows with no reference to bin against (bootstrap references, windows
@@ -203,7 +206,6 @@ class Pipeline:
                 profile = self._profile(model, ref_rows)
                 self.store.put_reference(conn, model, version, f"bootstrap:first {n_needed} records",
                                          len(ref_rows), profile.to_dict())
-                self._references[(model, version)] = profile
                 del self._bootstrap_counts[(model, version)]
                 log.info("reference for %s v%s built from its first %d records", model, version, n_needed)
 

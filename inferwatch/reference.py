@@ -21,7 +21,7 @@ def read_reference_file(path: str | Path) -> pd.DataFrame:
     """Training data as a frame with inferwatch's column names (``features.*``, ``predictions.*``).
 
     Raises:
-        ValueError: unknown suffix, unreadable file, or no feature/prediction columns.
+        ValueError: unknown suffix, unreadable file, no feature/prediction columns, or no values.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -47,7 +47,11 @@ def read_reference_file(path: str | Path) -> pd.DataFrame:
             renamed[col] = FEATURE_PREFIX + name
     if not renamed:
         raise ValueError(f"--file: {path} has no feature or prediction columns")
-    return raw[list(renamed)].rename(columns=renamed)
+    frame = raw[list(renamed)].rename(columns=renamed)
+    usable = [c for c in frame.columns if frame[c].notna().any()]
+    if frame.empty or not usable:
+        raise ValueError(f"--file: {path} has no rows with values; a reference needs training data")
+    return frame
 
 
 def profile_frame(frame: pd.DataFrame, categorical: set[str], n_bins: int, sample_size: int) -> Profile:

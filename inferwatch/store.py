@@ -225,19 +225,28 @@ class Store:
             model=model, model_version=model_version, source=source, n_rows=n_rows,
             profile=json.dumps(profile), created_at_ms=now_ms()))
 
+    def reference_stamp(self, conn: Connection, model: str, model_version: str) -> tuple[str, int] | None:
+        """Which reference applies — ``(model_version_key, created_at_ms)`` of this version's
+        profile, else of the model-wide ``'*'`` one — or None. Cheap: the profile is not read."""
+        c = reference_profiles.c
+        rows = dict(conn.execute(sa.select(c.model_version, c.created_at_ms).where(
+            (c.model == model) & c.model_version.in_([model_version, "*"]))).all())
+        for key in (model_version, "*"):
+            if key in rows:
+                return key, int(rows[key])
+        return None
+
     def get_reference(self, conn: Connection, model: str, model_version: str) -> tuple[str, dict] | None:
         """The profile for this version, else the model-wide ``'*'`` one, else None.
 
         Returns ``(model_version_key, profile_dict)``.
         """
-        rows = conn.execute(sa.select(reference_profiles.c.model_version, reference_profiles.c.profile).where(
-            (reference_profiles.c.model == model)
-            & reference_profiles.c.model_version.in_([model_version, "*"]))).all()
-        by_version = {r[0]: r[1] for r in rows}
-        for key in (model_version, "*"):
-            if key in by_version:
-                return key, json.loads(by_version[key])
-        return None
+        stamp = self.reference_stamp(conn, model, model_version)
+        if stamp is None:
+            return None
+        c = reference_profiles.c
+        text = conn.execute(sa.select(c.profile).where((c.model == model) & (c.model_version == stamp[0]))).scalar()
+        return stamp[0], json.loads(text)
 
     def add_reference_partial(self, conn: Connection, model: str, model_version: str, frame: pd.DataFrame) -> None:
         """Append rows towards a bootstrap reference (first N records of a model version)."""

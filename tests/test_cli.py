@@ -55,3 +55,13 @@ def test_reference_set_from_csv_with_categorical_codes(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "inferwatch.cli", "reference", "set", "--model", "m", "--file",
                           str(cfg), "--config", str(cfg)], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "--file" in bad.stdout + bad.stderr
+
+
+def test_reference_set_refuses_files_without_values(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"database_url: sqlite:///{tmp_path / 'x.db'}\n")
+    for name, text in (("header.csv", "AGEP,SCHL\n"), ("nan.csv", "AGEP,SCHL\n,\n,\n")):
+        (tmp_path / name).write_text(text)
+        done = subprocess.run([sys.executable, "-m", "inferwatch.cli", "reference", "set", "--model", "m", "--file",
+                               str(tmp_path / name), "--config", str(cfg)], cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 2 and "no rows with values" in " ".join(done.stdout.split())

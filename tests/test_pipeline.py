@@ -182,3 +182,31 @@ def test_a_receiver_refusing_a_notification_does_not_block_the_next(db_url):
     assert [b for _, b in srv.requests] == [b'{"n": 1}', b'{"n": 2}']
     assert store.pending_outbox() == [] and metrics.outbox_dead._value.get() == 1
     store.close()
+
+
+def test_a_new_reference_applies_without_a_restart(db_url, tmp_path):
+    settings = _settings(db_url)
+    store = open_store(settings)
+    stable = demo.episode_records(model_name="r", n_stable=4000, n_drift=0, n_recovery=0,
+                                  records_per_day=2000).records
+    drifted = demo.episode_records(model_name="r", n_stable=0, n_drift=20_000, n_recovery=0,
+                                   records_per_day=20_000, seed=5).records
+    payloads = [demo.encode_record(r) for r in stable]
+    train = read_reference_file(demo.write_reference_file(tmp_path / "train.parquet"))
+
+    def set_reference(frame):
+        with store.transaction() as conn:
+            store.put_reference(conn, "r", "*", "test", len(frame), profile_frame(frame, set(), 10, 50_000).to_dict())
+
+    set_reference(train)
+    pipeline = Pipeline(settings, store, Metrics(), log_dead_letter, "g")
+    first = pipeline.process([Message("t", 0, i, p) for i, p in enumerate(payloads[:2001])])  # closes day 1
+    assert [(w.drift_share, w.drifted_columns) for w in first] == [(0.0, ())]
+    assert pipeline.process([Message("t", 0, 2001 + i, p) for i, p in enumerate(payloads[2001:])]) == []
+    # the running pipeline picks up a reference built from 2018 records: the 2015 day now drifts
+    from collector.decode import decode_json_batch
+    frame = decode_json_batch([Message("x", 0, i, demo.encode_record(r)) for i, r in enumerate(drifted)], 1 << 20, 100).frame
+    set_reference(frame[[c for c in frame.columns if c.startswith(("features.", "predictions."))]])
+    second = pipeline.close_all()
+    assert len(second) == 1 and "ANC" in second[0].drifted_columns
+    store.close()
