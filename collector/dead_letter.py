@@ -30,17 +30,20 @@ class KafkaDeadLetter:
     Args:
         bootstrap_servers: ``host:port[,host:port]``.
         topic: the dead-letter topic.
-        client_options: passed through to :class:`kafka.KafkaProducer` (security settings).
+        client_options: kafka-python options; those :class:`kafka.KafkaProducer` knows are
+            passed to it (security settings), the consumer-only ones are left out.
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, client_options: dict[str, Any] | None = None) -> None:
         self.topic = topic
         self.producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all",
-                                      max_request_size=16 * 1024 * 1024, **(client_options or {}))
+                                      max_request_size=16 * 1024 * 1024,
+                                      **{k: v for k, v in (client_options or {}).items()
+                                         if k in KafkaProducer.DEFAULT_CONFIG})
 
     def __call__(self, rejected: Sequence[Rejected]) -> None:
         """Send and flush; raises if the broker did not acknowledge (the batch is then retried)."""
-        futures = [self.producer.send(self.topic, value=r.message.value or b"", key=r.message.key,
+        futures = [self.producer.send(self.topic, value=r.message.value, key=r.message.key,
                                       headers=dead_letter_headers(r)) for r in rejected]
         self.producer.flush()
         for f in futures:

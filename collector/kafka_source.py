@@ -49,8 +49,8 @@ class KafkaSource:
             database; called on every partition assignment.
         auto_offset_reset: where to start on a partition with no stored offset.
         max_poll_records: upper bound of messages per batch.
-        client_options: passed through to :class:`kafka.KafkaConsumer` (security settings,
-            timeouts); they may not override the options set here.
+        client_options: kafka-python options; those :class:`kafka.KafkaConsumer` knows are passed
+            to it (security settings, timeouts); they may not override the options set here.
 
     Raises:
         kafka.errors.NoBrokersAvailable: no broker answered at start.
@@ -63,7 +63,7 @@ class KafkaSource:
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers.split(","), group_id=group_id, enable_auto_commit=False,
             auto_offset_reset=auto_offset_reset, max_poll_records=max_poll_records, client_id="inferwatch",
-            **(client_options or {}))
+            **{k: v for k, v in (client_options or {}).items() if k in KafkaConsumer.DEFAULT_CONFIG})
         self.consumer.subscribe(topics=list(topics), listener=_SeekToStored(self))
 
     def poll(self, timeout_ms: int) -> list[Message]:

@@ -175,8 +175,9 @@ def demo(db: Path = typer.Option(Path("inferwatch-demo.db"), help="SQLite file (
                          metrics={"port": metrics_port},
                          drift={"alpha": alpha, "share_threshold": share_threshold},
                          alerting={"fire_share": share_threshold})
-    store = open_store(settings)
-    metrics, port = start_metrics(settings)
+    with _startup_errors():
+        store = open_store(settings)
+        metrics, port = start_metrics(settings)
     console.print(f"metrics on http://{settings.metrics.host}:{port}/metrics while the replay runs")
 
     ref_file = db.with_suffix(".reference.parquet")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -39,11 +39,21 @@ class KafkaConfig(_Section):
     client_options: dict[str, Any] = Field(default_factory=dict,
                                            description="extra kafka-python options, e.g. security_protocol")
 
+    @field_validator("client_options")
+    @classmethod
+    def _known_options(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from kafka import KafkaConsumer, KafkaProducer
+
+        unknown = sorted(set(v) - set(KafkaConsumer.DEFAULT_CONFIG) - set(KafkaProducer.DEFAULT_CONFIG))
+        if unknown:
+            raise ValueError(f"not a kafka-python consumer or producer option: {', '.join(unknown)}")
+        return v
+
 
 class WindowConfig(_Section):
     """Tumbling event-time windows."""
 
-    length_seconds: int = Field(3600, gt=0)
+    length_seconds: int = Field(3600, gt=0, le=10 * 366 * 86_400)
     max_records: int = Field(100_000, gt=0, description="a window segment is cut at this many records")
     allowed_lateness_seconds: int = Field(0, ge=0)
     idle_close_seconds: int | None = Field(300, gt=0, description="close ended windows of a model idle this long")
@@ -91,6 +101,12 @@ class AlertConfig(_Section):
     fire_share: float = Field(0.5, gt=0, le=1, description="fire when the drift share reaches this")
     resolve_share: float | None = Field(None, gt=0, le=1,
                                         description="resolve when it falls below this (default fire_share)")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> AlertConfig:
+        if self.resolve_share is not None and self.resolve_share > self.fire_share:
+            raise ValueError("resolve_share must not exceed fire_share")
+        return self
     timeout_seconds: float = Field(5.0, gt=0)
     external_url: str = "http://127.0.0.1:9108"
 

@@ -37,7 +37,7 @@ def open_store(settings: Settings) -> Store:
     try:
         store = Store(settings.database_url)
         store.create_schema()
-    except sqlalchemy.exc.ArgumentError as exc:
+    except (sqlalchemy.exc.ArgumentError, ValueError, ImportError) as exc:
         raise StartupError(f"database_url: {exc}") from None
     except sqlalchemy.exc.OperationalError as exc:
         raise StartupError(f"database_url: cannot connect: {str(exc.orig).strip()}") from None
@@ -45,9 +45,17 @@ def open_store(settings: Settings) -> Store:
 
 
 def start_metrics(settings: Settings) -> tuple[Metrics, int | None]:
-    """Metric families, served on ``/metrics`` when enabled; returns them and the bound port."""
+    """Metric families, served on ``/metrics`` when enabled; returns them and the bound port.
+
+    Raises:
+        StartupError: the port is taken or the host is not an address of this machine.
+    """
     metrics = Metrics()
-    port = metrics.serve(settings.metrics.host, settings.metrics.port) if settings.metrics.enabled else None
+    try:
+        port = metrics.serve(settings.metrics.host, settings.metrics.port) if settings.metrics.enabled else None
+    except OSError as exc:
+        raise StartupError(f"metrics.port: cannot listen on {settings.metrics.host}:{settings.metrics.port}: "
+                           f"{exc.strerror or exc} (pick another port, or 0 for any free one)") from None
     if port is not None:
         log.info("metrics on http://%s:%d/metrics", settings.metrics.host, port)
     return metrics, port

@@ -186,9 +186,10 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        backend = sa.make_url(url).get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {backend!r}; use sqlite:///FILE or postgresql+psycopg://…")
         engine = sa.create_engine(url, future=True, pool_pre_ping=True)
-        if engine.dialect.name not in ("sqlite", "postgresql"):
-            raise ValueError(f"database_url: unsupported database {engine.dialect.name!r}; use sqlite or postgresql")
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         self.engine: Engine = engine

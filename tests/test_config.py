@@ -48,6 +48,7 @@ def test_cli_fails_at_start_up_naming_the_key(tmp_path):
 
 @pytest.mark.parametrize("text, exit_code, message", [
     ("database_url: 'nonsense://'\n", 3, "database_url"),
+    ("database_url: 'mysql://u:p@127.0.0.1/x'\n", 3, "database_url: unsupported database 'mysql'"),
     ("database_url: 'postgresql+psycopg://u:p@127.0.0.1:{port}/x'\n", 3, "database_url: cannot connect"),
     ("kafka:\n  bootstrap_servers: '127.0.0.1:{port}'\n  client_options: {{bootstrap_timeout_ms: 2000}}\n", 3,
      "kafka.bootstrap_servers: no broker answered"),
@@ -63,3 +64,27 @@ def test_cli_start_up_failures_name_the_key(tmp_path, text, exit_code, message):
     out = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == exit_code, out
     assert message in out and "Traceback" not in out
+
+
+def test_client_options_must_be_kafka_python_options():
+    assert load_config(None, kafka={"client_options": {"max_poll_interval_ms": 600000, "linger_ms": 5}})
+    with pytest.raises(ConfigError, match="kafka.client_options.*not_an_option"):
+        load_config(None, kafka={"client_options": {"not_an_option": 1}})
+
+
+def test_resolve_share_above_fire_share_is_refused():
+    with pytest.raises(ConfigError, match="resolve_share must not exceed fire_share"):
+        load_config(None, alerting={"fire_share": 0.3, "resolve_share": 0.4})
+
+
+def test_metrics_port_in_use_is_named(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "inferwatch.cli", "demo", "--db", str(tmp_path / "d.db"),
+                               "--metrics-port", str(port)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 3 and f"metrics.port: cannot listen on 127.0.0.1:{port}" in out, out
