@@ -181,9 +181,13 @@ class TumblingWindows:
         Reasons: ``max_records`` (segment full), ``watermark`` (watermark passed the window
         end), ``idle`` (no record for the model version for ``idle_close_ms`` of wall clock, and
         the wall clock is past the window's end plus the allowed lateness — a live model that
-        pauses mid-window keeps its window open).
+        pauses mid-window keeps its window open — and every assigned partition has caught up).
         """
         out: list[tuple[WindowKey, str]] = []
+        # no idle closing while partitions have a backlog or none are assigned (a restart waiting
+        # for its partitions, a rebalance): the records may be on their way
+        if self._sources is not None and not (self._sources and all(self._sources.values())):
+            idle_close_ms = None
         for key, count in sorted(self.open.items()):
             if count >= self.max_records:
                 out.append((key, "max_records"))

@@ -100,3 +100,15 @@ def test_partitions_behind_hold_the_watermark_until_they_deliver():
     assert w.watermark("m", "1") == 3 * H
     w.set_sources({("t", 0): True, ("t", 1): True, ("t", 2): True})  # all caught up: the highest
     assert w.watermark("m", "1") == 3 * H
+
+
+def test_no_idle_close_while_partitions_have_a_backlog_or_none_are_assigned():
+    w = TumblingWindows(H, 100)
+    w.assign(rows([5]), now_ms=0, source=("t", 0))
+    late = 10 * H
+    w.set_sources({})  # waiting for an assignment after a restart
+    assert w.due(late, idle_close_ms=1) == []
+    w.set_sources({("t", 0): True, ("t", 1): False})
+    assert w.due(late, idle_close_ms=1) == []
+    w.set_sources({("t", 0): True, ("t", 1): True})
+    assert w.due(late, idle_close_ms=1) == [(WindowKey("m", "1", 0, 0), "idle")]
