@@ -22,7 +22,8 @@ app = typer.Typer(help="Drift detection and monitoring for prediction logs on Ka
                   add_completion=False)
 reference_app = typer.Typer(help="Manage reference profiles.", no_args_is_help=True)
 app.add_typer(reference_app, name="reference")
-console = Console()
+# piped output (make demo > file) would otherwise wrap the tables at 80 columns
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file (INFERWATCH_* env vars override it).",
                             exists=True, dir_okay=False)

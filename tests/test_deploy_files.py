@@ -31,6 +31,7 @@ DASHBOARD_DIR = REPO / "dashboards"
 DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))
 EXAMPLE_CONFIG = REPO / "examples" / "inferwatch.yaml"
 COMPOSE_CONFIG = REPO / "examples" / "inferwatch.compose.yaml"
+DEMO_CONFIG = REPO / "examples" / "inferwatch.demo.yaml"
 DATASOURCE_VAR = "${datasource}"
 METRIC_RE = re.compile(r"\binferwatch_[A-Za-z0-9_:]+")
 
@@ -200,7 +201,7 @@ def test_dashboard_panels_use_the_datasource_variable(path):
 
 
 # ------------------------------------------------------------------------------ example configs
-@pytest.mark.parametrize("path", [EXAMPLE_CONFIG, COMPOSE_CONFIG], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [EXAMPLE_CONFIG, COMPOSE_CONFIG, DEMO_CONFIG], ids=lambda p: p.name)
 def test_example_config_loads(path, clean_env):
     load_config(path)
 
