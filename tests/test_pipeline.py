@@ -29,6 +29,13 @@ def _settings(db_url, **extra):
     return load_config(None, **base)
 
 
+def set_training_reference(store, model: str, tmp_path) -> None:
+    """Store the demo model's training half as the reference of every version of ``model``."""
+    ref = read_reference_file(demo.write_reference_file(tmp_path / "train.parquet"))
+    with store.transaction() as conn:
+        store.put_reference(conn, model, "*", "training half", len(ref), profile_frame(ref, set(), 10, 50_000).to_dict())
+
+
 def _day(rec) -> int:
     return int(datetime.fromisoformat(rec["timestamp"]).timestamp() * 1000) // DAY_MS * DAY_MS
 
@@ -43,9 +50,7 @@ def test_in_process_replay_counts_detects_and_alerts(db_url, episode, tmp_path):
     hook = WebhookReceiver()
     settings = _settings(db_url, alerting={"webhook_url": hook.url, "fire_share": 0.15})
     store = open_store(settings)
-    ref = read_reference_file(demo.write_reference_file(tmp_path / "train.parquet"))
-    with store.transaction() as conn:
-        store.put_reference(conn, "ep", "*", "training half", len(ref), profile_frame(ref, set(), 10, 50_000).to_dict())
+    set_training_reference(store, "ep", tmp_path)
     metrics = Metrics()
     try:
         run_in_process(settings, (demo.encode_record(r) for r in episode.records), store, metrics,
@@ -122,9 +127,7 @@ def test_undelivered_notifications_wait_and_survive_a_restart(db_url, episode, t
     dead_url = f"http://127.0.0.1:{port}/hook"  # nobody listens yet
     settings = _settings(db_url, alerting={"webhook_url": dead_url, "fire_share": 0.15, "timeout_seconds": 1})
     store = open_store(settings)
-    ref = read_reference_file(demo.write_reference_file(tmp_path / "train.parquet"))
-    with store.transaction() as conn:
-        store.put_reference(conn, "ep", "*", "training half", len(ref), profile_frame(ref, set(), 10, 50_000).to_dict())
+    set_training_reference(store, "ep", tmp_path)
     metrics = Metrics()
     run_in_process(settings, (demo.encode_record(r) for r in episode.records), store, metrics, source_name="r")
     pending = store.pending_outbox()
@@ -147,9 +150,7 @@ def test_alert_state_is_per_model_version(db_url, tmp_path):
     hook = WebhookReceiver()
     settings = _settings(db_url, alerting={"webhook_url": hook.url, "fire_share": 0.15})
     store = open_store(settings)
-    ref = read_reference_file(demo.write_reference_file(tmp_path / "train.parquet"))
-    with store.transaction() as conn:
-        store.put_reference(conn, "m", "*", "training half", len(ref), profile_frame(ref, set(), 10, 50_000).to_dict())
+    set_training_reference(store, "m", tmp_path)
     healthy = demo.episode_records(model_name="m", model_version="1", n_stable=30_000, n_drift=0, n_recovery=0,
                                    records_per_day=10_000).records
     canary = demo.episode_records(model_name="m", model_version="2", n_stable=0, n_drift=30_000, n_recovery=0,
