@@ -46,6 +46,9 @@ class Metrics:
         self.js_distance = Gauge("inferwatch_drift_jensen_shannon_distance",
                                  "Jensen-Shannon distance (base 2, 0-1) of the last closed window.", col,
                                  registry=r)
+        self.missing_share = Gauge("inferwatch_missing_share",
+                                   "Share of rows with the column missing or non-finite in the last closed window "
+                                   "(0-1).", ["model", "model_version", "column", "role"], registry=r)
         self.alert_firing = Gauge("inferwatch_alert_firing", "1 while the alert fires.",
                                   ["alertname", "model", "model_version"], registry=r)
         self.outbox_delivered = Counter("inferwatch_outbox_delivered_total", "Outgoing notifications delivered.",

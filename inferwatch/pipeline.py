@@ -295,20 +295,15 @@ class Pipeline:
         m.windows_closed.labels(w.key.model, w.reason).inc()
         m.window_records.labels(*mv).set(w.record_count)
         m.window_start.labels(*mv).set(w.key.start_ms / 1000)
-        if w.drift_share is not None:
-            m.dataset_drift_share.labels(*mv).set(w.drift_share)
+        _set_or_remove(m.dataset_drift_share, mv, w.drift_share)
         for r in results:
-            labels = (*mv, column_role(r["column_name"])[1], r["role"], r["method"])
+            name = column_role(r["column_name"])[1]
+            _set_or_remove(m.missing_share, (*mv, name, r["role"]), r["missing_share"])
+            labels = (*mv, name, r["role"], r["method"])
             for gauge, value in ((m.drift_statistic, r["statistic"]), (m.drift_p_value, r["p_value"]),
                                  (m.drift_detected, None if r["drifted"] is None else float(r["drifted"])),
                                  (m.psi, r["psi"]), (m.js_distance, r["js_distance"])):
-                if value is None:
-                    try:
-                        gauge.remove(*labels)
-                    except KeyError:
-                        pass
-                else:
-                    gauge.labels(*labels).set(value)
+                _set_or_remove(gauge, labels, value)
 
     def deliver_outbox(self) -> int:
         """Send undelivered notifications in order; returns how many were delivered now.
@@ -336,6 +331,17 @@ class Pipeline:
             self._outbox_failures = 0
             delivered += 1
         return delivered
+
+
+def _set_or_remove(gauge, labels: tuple, value: float | None) -> None:
+    """Set a gauge, or drop its series when the window has no value (never a stale or NaN one)."""
+    if value is None:
+        try:
+            gauge.remove(*labels)
+        except KeyError:
+            pass
+    else:
+        gauge.labels(*labels).set(value)
 
 
 def window_statistics(profile: Profile) -> dict:

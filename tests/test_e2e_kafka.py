@@ -128,6 +128,8 @@ def test_real_dataset_through_kafka_flags_the_drift_episode(tmp_path, db_url, ka
                                    "role": r.role, "method": r.method}.items()))
             assert samples[("inferwatch_drift_p_value", labels)] == r.p_value
             assert samples[("inferwatch_drift_statistic", labels)] == r.statistic
+            col_labels = tuple((k, v) for k, v in labels if k != "method")
+            assert samples[("inferwatch_missing_share", col_labels)] == r.missing_share == 0.0
         assert samples[("inferwatch_records_ingested_total", (("model", model),))] == sum(
             n for (m, _), n in expected.items() if m == model)
 
