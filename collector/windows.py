@@ -172,7 +172,7 @@ class TumblingWindows:
                 self.max_event_time[key] = max(int(t), self.max_event_time.get(key, int(t)))
                 self._last_arrival_ms[(model, version)] = now_ms
         parts.sort(key=lambda p: p[0])
-        return Assignment(parts, frame[late_mask].drop(columns=[], errors="ignore"))
+        return Assignment(parts, frame[late_mask])
 
     # --- closing ---------------------------------------------------------------------
     def due(self, now_ms: int, idle_close_ms: int | None) -> list[tuple[WindowKey, str]]:

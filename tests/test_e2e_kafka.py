@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pytest
 import yaml
