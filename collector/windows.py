@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -43,11 +45,13 @@ class Assignment:
 
     Attributes:
         parts: (window key, rows) for each open segment that received rows, in key order.
-        late: rows whose window had already closed (original columns only).
+        late: rows whose window had already closed.
+        on_time: every other row, in input order.
     """
 
     parts: list[tuple[WindowKey, pd.DataFrame]]
     late: pd.DataFrame
+    on_time: pd.DataFrame
 
 
 class TumblingWindows:
@@ -115,6 +119,8 @@ class TumblingWindows:
         seen = {(t, p): ms for (m, v, t, p), ms in self.max_event_time.items() if (m, v) == (model, model_version)}
         if self._sources is None:
             mark = min(seen.values()) if seen else None
+        elif not self._sources:  # nothing assigned (starting, rebalancing): unknown
+            mark = None
         else:
             behind = [tp for tp, caught_up in self._sources.items() if not caught_up]
             if behind:
@@ -125,22 +131,48 @@ class TumblingWindows:
         return None if mark is None else mark - self.allowed_lateness_ms
 
     def assign(self, frame: pd.DataFrame, now_ms: int, source: tuple[str, int] = ("", 0)) -> Assignment:
-        """Place decoded rows from one partition into window segments and advance its watermarks.
+        """:meth:`assign_batch` for rows of one partition."""
+        return self.assign_batch([(source, frame)], now_ms)
+
+    def assign_batch(self, batch: Sequence[tuple[tuple[str, int], pd.DataFrame]], now_ms: int) -> Assignment:
+        """Place one polled batch into window segments, then advance the watermarks.
+
+        Every row is judged late or on time against the watermarks from before the batch, so
+        rows of a partition read behind the others are not made late by rows of the same poll.
 
         Args:
-            frame: a decoded batch (needs ``model``, ``model_version``, ``event_time_ms``).
+            batch: (topic, partition) and the decoded rows from it (``model``, ``model_version``,
+                ``event_time_ms`` needed).
             now_ms: wall-clock now, for idle detection.
-            source: the (topic, partition) the rows came from.
 
         Returns:
             The rows per segment (to be stored by the caller) and the late rows.
         """
-        if frame.empty:
-            return Assignment([], frame.iloc[0:0])
+        parts: list[tuple[WindowKey, pd.DataFrame]] = []
+        late: list[pd.DataFrame] = []
+        on_time: list[tuple[tuple[str, int], pd.DataFrame]] = []
+        for source, frame in batch:
+            if frame.empty:
+                continue
+            late_mask = self._place(frame, parts)
+            late.append(frame[late_mask])
+            on_time.append((source, frame[~late_mask]))
+        for source, rows in on_time:
+            if rows.empty:
+                continue
+            for (model, version), t in rows.groupby(["model", "model_version"])["event_time_ms"].max().items():
+                key = (model, version, *source)
+                self.max_event_time[key] = max(int(t), self.max_event_time.get(key, int(t)))
+                self._last_arrival_ms[(model, version)] = now_ms
+        parts.sort(key=lambda p: p[0])
+        return Assignment(parts, pd.concat(late, ignore_index=True) if late else pd.DataFrame(),
+                          pd.concat([r for _, r in on_time], ignore_index=True) if on_time else pd.DataFrame())
+
+    def _place(self, frame: pd.DataFrame, parts: list[tuple[WindowKey, pd.DataFrame]]) -> np.ndarray:
+        """Append ``frame``'s on-time rows to ``parts`` by segment; returns the late-row mask."""
         t = frame["event_time_ms"].to_numpy(np.int64) - self.origin_ms
         starts = (t // self.length_ms) * self.length_ms + self.origin_ms
         late_mask = np.zeros(len(frame), dtype=bool)
-        parts: list[tuple[WindowKey, pd.DataFrame]] = []
         grouped = frame.assign(_start=starts).groupby(["model", "model_version", "_start"], sort=True)
         for (model, version, start), idx in grouped.indices.items():
             start = int(start)
@@ -163,16 +195,7 @@ class TumblingWindows:
                 if count >= self.max_records:
                     seg, count = seg + 1, 0
             self._next_segment[mv_key] = seg
-        # watermarks advance only after the batch is placed, so a batch never makes itself late
-        on_time = frame[~late_mask]
-        if not on_time.empty:
-            mx = on_time.groupby(["model", "model_version"])["event_time_ms"].max()
-            for (model, version), t in mx.items():
-                key = (model, version, *source)
-                self.max_event_time[key] = max(int(t), self.max_event_time.get(key, int(t)))
-                self._last_arrival_ms[(model, version)] = now_ms
-        parts.sort(key=lambda p: p[0])
-        return Assignment(parts, frame[late_mask])
+        return late_mask
 
     # --- closing ---------------------------------------------------------------------
     def due(self, now_ms: int, idle_close_ms: int | None) -> list[tuple[WindowKey, str]]:

@@ -109,19 +109,16 @@ class Pipeline:
         kafka = self.settings.kafka
         future = self.settings.window.max_future_seconds
         max_event_time = None if future is None else now + future * 1000
-        parts, frames, late, rejected = [], [], [], []
-        # one partition at a time: event time (and so the watermark) advances per partition
+        batch, rejected = [], []
+        # decoded per partition: event time (and so the watermark) advances per partition
         for source, group in groupby(messages, key=lambda m: (m.topic, m.partition)):
             decoded = decode_json_batch(list(group), kafka.max_message_bytes, kafka.max_features, max_event_time)
             rejected.extend(decoded.rejected)
-            assignment = self.windows.assign(decoded.frame, now, source)
-            parts.extend(assignment.parts)
-            late.append(assignment.late)
-            frames.append(decoded.frame.drop(index=assignment.late.index))
+            batch.append((source, decoded.frame))
         if rejected:
             self.dead_letter(rejected)
-        on_time = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        late_rows = pd.concat(late, ignore_index=True) if late else pd.DataFrame()
+        assignment = self.windows.assign_batch(batch, now)
+        parts, late_rows, on_time = assignment.parts, assignment.late, assignment.on_time
         offsets = next_offsets(messages)
         with self.store.transaction() as conn:
             for key, rows in parts:

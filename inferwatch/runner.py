@@ -81,8 +81,9 @@ def run_kafka(settings: Settings, stop: threading.Event, on_closed: OnClosed | N
     log.info("consuming %s as group %s from %s", ",".join(k.topics), k.group_id, k.bootstrap_servers)
     try:
         while not stop.is_set():
-            messages = source.poll(k.poll_timeout_ms)
+            # the partitions' state before the poll is the one the stored watermarks describe
             states = source.partition_states()
+            messages = source.poll(k.poll_timeout_ms)
             closed = pipeline.process(messages, sources=states) if messages else pipeline.tick(sources=states)
             if messages:
                 source.commit(messages)

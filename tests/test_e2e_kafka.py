@@ -247,3 +247,31 @@ def test_sigterm_mid_stream_then_restart_loses_nothing_and_counts_nothing_twice(
     assert stored == Counter(_ms(r["timestamp"]) // DAY_MS * DAY_MS for r in records)
     assert progress() == len(records) and len(store.load_offsets(f"g-{topic}")) == 3
     store.close()
+
+
+def test_one_process_reading_a_partitioned_backlog_counts_exactly(tmp_path, kafka_bootstrap):
+    """Partitions are fetched at different speeds; none of their records may be made late."""
+    t0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+    hour = 3_600_000
+    records = [{"model": "m", "model_version": "1", "timestamp": t0 + i * 1000, "request_id": f"r{i}",
+                "features": {"x": i % 97, "c": "abc"[i % 3]}, "predictions": {"p": (i % 10) / 10}}
+               for i in range(30_000)]
+    topic = f"backlog-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka_bootstrap, topic, 3)
+    produce(kafka_bootstrap, topic, (json.dumps(r).encode() for r in records), keyed=True)
+    db_url = f"sqlite:///{tmp_path / 'backlog.db'}"
+    cfg = base_config(tmp_path, db_url, kafka_bootstrap, topic,
+                      window={"length_seconds": 3600, "origin": "2024-01-01T00:00:00Z"})
+    store = Store(db_url)
+    store.create_schema()
+    service = Service(cfg, tmp_path / "service.log").start()
+    try:
+        wait_for(lambda: sum(store.list_windows()["record_count"]) >= 30_000 or not service.running(), 180,
+                 "all records in closed windows")
+        samples = scrape(metrics_port(cfg))
+    finally:
+        assert service.stop() == 0, service.log()
+    stored = Counter({int(r.window_start_ms): int(r.record_count) for r in store.list_windows().itertuples()})
+    assert stored == Counter((r["timestamp"] - t0) // hour * hour + t0 for r in records)
+    assert samples.get(("inferwatch_records_late_total", (("model", "m"),)), 0) == 0
+    store.close()

@@ -112,3 +112,16 @@ def test_no_idle_close_while_partitions_have_a_backlog_or_none_are_assigned():
     assert w.due(late, idle_close_ms=1) == []
     w.set_sources({("t", 0): True, ("t", 1): True})
     assert w.due(late, idle_close_ms=1) == [(WindowKey("m", "1", 0, 0), "idle")]
+
+
+def test_rows_of_one_poll_are_judged_against_the_watermark_before_it():
+    """A poll bringing a lagging partition up to date: its rows must not be late because of
+    rows of the partition ahead in the same poll."""
+    w = TumblingWindows(H, 100)
+    w.set_sources({("t", 0): False, ("t", 1): False})
+    w.assign_batch([(("t", 0), rows([H])), (("t", 1), rows([10]))], now_ms=0)
+    w.set_sources({("t", 0): True, ("t", 1): False})
+    a = w.assign_batch([(("t", 0), rows([5 * H])), (("t", 1), rows([20, H + 5]))], now_ms=0)
+    assert a.late.empty and len(a.on_time) == 3
+    w.set_sources({})  # a rebalance: nothing assigned, no watermark
+    assert w.watermark("m", "1") is None and w.due(0, None) == []
