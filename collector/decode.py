@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from collector.message import Message
+from detectors.profile import category_label  # one labelling rule for decode and profiles
 
 FEATURE_PREFIX = "features."
 PREDICTION_PREFIX = "predictions."
@@ -225,29 +226,20 @@ def validate_record(obj: object, max_features: int, max_event_time_ms: int | Non
         if len(columns) > max_features:
             raise RecordError(RejectReason.TOO_MANY_FEATURES,
                               f"features and prediction columns: more than the limit {max_features}")
-    meta = (model, version, event_time, request_id, None if label is None else normalise_category(label),
+    meta = (model, version, event_time, request_id, None if label is None else category_label(label),
             float(latency) if latency is not None else math.nan)
     return meta, columns
 
 
-def normalise_category(v: object) -> str:
-    """Text form of a categorical value: ``true``/``false`` for booleans, ``3`` for 3 and 3.0."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
 def to_column(values: Sequence[object]) -> np.ndarray:
     """Column array from per-record values: float64 if every value is a number or None,
-    else object strings (None kept) normalised by :func:`normalise_category`."""
+    else object strings (None kept) normalised by :func:`category_label`."""
     types = set(map(type, values))
     if types <= {int, float, type(None)}:
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     if types <= {str, type(None)}:  # the common categorical case needs no per-value work
         return np.array(values, dtype=object)
-    return np.array([None if v is None else normalise_category(v) for v in values], dtype=object)
+    return np.array([None if v is None else category_label(v) for v in values], dtype=object)
 
 
 def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_features: int,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, normalise_category
+from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX
 from detectors import Profile, build_profile
 
 
@@ -61,7 +61,6 @@ def profile_frame(frame: pd.DataFrame, categorical: set[str], n_bins: int, sampl
         name = col.split(".", 1)[1]
         s = frame[col]
         numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+        # a numeric column forced categorical is labelled by the detectors ("3" for 3 and 3.0)
         kinds[col] = "numeric" if numeric and name not in categorical else "categorical"
-        if kinds[col] == "categorical" and numeric:
-            frame = frame.assign(**{col: s.map(lambda v: None if pd.isna(v) else normalise_category(v))})
     return build_profile(frame, kinds, n_bins=n_bins, sample_size=sample_size)
