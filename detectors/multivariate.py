@@ -1,0 +1,698 @@
+"""Multivariate drift: is the joint distribution of several columns different in the current window?
+
+Univariate tests look at one column at a time and miss changes that only show
+in the joint distribution (a correlation that flips while every marginal stays
+the same) or that are spread thinly over many columns (an embedding whose
+shift lies in a subspace). This module holds three tests over row-aligned
+float matrices, plus helpers that turn embedding columns into such matrices:
+
+* :func:`mmd_test` — maximum mean discrepancy with an RBF kernel and a
+  permutation p-value (Gretton et al., JMLR 2012).
+* :func:`domain_classifier_test` — a classifier learns to tell reference rows
+  from current rows; its held-out ROC AUC is the statistic and the
+  Mann–Whitney U test on its held-out scores gives the p-value.
+* :func:`pca_reconstruction_test` — PCA fitted on the reference; the mean
+  reconstruction error of the current window is compared with a band from
+  reference chunks (data reconstruction drift as NannyML describes it).
+
+Inputs are ``reference`` of shape ``(n, d)`` and ``current`` of shape
+``(m, d)``, finite floats (callers drop rows holding NaN first). Every test is
+deterministic for a given ``seed``: randomness comes only from
+``numpy.random.default_rng(seed)`` and scikit-learn's ``random_state``. Cost
+is bounded: each test subsamples to a documented maximum number of rows.
+Below a documented minimum number of rows a test returns
+``status="insufficient_data"`` with ``None`` in place of every value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy.spatial.distance import cdist
+from scipy.stats import mannwhitneyu
+from sklearn.decomposition import PCA
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+OK = "ok"
+INSUFFICIENT_DATA = "insufficient_data"
+
+# Permuted statistics within this absolute distance of the observed MMD² count
+# as ties (>=): equal statistics computed over different index sets may differ
+# in the last bits. MMD² with a kernel bounded by 1 is O(1), so 1e-12 is far
+# below any real difference.
+_TIE_TOLERANCE = 1e-12
+
+
+@dataclass(frozen=True)
+class MultivariateResult:
+    """Outcome of a multivariate drift test.
+
+    Attributes:
+        method: ``"mmd"``, ``"domain_classifier"`` or ``"pca_reconstruction"``.
+        statistic: the test statistic (unbiased MMD²; held-out ROC AUC in
+            ``[0, 1]``; mean reconstruction error >= 0 of the current window),
+            or ``None`` when ``status`` is ``"insufficient_data"``.
+        p_value: in ``(0, 1]``, or ``None`` when the method has none (PCA
+            reconstruction) or data is insufficient.
+        threshold: the bound the statistic is compared with (the AUC
+            threshold; the upper bound of the reference band for PCA), or
+            ``None`` when the decision rests on the p-value alone (MMD) or
+            data is insufficient. Other decision inputs are in ``details``.
+        drifted: the decision, or ``None`` when data is insufficient.
+        status: ``"ok"`` or ``"insufficient_data"``.
+        n_reference: reference rows given (before any subsampling).
+        n_current: current rows given (before any subsampling).
+        details: method-specific numbers (rows used, bandwidth, alpha, ...);
+            never NaN.
+    """
+
+    method: str
+    statistic: float | None
+    p_value: float | None
+    threshold: float | None
+    drifted: bool | None
+    status: str
+    n_reference: int
+    n_current: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- input handling
+
+
+def _float_matrix(values: ArrayLike, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array of shape (rows, columns), got shape {arr.shape}")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one column")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must contain only finite values (drop rows with NaN or ±inf first)")
+    return arr
+
+
+def _matrices(reference: ArrayLike, current: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    ref = _float_matrix(reference, "reference")
+    cur = _float_matrix(current, "current")
+    if ref.shape[1] != cur.shape[1]:
+        raise ValueError(f"reference has {ref.shape[1]} columns but current has {cur.shape[1]}")
+    return ref, cur
+
+
+def _check_positive_int(value: int, name: str, minimum: int) -> None:
+    if int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_share(value: float, name: str) -> None:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+
+
+def _subsample(x: np.ndarray, max_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``max_rows`` rows drawn without replacement; kept in their original order."""
+    if x.shape[0] <= max_rows:
+        return x
+    return x[np.sort(rng.choice(x.shape[0], size=max_rows, replace=False))]
+
+
+def _reference_scale(ref: np.ndarray) -> np.ndarray:
+    """Per-column reference standard deviation; 1 for a constant column so it is only centred."""
+    sd = ref.std(axis=0)
+    return np.where(sd > 0, sd, 1.0)
+
+
+def _insufficient(method: str, n_ref: int, n_cur: int, reason: str, **details: Any) -> MultivariateResult:
+    return MultivariateResult(
+        method=method,
+        statistic=None,
+        p_value=None,
+        threshold=None,
+        drifted=None,
+        status=INSUFFICIENT_DATA,
+        n_reference=n_ref,
+        n_current=n_cur,
+        details={"reason": reason, **details},
+    )
+
+
+# ----------------------------------------------------------------------------- maximum mean discrepancy
+
+
+def median_heuristic_bandwidth(pooled: ArrayLike) -> float:
+    """RBF bandwidth ``σ`` by the median heuristic (Gretton et al., JMLR 2012, section 8).
+
+    ``σ = median{ ||z_i - z_j|| : i < j }``, the median Euclidean distance over
+    all distinct pairs of the pooled sample (distances, not squared distances).
+    Guards: when that median is 0 (at least half of the pairs coincide, as with
+    heavily tied data) the mean of the positive distances is used instead; when
+    every distance is 0 (all rows identical) ``σ = 1`` — any value gives a
+    kernel matrix of ones and MMD² = 0 then.
+
+    Args:
+        pooled: rows of shape ``(N, d)``, N >= 2, finite.
+
+    Returns:
+        ``σ > 0``, in the units of the columns.
+
+    Raises:
+        ValueError: fewer than two rows, not 2-D, or non-finite values.
+    """
+    z = _float_matrix(pooled, "pooled")
+    if z.shape[0] < 2:
+        raise ValueError("the median heuristic needs at least two rows")
+    return _bandwidth_from_sq_distances(cdist(z, z, "sqeuclidean"))
+
+
+def _bandwidth_from_sq_distances(sq: np.ndarray) -> float:
+    iu = np.triu_indices(sq.shape[0], k=1)
+    dist = np.sqrt(sq[iu])
+    sigma = float(np.median(dist))
+    if sigma > 0:
+        return sigma
+    positive = dist[dist > 0]
+    return float(positive.mean()) if positive.size else 1.0
+
+
+def _mmd2_unbiased(kernel: np.ndarray, groups: np.ndarray, n: int, m: int) -> np.ndarray:
+    """Unbiased MMD² for each row of ``groups`` (1 marks the reference rows, 0 the current rows).
+
+    With ``a`` the indicator of the reference rows and ``b = 1 - a``:
+    ``Σ_{i≠j∈X} k = aᵀKa - aᵀdiag(K)``, ``Σ_{i∈X, j∈Y} k = aᵀKb``, and the
+    current-current sum follows from the total, so one matrix product covers
+    every permutation.
+    """
+    ka = groups @ kernel  # (B, N); the kernel is symmetric
+    diag = np.diag(kernel)
+    s_xx = np.einsum("bn,bn->b", ka, groups)
+    s_xy = ka.sum(axis=1) - s_xx
+    s_yy = kernel.sum() - s_xx - 2.0 * s_xy
+    d_x = groups @ diag
+    d_y = diag.sum() - d_x
+    return (s_xx - d_x) / (n * (n - 1)) + (s_yy - d_y) / (m * (m - 1)) - 2.0 * s_xy / (n * m)
+
+
+def mmd_test(
+    reference: ArrayLike,
+    current: ArrayLike,
+    *,
+    n_permutations: int = 200,
+    alpha: float = 0.05,
+    standardize: bool = True,
+    max_rows: int = 1000,
+    min_rows: int = 10,
+    seed: int = 0,
+) -> MultivariateResult:
+    """Kernel two-sample test by maximum mean discrepancy (Gretton et al., JMLR 2012).
+
+    Statistic: the unbiased estimate (their eq. 3)
+    ``MMD²_u = 1/(n(n-1)) Σ_{i≠j} k(x_i,x_j) + 1/(m(m-1)) Σ_{i≠j} k(y_i,y_j)
+    - 2/(nm) Σ_{i,j} k(x_i,y_j)`` with the RBF kernel
+    ``k(x, y) = exp(-||x - y||² / (2σ²))`` and ``σ`` from
+    :func:`median_heuristic_bandwidth` on the pooled sample. MMD²_u can be
+    slightly negative when the distributions agree.
+
+    p-value: a permutation test. The pooled rows are split at random into
+    groups of sizes n and m, ``n_permutations`` = B times, and
+    ``p = (1 + #{permuted MMD²_u >= observed}) / (1 + B)``, counting the
+    observed split as one of the permutations, so ``p >= 1/(B+1)`` is never 0
+    and the test is exact (Phipson & Smyth 2010). The bandwidth is a function
+    of the pooled sample, identical under every permutation, so choosing it
+    from the data keeps the test exact.
+
+    With ``standardize`` (default) every column is divided by its reference
+    standard deviation first (a constant column by 1), so one bandwidth suits
+    columns of different units. Drift when ``p < alpha``.
+
+    Cost: each side is subsampled (seeded, without replacement) to at most
+    ``max_rows`` rows; the ``N×N`` kernel matrix (N <= 2·max_rows) is built
+    once and each permutation costs one row of a matrix product, O(B·N²).
+
+    Args:
+        reference: shape ``(n, d)``, finite.
+        current: shape ``(m, d)``, finite, same d.
+        n_permutations: B >= 1; the smallest reachable p-value is 1/(B+1).
+        alpha: significance level in (0, 1).
+        standardize: scale columns by the reference standard deviation.
+        max_rows: rows kept per side, >= min_rows.
+        min_rows: fewer rows on either side give ``"insufficient_data"``
+            (default 10; at least 2, which MMD²_u needs).
+        seed: seeds subsampling and permutations.
+
+    Returns:
+        :class:`MultivariateResult` with ``method="mmd"``, ``statistic=MMD²_u``,
+        ``threshold=None``; ``details`` holds ``bandwidth``, ``alpha``,
+        ``n_permutations``, ``n_reference_used``, ``n_current_used``.
+
+    Raises:
+        ValueError: inputs not 2-D, non-finite, or with different column
+            counts; invalid parameters.
+    """
+    ref, cur = _matrices(reference, current)
+    _check_positive_int(n_permutations, "n_permutations", 1)
+    _check_positive_int(min_rows, "min_rows", 2)
+    _check_positive_int(max_rows, "max_rows", min_rows)
+    _check_share(alpha, "alpha")
+    n_ref, n_cur = ref.shape[0], cur.shape[0]
+    if min(n_ref, n_cur) < min_rows:
+        return _insufficient("mmd", n_ref, n_cur, f"each window needs at least {min_rows} rows", min_rows=min_rows)
+
+    rng = np.random.default_rng(seed)
+    x = _subsample(ref, max_rows, rng)
+    y = _subsample(cur, max_rows, rng)
+    n, m = x.shape[0], y.shape[0]
+    pooled = np.vstack([x, y])
+    if standardize:
+        pooled = (pooled - x.mean(axis=0)) / _reference_scale(x)
+    sq = cdist(pooled, pooled, "sqeuclidean")
+    sigma = _bandwidth_from_sq_distances(sq)
+    kernel = np.exp(-sq / (2.0 * sigma * sigma))
+
+    observed_split = np.concatenate([np.ones(n), np.zeros(m)])
+    permuted = rng.permuted(np.tile(observed_split, (n_permutations, 1)), axis=1)
+    stats = _mmd2_unbiased(kernel, np.vstack([observed_split, permuted]), n, m)
+    observed = float(stats[0])
+    exceed = int(np.count_nonzero(stats[1:] >= observed - _TIE_TOLERANCE))
+    p_value = (1 + exceed) / (1 + n_permutations)
+    return MultivariateResult(
+        method="mmd",
+        statistic=observed,
+        p_value=p_value,
+        threshold=None,
+        drifted=p_value < alpha,
+        status=OK,
+        n_reference=n_ref,
+        n_current=n_cur,
+        details={
+            "bandwidth": sigma,
+            "alpha": alpha,
+            "n_permutations": n_permutations,
+            "n_reference_used": n,
+            "n_current_used": m,
+        },
+    )
+
+
+# ----------------------------------------------------------------------------- domain classifier
+
+
+def auc_mann_whitney(scores_reference: ArrayLike, scores_current: ArrayLike) -> tuple[float, float, float]:
+    """ROC AUC of scores that should rank current rows above reference rows, with its p-value.
+
+    ``AUC = U / (n0·n1)`` where ``U`` is the Mann–Whitney U statistic of the
+    current scores against the reference scores (pairs with the current score
+    higher count 1, ties 1/2) — the identity of Bamber (1975) / Hanley &
+    McNeil (1982). U and the p-value come from
+    ``scipy.stats.mannwhitneyu(current, reference, alternative="greater")``;
+    AUC is computed as ``U / (n0·n1)``, one correctly rounded division of an
+    exact count, and equals ``sklearn.metrics.roc_auc_score`` (current =
+    positive class) up to that function's summation rounding (~1e-16):
+    the one-sided test of the null that a current score is no more likely to
+    exceed a reference score than the reverse (AUC = 0.5). This is valid only
+    for scores of rows the classifier was not trained on.
+
+    Args:
+        scores_reference: shape ``(n0,)``, n0 >= 1, finite.
+        scores_current: shape ``(n1,)``, n1 >= 1, finite.
+
+    Returns:
+        ``(auc, u, p_value)``; auc in ``[0, 1]``, u in ``[0, n0·n1]``, p in ``(0, 1]``.
+
+    Raises:
+        ValueError: an empty or non-finite score array.
+    """
+    s0 = np.asarray(scores_reference, dtype=np.float64).ravel()
+    s1 = np.asarray(scores_current, dtype=np.float64).ravel()
+    if s0.size == 0 or s1.size == 0:
+        raise ValueError("both score arrays must be non-empty")
+    if not (np.all(np.isfinite(s0)) and np.all(np.isfinite(s1))):
+        raise ValueError("scores must be finite")
+    res = mannwhitneyu(s1, s0, alternative="greater")
+    u = float(res.statistic)
+    return u / (s0.size * s1.size), u, float(res.pvalue)
+
+
+def _domain_model(model: str, seed: int) -> Any:
+    if model == "gradient_boosting":
+        # Early stopping off: its validation split would make the fit depend on row count thresholds.
+        return HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=seed)
+    if model == "logistic":
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    raise ValueError(f"model must be 'gradient_boosting' or 'logistic', got {model!r}")
+
+
+def domain_classifier_test(
+    reference: ArrayLike,
+    current: ArrayLike,
+    *,
+    model: Literal["gradient_boosting", "logistic"] = "gradient_boosting",
+    test_size: float = 0.5,
+    alpha: float = 0.05,
+    auc_threshold: float = 0.55,
+    decision: Literal["both", "p_value", "auc"] = "both",
+    max_rows: int = 5000,
+    min_rows: int = 20,
+    seed: int = 0,
+) -> MultivariateResult:
+    """Classifier two-sample test: can a model tell current rows from reference rows?
+
+    Reference rows are labelled 0 and current rows 1; a stratified, seeded
+    split (``sklearn.model_selection.train_test_split``, ``test_size`` held
+    out) trains the classifier, and its predicted probability of "current" on
+    the held-out rows is scored with :func:`auc_mann_whitney`: statistic = ROC
+    AUC (0.5 = indistinguishable, 1 = fully separable), p-value = one-sided
+    Mann–Whitney U test (under the null the held-out AUC equals
+    ``U/(n0·n1)`` of exchangeable scores). See Lopez-Paz & Oquab, "Revisiting
+    classifier two-sample tests", ICLR 2017.
+
+    Model: ``"gradient_boosting"`` (default,
+    ``HistGradientBoostingClassifier``, 100 iterations, no early stopping)
+    finds interactions and non-linear differences — a change of correlation
+    with unchanged marginals, a shift on a curved region — that a linear
+    model cannot separate, and needs no feature scaling. ``"logistic"``
+    (standardised logistic regression) is faster and sees only differences a
+    hyperplane can separate, chiefly mean shifts.
+
+    Decision (``decision``): ``"both"`` (default) flags drift when
+    ``p < alpha`` and ``AUC > auc_threshold`` (default 0.55) — significance
+    alone flags negligible differences in large windows, so the AUC is the
+    effect size that must also be material; ``"p_value"`` or ``"auc"`` use one
+    rule alone.
+
+    Cost: each side is subsampled (seeded) to at most ``max_rows`` rows
+    before the split.
+
+    Args:
+        reference: shape ``(n, d)``, finite.
+        current: shape ``(m, d)``, finite, same d.
+        model: ``"gradient_boosting"`` or ``"logistic"``.
+        test_size: share of rows held out, in (0, 1); default 0.5.
+        alpha: significance level in (0, 1).
+        auc_threshold: AUC above which the difference is material, in (0.5, 1).
+        decision: ``"both"``, ``"p_value"`` or ``"auc"``.
+        max_rows: rows kept per side, >= min_rows.
+        min_rows: fewer rows on either side give ``"insufficient_data"``
+            (default 20, so each side has about 10 held-out rows at 0.5).
+        seed: seeds subsampling, the split and the model.
+
+    Returns:
+        :class:`MultivariateResult` with ``method="domain_classifier"``,
+        ``statistic=AUC``, ``threshold=auc_threshold``; ``details`` holds
+        ``u_statistic``, ``alpha``, ``decision``, ``model``, ``n_train``,
+        ``n_test_reference``, ``n_test_current``, ``n_reference_used``,
+        ``n_current_used``.
+
+    Raises:
+        ValueError: inputs not 2-D, non-finite, or with different column
+            counts; invalid parameters.
+    """
+    ref, cur = _matrices(reference, current)
+    _check_share(test_size, "test_size")
+    _check_share(alpha, "alpha")
+    if not 0.5 <= auc_threshold < 1.0:
+        raise ValueError(f"auc_threshold must be in [0.5, 1), got {auc_threshold!r}")
+    if decision not in ("both", "p_value", "auc"):
+        raise ValueError(f"decision must be 'both', 'p_value' or 'auc', got {decision!r}")
+    _check_positive_int(min_rows, "min_rows", 4)
+    _check_positive_int(max_rows, "max_rows", min_rows)
+    clf = _domain_model(model, seed)
+    n_ref, n_cur = ref.shape[0], cur.shape[0]
+    if min(n_ref, n_cur) < min_rows:
+        return _insufficient(
+            "domain_classifier", n_ref, n_cur, f"each window needs at least {min_rows} rows", min_rows=min_rows
+        )
+
+    rng = np.random.default_rng(seed)
+    x = _subsample(ref, max_rows, rng)
+    y = _subsample(cur, max_rows, rng)
+    features = np.vstack([x, y])
+    labels = np.concatenate([np.zeros(x.shape[0], dtype=np.int64), np.ones(y.shape[0], dtype=np.int64)])
+    x_train, x_test, y_train, y_test = train_test_split(
+        features, labels, test_size=test_size, stratify=labels, random_state=seed
+    )
+    clf.fit(x_train, y_train)
+    scores = clf.predict_proba(x_test)[:, 1]
+    auc, u, p_value = auc_mann_whitney(scores[y_test == 0], scores[y_test == 1])
+    significant, material = p_value < alpha, auc > auc_threshold
+    drifted = {"both": significant and material, "p_value": significant, "auc": material}[decision]
+    return MultivariateResult(
+        method="domain_classifier",
+        statistic=auc,
+        p_value=p_value,
+        threshold=auc_threshold,
+        drifted=bool(drifted),
+        status=OK,
+        n_reference=n_ref,
+        n_current=n_cur,
+        details={
+            "u_statistic": u,
+            "alpha": alpha,
+            "decision": decision,
+            "model": model,
+            "n_train": int(y_train.size),
+            "n_test_reference": int(np.count_nonzero(y_test == 0)),
+            "n_test_current": int(np.count_nonzero(y_test == 1)),
+            "n_reference_used": int(x.shape[0]),
+            "n_current_used": int(y.shape[0]),
+        },
+    )
+
+
+# ----------------------------------------------------------------------------- PCA reconstruction error
+
+
+def pca_reconstruction_test(
+    reference: ArrayLike,
+    current: ArrayLike,
+    *,
+    variance_share: float = 0.65,
+    chunk_size: int | None = None,
+    n_std: float = 3.0,
+    quantile: float | None = None,
+    min_chunks: int = 5,
+    min_rows: int = 10,
+    max_fit_rows: int = 100_000,
+    seed: int = 0,
+) -> MultivariateResult:
+    """Data reconstruction drift: mean PCA reconstruction error against a band from reference chunks.
+
+    Method (data reconstruction drift as described in NannyML's documentation):
+
+    1. Standardise every column with the reference mean and standard
+       deviation (a constant reference column is centred only).
+    2. Fit PCA (``sklearn.decomposition.PCA``, full SVD) on the standardised
+       reference, keeping the fewest components whose explained variance
+       reaches ``variance_share`` (default 0.65).
+    3. Reconstruction error of a row ``z`` = Euclidean distance
+       ``||z - ẑ||`` between the standardised row and its reconstruction from
+       the kept components (in reference standard deviations, >= 0).
+    4. Split the reference, in its row (time) order, into consecutive chunks
+       of ``chunk_size`` rows (default: the current window's row count); a
+       trailing partial chunk is dropped. The band is
+       ``mean ± n_std · std`` (sample std, ddof=1; default 3) of the chunk
+       mean errors, or, with ``quantile`` = q, the ``1-q`` and ``q``
+       quantiles of the chunk means.
+    5. Statistic = mean error of the current window; drifted when it falls
+       outside the band. Errors above the band mean the current rows no longer
+       follow the reference's correlation structure; errors below it mean the
+       rows collapsed onto it (for example a column became constant).
+
+    The method reacts to changes of the joint structure that leave every
+    marginal unchanged, which univariate tests cannot see. Reference chunk
+    errors are in-sample (the PCA was fitted on them), as in NannyML; with far
+    more reference rows than columns the optimism is negligible. With one
+    column the reconstruction is exact and the error always 0.
+
+    Cost: PCA is fitted on at most ``max_fit_rows`` reference rows (seeded
+    subsample); the errors of all reference rows are one matrix product.
+
+    Args:
+        reference: shape ``(n, d)``, rows in time order, finite.
+        current: shape ``(m, d)``, finite, same d.
+        variance_share: share of variance the kept components explain, in (0, 1).
+        chunk_size: rows per reference chunk, >= 2; default the current window's size.
+        n_std: half-width of the band in standard deviations of the chunk means, > 0.
+        quantile: if given, in (0.5, 1): use quantile bounds instead of ``n_std``.
+        min_chunks: fewer full reference chunks give ``"insufficient_data"``
+            (default 5).
+        min_rows: fewer current rows, or fewer than 2 reference rows per
+            column for the fit, give ``"insufficient_data"`` (default 10).
+        max_fit_rows: reference rows used to fit the PCA.
+        seed: seeds the fit subsample.
+
+    Returns:
+        :class:`MultivariateResult` with ``method="pca_reconstruction"``,
+        ``statistic`` = mean current error, ``p_value=None``, ``threshold`` =
+        upper bound; ``details`` holds ``lower_threshold``,
+        ``upper_threshold``, ``n_components``, ``explained_variance``,
+        ``reference_chunk_mean``, ``reference_chunk_std``, ``n_chunks``,
+        ``chunk_size``.
+
+    Raises:
+        ValueError: inputs not 2-D, non-finite, or with different column
+            counts; invalid parameters.
+    """
+    ref, cur = _matrices(reference, current)
+    _check_share(variance_share, "variance_share")
+    if not n_std > 0:
+        raise ValueError(f"n_std must be > 0, got {n_std!r}")
+    if quantile is not None and not 0.5 < quantile < 1.0:
+        raise ValueError(f"quantile must be in (0.5, 1), got {quantile!r}")
+    _check_positive_int(min_chunks, "min_chunks", 2)
+    _check_positive_int(min_rows, "min_rows", 1)
+    _check_positive_int(max_fit_rows, "max_fit_rows", 2)
+    if chunk_size is not None:
+        _check_positive_int(chunk_size, "chunk_size", 2)
+    n_ref, n_cur = ref.shape[0], cur.shape[0]
+    if n_cur < min_rows:
+        return _insufficient(
+            "pca_reconstruction", n_ref, n_cur, f"the current window needs at least {min_rows} rows", min_rows=min_rows
+        )
+    size = chunk_size if chunk_size is not None else n_cur
+    n_chunks = n_ref // size
+    if n_chunks < min_chunks:
+        return _insufficient(
+            "pca_reconstruction",
+            n_ref,
+            n_cur,
+            f"the reference holds {n_chunks} chunks of {size} rows, at least {min_chunks} are needed",
+            min_chunks=min_chunks,
+            chunk_size=size,
+        )
+
+    centre, scale = ref.mean(axis=0), _reference_scale(ref)
+    z_ref = (ref - centre) / scale
+    z_cur = (cur - centre) / scale
+    fit_rows = _subsample(z_ref, max_fit_rows, np.random.default_rng(seed))
+    mean, components, explained = _principal_axes(fit_rows, variance_share)
+
+    def errors(z: np.ndarray) -> np.ndarray:
+        centred = z - mean
+        residual = centred - (centred @ components.T) @ components
+        return np.sqrt(np.einsum("ij,ij->i", residual, residual))
+
+    chunk_means = errors(z_ref[: n_chunks * size]).reshape(n_chunks, size).mean(axis=1)
+    centre_err, spread = float(chunk_means.mean()), float(chunk_means.std(ddof=1))
+    if quantile is None:
+        lower, upper = centre_err - n_std * spread, centre_err + n_std * spread
+    else:
+        lower, upper = (float(v) for v in np.quantile(chunk_means, [1.0 - quantile, quantile]))
+    statistic = float(errors(z_cur).mean())
+    return MultivariateResult(
+        method="pca_reconstruction",
+        statistic=statistic,
+        p_value=None,
+        threshold=upper,
+        drifted=bool(statistic > upper or statistic < lower),
+        status=OK,
+        n_reference=n_ref,
+        n_current=n_cur,
+        details={
+            "lower_threshold": lower,
+            "upper_threshold": upper,
+            "n_components": int(components.shape[0]),
+            "explained_variance": explained,
+            "reference_chunk_mean": centre_err,
+            "reference_chunk_std": spread,
+            "n_chunks": int(n_chunks),
+            "chunk_size": int(size),
+        },
+    )
+
+
+def _principal_axes(z: np.ndarray, variance_share: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """The fit's mean, its kept principal axes (rows), and the share of variance they explain."""
+    if np.all(z.var(axis=0) == 0):
+        # No variance to explain (every reference column constant): keep no axis, error = distance from the mean.
+        return z.mean(axis=0), np.zeros((0, z.shape[1])), 0.0
+    pca = PCA(n_components=variance_share, svd_solver="full").fit(z)
+    return pca.mean_, pca.components_, float(pca.explained_variance_ratio_.sum())
+
+
+# ----------------------------------------------------------------------------- embedding columns
+
+
+def embedding_matrix(values: pd.Series | Sequence[ArrayLike], name: str = "embedding") -> np.ndarray:
+    """Stack fixed-length float vectors (one per row) into an ``(n, d)`` float64 matrix.
+
+    Args:
+        values: a pandas Series or sequence whose elements are lists, tuples or
+            1-D arrays of the same length d >= 1.
+        name: the column name used in error messages.
+
+    Returns:
+        Array of shape ``(n, d)``; ``(0, 0)`` when ``values`` is empty. Values
+        are not checked for finiteness here (the tests reject NaN/±inf).
+
+    Raises:
+        ValueError: an element that is missing or not a 1-D vector, vectors of
+            different lengths (the first offending row is named), or
+            non-numeric entries.
+    """
+    items = values.tolist() if isinstance(values, pd.Series) else list(values)
+    if not items:
+        return np.zeros((0, 0))
+    lengths = np.fromiter((_vector_length(v, name, i) for i, v in enumerate(items)), dtype=np.int64, count=len(items))
+    ragged = np.flatnonzero(lengths != lengths[0])
+    if ragged.size:
+        i = int(ragged[0])
+        raise ValueError(
+            f"{name}: vectors have different lengths ({lengths[0]} in row 0, {lengths[i]} in row {i})"
+        )
+    if lengths[0] == 0:
+        raise ValueError(f"{name}: vectors are empty")
+    try:
+        return np.asarray(items, dtype=np.float64).reshape(len(items), int(lengths[0]))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: vectors must hold numbers ({exc})") from None
+
+
+def _vector_length(v: Any, name: str, row: int) -> int:
+    if v is None or np.ndim(v) != 1:
+        raise ValueError(f"{name}: row {row} is not a 1-D vector (got {type(v).__name__})")
+    return len(v)
+
+
+def embedding_columns(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """Gather columns ``name[0]`` .. ``name[d-1]`` of a frame into an ``(n, d)`` float64 matrix.
+
+    Columns are ordered by their index, whatever their order in the frame.
+
+    Args:
+        frame: holds the flattened embedding columns (other columns are ignored).
+        name: the embedding's name.
+
+    Returns:
+        Array of shape ``(len(frame), d)``.
+
+    Raises:
+        ValueError: no ``name[i]`` column, indices not exactly ``0..d-1`` (the
+            missing ones are named), or non-numeric values.
+    """
+    prefix = f"{name}["
+    indices: dict[int, str] = {}
+    for col in frame.columns:
+        if isinstance(col, str) and col.startswith(prefix) and col.endswith("]"):
+            inner = col[len(prefix) : -1]
+            if inner.isdigit():
+                indices[int(inner)] = col
+    if not indices:
+        raise ValueError(f"no columns named {name}[0], {name}[1], ... in the frame")
+    d = max(indices) + 1
+    missing = [i for i in range(d) if i not in indices]
+    if missing:
+        shown = ", ".join(f"{name}[{i}]" for i in missing[:5])
+        raise ValueError(f"embedding {name} has {d} positions but lacks column(s) {shown}")
+    try:
+        return frame[[indices[i] for i in range(d)]].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"embedding {name}: columns must hold numbers ({exc})") from None
