@@ -1,9 +1,16 @@
 """Distances between the reference and the current window.
 
-PSI and the Jensen–Shannon distance compare two histograms over the same bins
-(numeric) or the same categories (categorical); the normalised Wasserstein
-distance compares two raw samples. All are effect sizes: unlike a p-value they
-do not shrink toward "drift" as the windows grow.
+On two histograms over the same bins (numeric) or the same categories
+(categorical), given as count vectors: PSI, KL divergence, Jensen–Shannon
+distance, Hellinger distance, total variation distance, L-infinity distance,
+and Wasserstein-1 with bin positions as values. On two raw samples:
+Wasserstein-1 (raw and in reference standard deviations) and energy
+distance. All are effect sizes: unlike a p-value they do not shrink toward
+"drift" as the windows grow.
+
+Empty-bin smoothing (PSI and KL only, whose logarithms would be infinite):
+proportions are clipped from below at ``eps``, default :data:`PSI_EPS` =
+1e-4, configurable per call; the other distances need no smoothing.
 """
 
 from __future__ import annotations
@@ -13,11 +20,13 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.spatial.distance import jensenshannon
+from scipy.special import rel_entr
+from scipy.stats import energy_distance as _scipy_energy_distance
 from scipy.stats import wasserstein_distance
 
 from ._checks import finite_sample
 
-#: Default smallest bin proportion used by :func:`psi`.
+#: Default smallest bin proportion used by :func:`psi` and :func:`kl_divergence`.
 PSI_EPS = 1e-4
 
 #: Default floor for the reference standard deviation in
@@ -68,8 +77,7 @@ def psi(ref_counts: ArrayLike, cur_counts: ArrayLike, eps: float = PSI_EPS) -> f
         ValueError: shapes differ or are empty, counts negative/non-finite, a
             window has a zero total, or ``eps`` outside ``(0, 1)``.
     """
-    if not 0.0 < eps < 1.0:
-        raise ValueError(f"eps must be in (0, 1), got {eps}")
+    _check_eps(eps)
     p, q = _proportions(ref_counts, cur_counts)
     p = np.maximum(p, eps)
     q = np.maximum(q, eps)
@@ -111,6 +119,187 @@ def js_distance(ref_counts: ArrayLike, cur_counts: ArrayLike) -> float:
     if math.isnan(d):
         return 0.0
     return min(max(d, 0.0), 1.0)
+
+
+def _check_eps(eps: float) -> None:
+    if not 0.0 < eps < 1.0:
+        raise ValueError(f"eps must be in (0, 1), got {eps}")
+
+
+def kl_divergence(ref_counts: ArrayLike, cur_counts: ArrayLike, eps: float = PSI_EPS) -> float:
+    """Kullback–Leibler divergence of the reference from the current window, in nats.
+
+    ``KL(p || q) = sum_i p_i ln(p_i / q_i)`` with ``p`` / ``q`` the
+    reference / current proportions (Kullback & Leibler, *On information and
+    sufficiency*, 1951); the direction Evidently uses. Not symmetric and not
+    a metric; ``psi = KL(p || q) + KL(q || p)`` with the same smoothing.
+
+    Empty bins: both proportion vectors are clipped from below at ``eps``
+    (default 1e-4, the same rule and default as :func:`psi`; not
+    renormalised), so a bin that holds reference mass but no current mass
+    contributes at most about ``p_i ln(p_i / 1e-4)`` instead of infinity.
+    Terms are evaluated by ``scipy.special.rel_entr``.
+
+    Args:
+        ref_counts: counts per bin in the reference window, shape ``(k,)``,
+            finite, >= 0, positive total.
+        cur_counts: counts per bin in the current window, same shape and bins.
+        eps: smallest proportion, ``0 < eps < 1``.
+
+    Returns:
+        KL >= 0 up to the smoothing (0 for identical proportions), finite.
+
+    Raises:
+        ValueError: as :func:`psi`.
+    """
+    _check_eps(eps)
+    p, q = _proportions(ref_counts, cur_counts)
+    return float(np.sum(rel_entr(np.maximum(p, eps), np.maximum(q, eps))))
+
+
+def hellinger_distance(ref_counts: ArrayLike, cur_counts: ArrayLike) -> float:
+    """Hellinger distance between two histograms (Hellinger 1909; Le Cam & Yang, *Asymptotics in Statistics*, 2000).
+
+    ``H = sqrt(1 - sum_i sqrt(p_i q_i)) = ||sqrt(p) - sqrt(q)||_2 / sqrt(2)``;
+    the second form is used (no cancellation when ``H`` is small). A metric;
+    no smoothing needed.
+
+    Args:
+        ref_counts: counts per bin in the reference window, shape ``(k,)``,
+            finite, >= 0, positive total.
+        cur_counts: counts per bin in the current window, same shape and bins.
+
+    Returns:
+        Distance in ``[0, 1]``: 0 for identical proportions, 1 for disjoint supports.
+
+    Raises:
+        ValueError: as :func:`js_distance`.
+    """
+    p, q = _proportions(ref_counts, cur_counts)
+    return min(float(np.linalg.norm(np.sqrt(p) - np.sqrt(q))) / math.sqrt(2.0), 1.0)
+
+
+def total_variation_distance(ref_counts: ArrayLike, cur_counts: ArrayLike) -> float:
+    """Total variation distance between two histograms: ``TV = sum_i |p_i - q_i| / 2``.
+
+    The largest difference in probability the two windows assign to any set
+    of bins (Levin, Peres & Wilmer, *Markov Chains and Mixing Times*, 2017,
+    §4.1). A metric; no smoothing needed.
+
+    Args:
+        ref_counts: counts per bin in the reference window, shape ``(k,)``,
+            finite, >= 0, positive total.
+        cur_counts: counts per bin in the current window, same shape and bins.
+
+    Returns:
+        Distance in ``[0, 1]``: 0 for identical proportions, 1 for disjoint supports.
+
+    Raises:
+        ValueError: as :func:`js_distance`.
+    """
+    p, q = _proportions(ref_counts, cur_counts)
+    return min(float(np.sum(np.abs(p - q))) / 2.0, 1.0)
+
+
+def linf_distance(ref_counts: ArrayLike, cur_counts: ArrayLike) -> float:
+    """L-infinity (Chebyshev) distance between two histograms: ``max_i |p_i - q_i|``.
+
+    The largest change of a single bin's (category's) proportion.
+
+    Args:
+        ref_counts: counts per bin in the reference window, shape ``(k,)``,
+            finite, >= 0, positive total.
+        cur_counts: counts per bin in the current window, same shape and bins.
+
+    Returns:
+        Distance in ``[0, 1]``.
+
+    Raises:
+        ValueError: as :func:`js_distance`.
+    """
+    p, q = _proportions(ref_counts, cur_counts)
+    return float(np.max(np.abs(p - q)))
+
+
+def wasserstein_histogram(positions: ArrayLike, ref_counts: ArrayLike, cur_counts: ArrayLike) -> float:
+    """Wasserstein-1 distance between two histograms placed at given positions.
+
+    Each bin is a point mass at ``positions[i]`` carrying the window's
+    proportion in that bin, and ``W1 = integral |F_ref(x) - F_cur(x)| dx``
+    over the two step CDFs; computed by
+    ``scipy.stats.wasserstein_distance(positions, positions, p, q)``. The
+    positions are the caller's choice of representative value per bin
+    (e.g. bin midpoints, with the finite edge for open outer bins); the
+    result is in their units.
+
+    Args:
+        positions: finite bin positions, shape ``(k,)`` (any order).
+        ref_counts: counts per bin in the reference window, shape ``(k,)``,
+            finite, >= 0, positive total.
+        cur_counts: counts per bin in the current window, same shape.
+
+    Returns:
+        Distance >= 0, in the units of ``positions``.
+
+    Raises:
+        ValueError: as :func:`js_distance`, or ``positions`` not finite or of
+            another length.
+    """
+    p, q = _proportions(ref_counts, cur_counts)
+    x = finite_sample(positions, "positions")
+    if x.shape != p.shape:
+        raise ValueError(f"positions has shape {x.shape}, counts have shape {p.shape}")
+    return float(wasserstein_distance(x, x, u_weights=p, v_weights=q))
+
+
+def wasserstein(ref_sample: ArrayLike, cur_sample: ArrayLike) -> float:
+    """Wasserstein-1 (earth mover's) distance between two samples (Kantorovich 1942; Vaserstein 1969).
+
+    ``W1 = integral |F_ref(x) - F_cur(x)| dx`` over the two empirical CDFs,
+    by ``scipy.stats.wasserstein_distance``; in the column's units (see
+    :func:`wasserstein_normalised` for a unit-free version).
+
+    Args:
+        ref_sample: reference values, shape ``(n,)``, n >= 1, finite.
+        cur_sample: current values, shape ``(m,)``, m >= 1, finite.
+
+    Returns:
+        Distance >= 0; for two constants ``a`` and ``b`` it is ``|a - b|``.
+
+    Raises:
+        ValueError: not 1-D or non-finite values.
+        StatisticUndefined: an empty sample.
+    """
+    u = finite_sample(ref_sample, "ref_sample")
+    v = finite_sample(cur_sample, "cur_sample")
+    return float(wasserstein_distance(u, v))
+
+
+def energy_distance(ref_sample: ArrayLike, cur_sample: ArrayLike) -> float:
+    """Energy distance between two samples (Székely & Rizzo, *Energy statistics*, 2013).
+
+    ``D = sqrt(2 E|X - Y| - E|X - X'| - E|Y - Y'|)`` with ``X, X'`` drawn from
+    the reference and ``Y, Y'`` from the current window (empirical
+    expectations over all pairs). This is scipy's convention,
+    ``scipy.stats.energy_distance``, which returns the square root of
+    Székely's energy distance ``E``: ``D = sqrt(E)``. 0 only for identical
+    empirical distributions. In the column's units. Cost is
+    ``O((n + m) log(n + m))`` in one dimension.
+
+    Args:
+        ref_sample: reference values, shape ``(n,)``, n >= 1, finite.
+        cur_sample: current values, shape ``(m,)``, m >= 1, finite.
+
+    Returns:
+        Distance >= 0; for two constants ``a`` and ``b`` it is ``sqrt(2 |a - b|)``.
+
+    Raises:
+        ValueError: not 1-D or non-finite values.
+        StatisticUndefined: an empty sample.
+    """
+    u = finite_sample(ref_sample, "ref_sample")
+    v = finite_sample(cur_sample, "cur_sample")
+    return float(_scipy_energy_distance(u, v))
 
 
 def wasserstein_normalised(

@@ -1,39 +1,83 @@
-"""Two-sample hypothesis tests: is the current window drawn from the reference distribution?
+"""Two-sample hypothesis tests on numeric values: is the current window drawn from the reference distribution?
 
-Null hypothesis for both tests: the reference and the current window come from
-the same distribution. A small p-value is evidence of drift. With very large
-windows even negligible shifts become significant, so read the p-value
-together with an effect size from :mod:`detectors.distance`.
+Every test here takes two finite 1-D samples (reference first, current second)
+and returns a :class:`TestResult`. Null hypothesis: both windows come from the
+same distribution (for Welch's t-test: have the same mean). A small p-value is
+evidence of drift. With very large windows even negligible shifts become
+significant, so read the p-value together with an effect size from
+:mod:`detectors.distance`; ``neg_log10_p`` keeps ranking windows whose
+p-values underflow to 0.0.
+
+Input is widened to float64, so float32 columns give the float64 result.
+Samples too small for a test raise :class:`StatisticUndefined` (a
+ValueError) for the caller to report as "insufficient data"; NaN is never
+returned.
+
+The categorical tests (chi-square, G-test, Fisher) live in
+:mod:`detectors.categorical`; ``chi2_homogeneity`` and ``contingency_table``
+are re-exported here for existing callers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import math
+import warnings
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import chi2_contingency, ks_2samp
+from scipy.stats import (
+    PermutationMethod,
+    anderson_ksamp,
+    cramervonmises_2samp,
+    epps_singleton_2samp,
+    ks_2samp,
+    mannwhitneyu,
+    norm,
+    ttest_ind,
+)
 
-from ._checks import finite_sample
+from ._checks import (
+    StatisticUndefined,
+    TestResult,
+    chi2_log_sf,
+    finite_sample,
+    is_constant,
+    neg_log10_p,
+    quiet,
+    t_log_sf,
+)
+from .categorical import chi2_homogeneity, contingency_table
+
+__all__ = [
+    "AD_P_CAP",
+    "AD_P_FLOOR",
+    "StatisticUndefined",
+    "TestResult",
+    "anderson_darling_test",
+    "chi2_homogeneity",
+    "contingency_table",
+    "cramer_von_mises_test",
+    "epps_singleton_test",
+    "ks_test",
+    "mann_whitney_u_test",
+    "welch_t_test",
+]
+
+#: Bounds of scipy's tabulated Anderson–Darling p-value (no permutations).
+AD_P_FLOOR, AD_P_CAP = 0.001, 0.25
 
 
-@dataclass(frozen=True)
-class TestResult:
-    """Outcome of a two-sample test.
+def _samples(ref_sample: ArrayLike, cur_sample: ArrayLike, min_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    return finite_sample(ref_sample, "ref_sample", min_size), finite_sample(cur_sample, "cur_sample", min_size)
 
-    Attributes:
-        statistic: the test statistic (KS ``D`` in ``[0, 1]``; Pearson ``X²`` >= 0).
-        p_value: probability, under the null hypothesis, of a statistic at
-            least this extreme; in ``[0, 1]``.
-        method: ``"ks"`` or ``"chi2"``.
-    """
 
-    __test__ = False  # not a pytest test class despite the name
+def _same_constant(u: np.ndarray, v: np.ndarray) -> bool:
+    """Both windows hold one and the same value: identical distributions."""
+    return is_constant(u) and is_constant(v) and u[0] == v[0]
 
-    statistic: float
-    p_value: float
-    method: str
+
+def _no_difference(method: str) -> TestResult:
+    return TestResult(statistic=0.0, p_value=1.0, method=method, neg_log10_p=0.0)
 
 
 def ks_test(ref_sample: ArrayLike, cur_sample: ArrayLike) -> TestResult:
@@ -44,6 +88,10 @@ def ks_test(ref_sample: ArrayLike, cur_sample: ArrayLike) -> TestResult:
     (exact for small samples, asymptotic for large ones). Meant for
     continuous data: with many ties the p-value is conservative.
 
+    When the p-value underflows to 0.0, ``neg_log10_p`` comes from the
+    asymptotic Kolmogorov tail ``p ≈ 2 exp(-2 n_e D²)``, ``n_e = n m / (n + m)``
+    (its leading term; the others are smaller by ``exp(-6 n_e D²)``).
+
     Args:
         ref_sample: reference values, shape ``(n,)``, n >= 1, finite.
         cur_sample: current values, shape ``(m,)``, m >= 1, finite.
@@ -52,69 +100,222 @@ def ks_test(ref_sample: ArrayLike, cur_sample: ArrayLike) -> TestResult:
         ``TestResult(statistic=D, p_value=p, method="ks")``, ``D`` in ``[0, 1]``.
 
     Raises:
-        ValueError: a sample is empty, not 1-D, or holds NaN/±inf.
+        ValueError: a sample is not 1-D or holds NaN/±inf.
+        StatisticUndefined: a sample is empty.
     """
-    u = finite_sample(ref_sample, "ref_sample")
-    v = finite_sample(cur_sample, "cur_sample")
+    u, v = _samples(ref_sample, cur_sample)
     res = ks_2samp(u, v, alternative="two-sided")
-    return TestResult(statistic=float(res.statistic), p_value=float(res.pvalue), method="ks")
+    d, p = float(res.statistic), float(res.pvalue)
+    n_e = u.size * v.size / (u.size + v.size)
+    return TestResult(d, p, "ks", neg_log10_p=neg_log10_p(p, math.log(2.0) - 2.0 * n_e * d * d))
 
 
-def contingency_table(ref_counts: Mapping[str, int], cur_counts: Mapping[str, int]) -> tuple[list[str], np.ndarray]:
-    """Build the 2×k table (row 0 reference, row 1 current) over the union of categories.
+def anderson_darling_test(
+    ref_sample: ArrayLike, cur_sample: ArrayLike, n_resamples: int | None = None, seed: int = 0
+) -> TestResult:
+    """Two-sample Anderson–Darling test, midrank variant (Scholz & Stephens, *K-sample Anderson–Darling tests*, JASA 1987).
 
-    Categories are the reference's, in its order, followed by those only the
-    current window has, in its order. A category absent from one side counts 0
-    there; a category that is 0 on both sides is dropped.
+    The statistic is Scholz & Stephens' standardised ``T = (A²_akN - (k-1)) / σ_N``
+    with ``k = 2`` (mean 0 under the null hypothesis), from
+    ``scipy.stats.anderson_ksamp([ref, cur], variant="midrank")``; the midrank
+    version is valid for continuous and discrete (tied) data.
 
-    Returns:
-        ``(categories, table)`` with ``table`` int64 of shape ``(2, k)``.
+    p-value: with ``n_resamples=None`` it is scipy's interpolation in
+    Scholz & Stephens' table, which is clipped to ``[0.001, 0.25]``
+    (:data:`AD_P_FLOOR`, :data:`AD_P_CAP`): 0.001 means "at most 0.001"
+    and 0.25 "at least 0.25". Those bounds are reported as is, with
+    ``neg_log10_p=None`` because the true value is unknown there. Pass
+    ``n_resamples`` for a permutation p-value instead
+    (``scipy.stats.PermutationMethod`` with ``numpy.random.default_rng(seed)``;
+    ``p = (b + 1) / (n_resamples + 1)``, never 0; cost grows with
+    ``n_resamples × (n + m) log(n + m)``).
 
-    Raises:
-        ValueError: a count is negative or not an integer.
-    """
-    categories = list(ref_counts) + [c for c in cur_counts if c not in ref_counts]
-    table = np.array(
-        [[ref_counts.get(c, 0) for c in categories], [cur_counts.get(c, 0) for c in categories]],
-        dtype=np.float64,
-    ).reshape(2, len(categories))
-    if np.any(table < 0) or np.any(table != np.round(table)):
-        raise ValueError("category counts must be non-negative integers")
-    keep = table.sum(axis=0) > 0
-    return [c for c, k in zip(categories, keep) if k], table[:, keep].astype(np.int64)
-
-
-def chi2_homogeneity(ref_counts: Mapping[str, int], cur_counts: Mapping[str, int]) -> TestResult:
-    """Pearson's chi-square test of homogeneity between two windows (Pearson 1900).
-
-    Both windows are samples, so this is the 2×k contingency-table test, not
-    a goodness-of-fit test that would treat the reference proportions as
-    exact: expected counts come from the pooled proportions,
-    ``E_ij = row_i * col_j / N``, and ``X² = sum (O_ij - E_ij)² / E_ij`` with
-    ``k - 1`` degrees of freedom (see :func:`contingency_table` for how the
-    table is built). Computed by ``scipy.stats.chi2_contingency`` with
-    ``correction=False`` for every k, 2×2 included: Yates' continuity
-    correction is only defined for one degree of freedom and would make the
-    statistic jump in meaning when a window happens to have two categories.
-    The chi-square approximation wants expected counts of about 5 or more.
+    Both windows constant at the same value (scipy refuses: no two distinct
+    observations) give statistic 0 (the null mean) and p-value 1.
 
     Args:
-        ref_counts: category -> count in the reference window (>= 0 integers).
-        cur_counts: category -> count in the current window (>= 0 integers).
+        ref_sample: reference values, shape ``(n,)``, n >= 1, finite.
+        cur_sample: current values, shape ``(m,)``, m >= 1, finite.
+        n_resamples: permutations for the p-value, >= 1, or None for the table.
+        seed: seed of the permutation generator.
 
     Returns:
-        ``TestResult(statistic=X², p_value=p, method="chi2")``. When fewer than
-        two categories remain (one category on both sides, or none) there is
-        nothing to compare: statistic 0, p-value 1.
+        ``TestResult(statistic=T, p_value=p, method="anderson_darling")``.
 
     Raises:
-        ValueError: negative or non-integer counts, or (with two or more
-            categories) a window whose counts are all zero.
+        ValueError: bad sample (see :func:`ks_test`) or ``n_resamples < 1``.
+        StatisticUndefined: a sample is empty.
     """
-    _, table = contingency_table(ref_counts, cur_counts)
-    if table.shape[1] < 2:
-        return TestResult(statistic=0.0, p_value=1.0, method="chi2")
-    if np.any(table.sum(axis=1) == 0):
-        raise ValueError("both windows need at least one counted value")
-    res = chi2_contingency(table, correction=False)
-    return TestResult(statistic=float(res.statistic), p_value=float(res.pvalue), method="chi2")
+    u, v = _samples(ref_sample, cur_sample)
+    if n_resamples is not None and n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if _same_constant(u, v):
+        return _no_difference("anderson_darling")
+    if n_resamples is None:
+        with quiet("p-value floored", "p-value capped"):
+            res = anderson_ksamp([u, v], variant="midrank")
+        p = float(res.pvalue)
+        bounded = p <= AD_P_FLOOR or p >= AD_P_CAP
+        return TestResult(float(res.statistic), p, "anderson_darling", neg_log10_p=None if bounded else neg_log10_p(p))
+    method = PermutationMethod(n_resamples=n_resamples, rng=np.random.default_rng(seed))
+    res = anderson_ksamp([u, v], variant="midrank", method=method)
+    p = float(res.pvalue)
+    return TestResult(float(res.statistic), p, "anderson_darling", neg_log10_p=neg_log10_p(p))
+
+
+def cramer_von_mises_test(ref_sample: ArrayLike, cur_sample: ArrayLike) -> TestResult:
+    """Two-sample Cramér–von Mises test (Anderson, *On the distribution of the two-sample Cramér–von Mises criterion*, 1962).
+
+    ``T = n m / (n + m) ∫ (F_ref - F_cur)² dH`` with ``H`` the pooled
+    empirical CDF, from ``scipy.stats.cramervonmises_2samp(ref, cur)``
+    (exact p-value for small samples, asymptotic otherwise). When the
+    p-value underflows to 0.0, ``neg_log10_p`` is None.
+
+    Args:
+        ref_sample: reference values, shape ``(n,)``, n >= 2, finite.
+        cur_sample: current values, shape ``(m,)``, m >= 2, finite.
+
+    Returns:
+        ``TestResult(statistic=T, p_value=p, method="cramer_von_mises")``, ``T >= 0``.
+
+    Raises:
+        ValueError: a sample is not 1-D or holds NaN/±inf.
+        StatisticUndefined: a sample has fewer than 2 values.
+    """
+    u, v = _samples(ref_sample, cur_sample, min_size=2)
+    res = cramervonmises_2samp(u, v)
+    p = float(res.pvalue)
+    return TestResult(float(res.statistic), p, "cramer_von_mises", neg_log10_p=neg_log10_p(p))
+
+
+def mann_whitney_u_test(ref_sample: ArrayLike, cur_sample: ArrayLike) -> TestResult:
+    """Two-sided Mann–Whitney U test (Mann & Whitney 1947).
+
+    ``U`` is the reference's statistic: the number of (reference, current)
+    pairs with the reference value larger, ties counting 1/2; range
+    ``[0, n m]``, ``n m / 2`` under no difference. From
+    ``scipy.stats.mannwhitneyu(ref, cur, alternative="two-sided")``: exact
+    p-value for small samples without ties, otherwise the normal
+    approximation with tie and continuity correction. When that p-value
+    underflows, ``neg_log10_p`` comes from ``ln 2 + norm.logsf(z)`` with the
+    same ``z``. Both windows constant at the same value: ``U = n m / 2``,
+    p-value 1.
+
+    Args:
+        ref_sample: reference values, shape ``(n,)``, n >= 1, finite.
+        cur_sample: current values, shape ``(m,)``, m >= 1, finite.
+
+    Returns:
+        ``TestResult(statistic=U, p_value=p, method="mann_whitney_u")``.
+
+    Raises:
+        ValueError: a sample is not 1-D or holds NaN/±inf.
+        StatisticUndefined: a sample is empty.
+    """
+    u, v = _samples(ref_sample, cur_sample)
+    res = mannwhitneyu(u, v, alternative="two-sided")
+    stat, p = float(res.statistic), float(res.pvalue)
+    log_p = None
+    if p < 1e-300:  # only then is z needed (the exact method never gets here)
+        n1, n2 = u.size, v.size
+        _, ties = np.unique(np.concatenate([u, v]), return_counts=True)
+        tie_term = float(np.sum(ties.astype(np.float64) ** 3 - ties))
+        n = n1 + n2
+        s = math.sqrt(n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1))))
+        z = (max(stat, n1 * n2 - stat) - n1 * n2 / 2.0 - 0.5) / s
+        log_p = math.log(2.0) + float(norm.logsf(z))
+    return TestResult(stat, p, "mann_whitney_u", neg_log10_p=neg_log10_p(p, log_p))
+
+
+def welch_t_test(ref_sample: ArrayLike, cur_sample: ArrayLike) -> TestResult:
+    """Welch's unequal-variances t-test of equal means (Welch, *Biometrika* 1947).
+
+    ``t = (mean_ref - mean_cur) / sqrt(s²_ref / n + s²_cur / m)`` with the
+    Welch–Satterthwaite degrees of freedom, from
+    ``scipy.stats.ttest_ind(ref, cur, equal_var=False)``; positive ``t``
+    means the reference mean is larger. It tests the mean only: a change
+    of spread or shape with the same mean is not drift for this test.
+    ``neg_log10_p`` uses ``ln 2 + ln P(T > |t|)``, exact in the far tail
+    (see :func:`detectors._checks.t_log_sf`).
+
+    Defined values where scipy gives NaN: both windows constant at the same
+    value give ``t = 0``, p-value 1, ``dof=None``; both constant at
+    different values have zero standard error, so the difference is
+    certain: ``t = ±inf`` (sign as above), p-value 0.0,
+    ``neg_log10_p = inf``, ``dof=None``.
+
+    Args:
+        ref_sample: reference values, shape ``(n,)``, n >= 2, finite.
+        cur_sample: current values, shape ``(m,)``, m >= 2, finite.
+
+    Returns:
+        ``TestResult(statistic=t, p_value=p, method="welch_t", dof=df)``.
+
+    Raises:
+        ValueError: a sample is not 1-D or holds NaN/±inf.
+        StatisticUndefined: a sample has fewer than 2 values (no variance).
+    """
+    u, v = _samples(ref_sample, cur_sample, min_size=2)
+    if is_constant(u) and is_constant(v):
+        if u[0] == v[0]:
+            return _no_difference("welch_t")
+        return TestResult(math.copysign(math.inf, u[0] - v[0]), 0.0, "welch_t", neg_log10_p=math.inf)
+    # scipy warns about "nearly identical" data when one window is constant; handled above/valid here.
+    with quiet("Precision loss occurred"):
+        res = ttest_ind(u, v, equal_var=False)
+    stat, p, df = float(res.statistic), float(res.pvalue), float(res.df)
+    log_p = math.log(2.0) + t_log_sf(abs(stat), df) if p < 1e-300 else None
+    return TestResult(stat, p, "welch_t", neg_log10_p=neg_log10_p(p, log_p), dof=df)
+
+
+#: Smallest window scipy's Epps–Singleton test accepts.
+ES_MIN_SIZE = 5
+
+
+def epps_singleton_test(ref_sample: ArrayLike, cur_sample: ArrayLike) -> TestResult:
+    """Epps–Singleton two-sample test on the empirical characteristic function (Epps & Singleton 1986).
+
+    Compares the two empirical characteristic functions at ``t = (0.4, 0.8)``
+    scaled by half the pooled interquartile range; ``W`` is asymptotically
+    chi-square with 4 degrees of freedom (rank of the covariance estimate),
+    with the small-sample correction when both windows are below 25. From
+    ``scipy.stats.epps_singleton_2samp(ref, cur)``. Unlike KS it is valid
+    for discrete data. ``neg_log10_p`` uses the chi-square log tail.
+
+    Defined values: both windows constant at the same value give ``W = 0``,
+    p-value 1. Both constant at different values: ``W = +inf``, p-value
+    0.0, ``neg_log10_p = inf`` (zero covariance, certain difference). A
+    rank-deficient covariance estimate otherwise (scipy warns "does not have
+    full rank") sets ``low_confidence=True`` and ``dof=None``.
+
+    Args:
+        ref_sample: reference values, shape ``(n,)``, n >= 5, finite.
+        cur_sample: current values, shape ``(m,)``, m >= 5, finite.
+
+    Returns:
+        ``TestResult(statistic=W, p_value=p, method="epps_singleton", dof=4)``.
+
+    Raises:
+        ValueError: a sample is not 1-D or holds NaN/±inf.
+        StatisticUndefined: a sample has fewer than 5 values, or the pooled
+            interquartile range is 0 (three quarters of the values tie) and
+            the windows are not one shared constant: the frequencies ``t``
+            cannot be scaled.
+    """
+    u, v = _samples(ref_sample, cur_sample, min_size=ES_MIN_SIZE)
+    if is_constant(u) and is_constant(v):
+        if u[0] == v[0]:
+            return _no_difference("epps_singleton")
+        return TestResult(math.inf, 0.0, "epps_singleton", neg_log10_p=math.inf)
+    q1, q3 = np.percentile(np.concatenate([u, v]), [25, 75])
+    if q3 == q1:
+        raise StatisticUndefined("Epps–Singleton test needs a positive interquartile range of the pooled windows")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = epps_singleton_2samp(u, v)
+    rank_deficient = any("full rank" in str(w.message) for w in caught)
+    stat, p = float(res.statistic), float(res.pvalue)
+    if rank_deficient:  # scipy then uses the (unknown here) lower rank as dof
+        return TestResult(stat, p, "epps_singleton", neg_log10_p=neg_log10_p(p), low_confidence=True)
+    log_p = chi2_log_sf(stat, 4) if p < 1e-300 else None
+    return TestResult(stat, p, "epps_singleton", neg_log10_p=neg_log10_p(p, log_p), dof=4.0)

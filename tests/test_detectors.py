@@ -52,7 +52,12 @@ def test_ks_equals_scipy_ks_2samp() -> None:
     b = _rng(2).normal(0.2, 1.3, size=200)
     res = ks_test(a, b)
     ref = ks_2samp(a, b, alternative="two-sided")
-    assert res == TestResult(statistic=float(ref.statistic), p_value=float(ref.pvalue), method="ks")
+    assert res == TestResult(
+        statistic=float(ref.statistic),
+        p_value=float(ref.pvalue),
+        method="ks",
+        neg_log10_p=-math.log10(float(ref.pvalue)),
+    )
     assert 0 < res.p_value < 1
 
 
@@ -123,8 +128,8 @@ def test_chi2_disappearing_category_counts_zero_and_all_zero_columns_dropped() -
 
 
 def test_chi2_single_category_is_no_evidence() -> None:
-    assert chi2_homogeneity({"a": 10}, {"a": 500}) == TestResult(0.0, 1.0, "chi2")
-    assert chi2_homogeneity({"a": 10, "b": 0}, {"a": 3}) == TestResult(0.0, 1.0, "chi2")
+    assert chi2_homogeneity({"a": 10}, {"a": 500}) == TestResult(0.0, 1.0, "chi2", neg_log10_p=0.0)
+    assert chi2_homogeneity({"a": 10, "b": 0}, {"a": 3}) == TestResult(0.0, 1.0, "chi2", neg_log10_p=0.0)
 
 
 def test_chi2_rejects_negative_counts_and_empty_window() -> None:
