@@ -343,9 +343,11 @@ def _set_or_remove(gauge, labels: tuple, value: float | None) -> None:
 
 def window_statistics(profile: Profile) -> dict:
     """The stored summary of a window: its profile without the raw values kept for the tests
-    (counts, missing, moments, the histogram on the reference's edges, category counts)."""
+    (counts, missing, moments, the histogram on the reference's edges, the quantile sketch,
+    category counts)."""
     d = profile.to_dict()
-    d["columns"] = {c: {k: v for k, v in col.items() if k != "sample"} for c, col in d["columns"].items()}
+    raw = ("sample", "sample_keys")
+    d["columns"] = {c: {k: v for k, v in col.items() if k not in raw} for c, col in d["columns"].items()}
     return d
 
 

@@ -265,10 +265,12 @@ def test_numeric_profile_basics_and_missing_counts() -> None:
     s = pd.Series([1.0, 2.0, np.nan, None, np.inf, -np.inf, 3.0, 4.0])
     p = build_profile(pd.DataFrame({"x": s}), n_bins=2).columns["x"]
     assert isinstance(p, NumericProfile)
-    assert (p.count, p.missing, p.nonfinite) == (4, 2, 2)
+    assert (p.count, p.missing, p.nan, p.posinf, p.neginf, p.nonfinite) == (4, 2, 2, 1, 1, 2)
     assert p.mean == 2.5 and p.min == 1.0 and p.max == 4.0
+    assert p.m2 == 5.0  # (1.5**2 + 0.5**2) * 2
     assert p.std == pytest.approx(float(np.std([1, 2, 3, 4], ddof=1)))  # sample std
-    assert np.array_equal(p.sample, [1.0, 2.0, 3.0, 4.0])
+    assert np.array_equal(np.sort(p.sample), [1.0, 2.0, 3.0, 4.0])  # all values fit, in key order
+    assert p.sample_keys.dtype == np.uint64 and np.all(np.diff(p.sample_keys.astype(float)) > 0)
     assert p.edges.dtype == np.float64 and p.hist.dtype == np.int64
     assert p.edges[0] == -np.inf and p.edges[-1] == np.inf
     assert p.hist.sum() == 4
@@ -278,8 +280,8 @@ def test_nullable_int_column() -> None:
     s = pd.Series([1, None, 3, 4], dtype="Int64")
     p = build_profile(pd.DataFrame({"x": s})).columns["x"]
     assert isinstance(p, NumericProfile)
-    assert (p.count, p.missing) == (3, 1)
-    assert np.array_equal(p.sample, [1.0, 3.0, 4.0])
+    assert (p.count, p.missing, p.nan) == (3, 1, 0)
+    assert np.array_equal(np.sort(p.sample), [1.0, 3.0, 4.0])
 
 
 def test_float32_input() -> None:
@@ -287,7 +289,7 @@ def test_float32_input() -> None:
     p = build_profile(pd.DataFrame({"x": raw})).columns["x"]
     assert isinstance(p, NumericProfile)
     assert p.sample.dtype == np.float64
-    assert np.array_equal(p.sample, raw.astype(np.float64))
+    assert np.array_equal(np.sort(p.sample), np.sort(raw.astype(np.float64)))
     assert p.max == float(np.float32(1e6))
 
 
@@ -335,7 +337,8 @@ def test_column_without_finite_values() -> None:
     p = build_profile(frame).columns["x"]
     assert isinstance(p, NumericProfile)
     assert (p.count, p.missing, p.nonfinite) == (0, 2, 1)
-    assert p.mean is None and p.std is None and p.min is None and p.max is None
+    assert (p.nan, p.posinf, p.neginf) == (2, 1, 0)
+    assert p.mean is None and p.std is None and p.min is None and p.max is None and p.m2 == 0.0
     assert p.edges.tolist() == [-np.inf, np.inf] and p.hist.tolist() == [0]
     assert p.sample.size == 0
 
@@ -348,7 +351,7 @@ def test_sample_is_capped_and_deterministic() -> None:
     c = build_profile(frame, sample_size=100, seed=8).columns["x"]
     assert isinstance(a, NumericProfile) and isinstance(c, NumericProfile)
     assert a.sample.size == 100 and len(set(a.sample.tolist())) == 100
-    assert np.all(np.diff(a.sample) > 0)  # kept in input order
+    assert np.all(np.diff(a.sample_keys.astype(float)) > 0)  # kept in key order
     assert a == b
     assert not np.array_equal(a.sample, c.sample)
     assert a.count == 1000 and a.hist.sum() == 1000  # histogram uses every value
@@ -392,7 +395,7 @@ def test_category_dtype_drops_unused_categories() -> None:
 def test_max_categories_folds_rest_into_other() -> None:
     values = ["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d"] * 2 + ["e"]
     p = build_profile(pd.DataFrame({"c": values}), max_categories=3).columns["c"]
-    assert p == CategoricalProfile(count=15, missing=0, counts={"a": 5, "b": 4, OTHER: 6})
+    assert p == CategoricalProfile(count=15, missing=0, counts={"a": 5, "b": 4, OTHER: 6}, max_categories=3)
 
 
 def test_current_window_keeps_reference_categories_past_the_cap() -> None:
@@ -400,8 +403,9 @@ def test_current_window_keeps_reference_categories_past_the_cap() -> None:
     cur = pd.DataFrame({"c": ["x"] * 9 + ["y"] * 8 + ["z"] * 7 + ["b"] * 1})
     r, c = _profiles(ref, cur, max_categories=3)
     assert r.columns["c"].counts == {"a": 5, "b": 4, OTHER: 5}
-    # "b" is a reference category, so it stays named although "y" and "z" are commoner
-    assert c.columns["c"].counts == {"x": 9, "b": 1, OTHER: 15}
+    # the capped reference fixes the labels: "b" stays named although "x", "y" and "z"
+    # are commoner, and they go to "__other__" (they may be labels the reference folded)
+    assert c.columns["c"].counts == {OTHER: 24, "b": 1}
 
 
 def test_reference_kind_is_reused_for_an_all_none_current_column() -> None:
