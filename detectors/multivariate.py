@@ -401,7 +401,9 @@ def domain_classifier_test(
         decision: ``"both"``, ``"p_value"`` or ``"auc"``.
         max_rows: rows kept per side, >= min_rows.
         min_rows: fewer rows on either side give ``"insufficient_data"``
-            (default 20, so each side has about 10 held-out rows at 0.5).
+            (default 20, so each side has about 10 held-out rows at 0.5); so
+            does a ``test_size`` that leaves a side fewer than 2 training or
+            held-out rows.
         seed: seeds subsampling, the split and the model.
 
     Returns:
@@ -434,6 +436,16 @@ def domain_classifier_test(
     rng = np.random.default_rng(seed)
     x = _subsample(ref, max_rows, rng)
     y = _subsample(cur, max_rows, rng)
+    smaller = min(x.shape[0], y.shape[0])
+    if not 2 <= smaller * test_size <= smaller - 2:
+        # Both sides need rows to train on and to score, or the split (and the AUC) is undefined.
+        return _insufficient(
+            "domain_classifier",
+            n_ref,
+            n_cur,
+            f"test_size {test_size} leaves fewer than 2 training or held-out rows of a window",
+            min_rows=min_rows,
+        )
     features = np.vstack([x, y])
     labels = np.concatenate([np.zeros(x.shape[0], dtype=np.int64), np.ones(y.shape[0], dtype=np.int64)])
     x_train, x_test, y_train, y_test = train_test_split(
@@ -490,8 +502,8 @@ def pca_reconstruction_test(
     1. Standardise every column with the reference mean and standard
        deviation (a constant reference column is centred only).
     2. Fit PCA (``sklearn.decomposition.PCA``, full SVD) on the standardised
-       reference, keeping the fewest components whose explained variance
-       reaches ``variance_share`` (default 0.65).
+       reference, keeping the fewest components whose cumulative share of
+       explained variance exceeds ``variance_share`` (default 0.65).
     3. Reconstruction error of a row ``z`` = Euclidean distance
        ``||z - ẑ||`` between the standardised row and its reconstruction from
        the kept components (in reference standard deviations, >= 0).
@@ -524,8 +536,7 @@ def pca_reconstruction_test(
         quantile: if given, in (0.5, 1): use quantile bounds instead of ``n_std``.
         min_chunks: fewer full reference chunks give ``"insufficient_data"``
             (default 5).
-        min_rows: fewer current rows, or fewer than 2 reference rows per
-            column for the fit, give ``"insufficient_data"`` (default 10).
+        min_rows: fewer current rows give ``"insufficient_data"`` (default 10).
         max_fit_rows: reference rows used to fit the PCA.
         seed: seeds the fit subsample.
 

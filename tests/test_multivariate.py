@@ -195,6 +195,10 @@ def test_minimum_rows_boundaries() -> None:
     assert domain_classifier_test(_normal(1, 19, 2), _normal(2, 50, 2)).status == INSUFFICIENT_DATA
     with pytest.raises(ValueError, match="min_rows"):
         mmd_test(_normal(1, 10, 2), _normal(2, 10, 2), min_rows=1)
+    # 8 rows a side with 10% held out: under 2 held-out rows per side
+    tiny = domain_classifier_test(_normal(1, 8, 2), _normal(2, 8, 2), min_rows=4, test_size=0.1)
+    assert tiny.status == INSUFFICIENT_DATA and "test_size" in tiny.details["reason"]
+    assert domain_classifier_test(_normal(1, 8, 2), _normal(2, 8, 2), min_rows=4).status == "ok"
 
 
 @pytest.mark.parametrize(
@@ -332,7 +336,7 @@ def test_pca_values_equal_an_independent_svd_computation() -> None:
     mean, sd = ref.mean(axis=0), ref.std(axis=0)
     z = (ref - mean) / sd
     _, s, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
-    k = int(np.searchsorted(np.cumsum(s**2) / np.sum(s**2), 0.65) + 1)
+    k = int(np.searchsorted(np.cumsum(s**2) / np.sum(s**2), 0.65, side="right") + 1)  # first share > 0.65
     axes = vt[:k]
 
     def err(rows: np.ndarray) -> np.ndarray:
@@ -350,6 +354,14 @@ def test_pca_values_equal_an_independent_svd_computation() -> None:
     assert q.details["n_chunks"] == 12
     assert q.threshold == pytest.approx(np.quantile(means50, 0.9), rel=1e-10)
     assert q.details["lower_threshold"] == pytest.approx(np.quantile(means50, 0.1), rel=1e-10)
+
+
+def test_pca_flags_rows_collapsing_onto_the_principal_axis() -> None:
+    ref = _correlated(0, 5000, 0.9)
+    on_axis = np.repeat(np.random.default_rng(1).normal(size=(500, 1)), 4, axis=1)  # perfectly correlated
+    res = pca_reconstruction_test(ref, on_axis)
+    # close to, not exactly on, the fitted axis: sample correlations are not exactly equal
+    assert res.statistic < 0.05 < res.details["lower_threshold"] and res.drifted is True
 
 
 def test_pca_partial_trailing_chunk_dropped_and_too_few_chunks_insufficient() -> None:
