@@ -362,4 +362,36 @@ def test_errors():
     with pytest.raises(ValueError, match="drift_share"):
         evidently_dataset_drift(pd.DataFrame({"x": [1.0]}), pd.DataFrame({"x": [1.0]}), drift_share=1.5)
     with pytest.raises(ValueError, match="no column"):
-        evidently_dataset_drift(pd.DataFrame({"d": pd.to_datetime(["2024-01-01"])}), pd.DataFrame({"d": pd.to_datetime(["2024-01-01"])}))
+        dates = pd.DataFrame({"d": pd.to_datetime(["2024-01-01"])})
+        evidently_dataset_drift(dates, dates)
+
+
+def test_parity_legacy_api_with_its_column_types():
+    # The legacy API shares the choice and the statistics; only its typing differs (every np.number dtype is
+    # numerical, the rest categorical), which column_types reproduces. An int column with 8 values shows it:
+    # categorical (chi-square) in the new API, numerical (KS) in the legacy one.
+    from evidently.legacy.metric_preset import DataDriftPreset as LegacyDataDriftPreset
+    from evidently.legacy.pipeline.column_mapping import ColumnMapping
+    from evidently.legacy.report import Report as LegacyReport
+
+    reference, current = _small_frames()
+    reference, current = reference.drop(columns=["when", "nullable"]), current.drop(columns=["when", "nullable"])
+    rng = np.random.default_rng(14)
+    reference["i_8"], current["i_8"] = rng.integers(0, 8, len(reference)), rng.integers(0, 8, len(current))
+    legacy_types = {
+        c: "num" if pd.api.types.is_numeric_dtype(current[c]) and current[c].dtype != bool else "cat" for c in current
+    }
+
+    report = LegacyReport(metrics=[LegacyDataDriftPreset()])
+    report.run(reference_data=reference, current_data=current, column_mapping=ColumnMapping())
+    table = next(m["result"] for m in report.as_dict()["metrics"] if m["metric"] == "DataDriftTable")
+    results, share, drifted = evidently_dataset_drift(reference, current, column_types=legacy_types)
+    ours = {r.column: r for r in results}
+    assert set(ours) == set(table["drift_by_columns"])
+    for column, theirs in table["drift_by_columns"].items():
+        assert ours[column].column_type == theirs["column_type"], column
+        assert _close(ours[column].statistic, theirs["drift_score"]), column
+        assert ours[column].drifted == theirs["drift_detected"], column
+    assert _close(share, table["share_of_drifted_columns"]) and drifted == table["dataset_drift"]
+    assert ours["i_8"].stattest == "ks"
+    assert evidently_column_drift(reference["i_8"], current["i_8"]).stattest == "chisquare"
