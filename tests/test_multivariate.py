@@ -364,6 +364,16 @@ def test_pca_flags_rows_collapsing_onto_the_principal_axis() -> None:
     assert res.statistic < 0.05 < res.details["lower_threshold"] and res.drifted is True
 
 
+def test_pca_rounding_noise_is_not_drift_when_all_variance_is_kept() -> None:
+    # two independent columns, 99.9% of variance: both axes kept, every error is ~1e-16 of SVD rounding
+    for seed in range(5):
+        ref, cur = _normal(seed, 1000, 2), _normal(seed + 50, 100, 2) * 3
+        res = pca_reconstruction_test(ref, cur, variance_share=0.999)
+        assert res.details["n_components"] == 2 and res.statistic < 1e-14 and res.drifted is False
+    one_column = pca_reconstruction_test(_normal(0, 1000, 1), _normal(1, 100, 1, shift=5.0))
+    assert one_column.statistic == 0.0 and one_column.drifted is False
+
+
 def test_pca_partial_trailing_chunk_dropped_and_too_few_chunks_insufficient() -> None:
     ref = _correlated(0, 1049, 0.9)
     assert pca_reconstruction_test(ref, _correlated(1, 100, 0.9)).details["n_chunks"] == 10
