@@ -49,7 +49,9 @@ from ._checks import (
 from .categorical import chi2_homogeneity, contingency_table
 
 __all__ = [
+    "AD_MIN_POOLED",
     "AD_P_CAP",
+    "ES_MIN_SIZE",
     "AD_P_FLOOR",
     "StatisticUndefined",
     "TestResult",
@@ -65,6 +67,9 @@ __all__ = [
 
 #: Bounds of scipy's tabulated Anderson–Darling p-value (no permutations).
 AD_P_FLOOR, AD_P_CAP = 0.001, 0.25
+#: Fewest pooled values for which the Anderson–Darling variance is defined
+#: (its formula divides by ``(N-1)(N-2)(N-3)``).
+AD_MIN_POOLED = 4
 
 
 def _samples(ref_sample: ArrayLike, cur_sample: ArrayLike, min_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +136,9 @@ def anderson_darling_test(
     ``n_resamples × (n + m) log(n + m)``).
 
     Both windows constant at the same value (scipy refuses: no two distinct
-    observations) give statistic 0 (the null mean) and p-value 1.
+    observations) give statistic 0 (the null mean) and p-value 1. Fewer
+    than 4 values in both windows together (:data:`AD_MIN_POOLED`) leave
+    the statistic's variance undefined.
 
     Args:
         ref_sample: reference values, shape ``(n,)``, n >= 1, finite.
@@ -144,13 +151,16 @@ def anderson_darling_test(
 
     Raises:
         ValueError: bad sample (see :func:`ks_test`) or ``n_resamples < 1``.
-        StatisticUndefined: a sample is empty.
+        StatisticUndefined: a sample is empty, or ``n + m < 4`` (unless
+            both are one shared constant).
     """
     u, v = _samples(ref_sample, cur_sample)
     if n_resamples is not None and n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     if _same_constant(u, v):
         return _no_difference("anderson_darling")
+    if u.size + v.size < AD_MIN_POOLED:
+        raise StatisticUndefined(f"Anderson–Darling test needs at least {AD_MIN_POOLED} values in both windows together")
     if n_resamples is None:
         with quiet("p-value floored", "p-value capped"):
             res = anderson_ksamp([u, v], variant="midrank")

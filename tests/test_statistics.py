@@ -524,3 +524,30 @@ def test_float32_histograms_give_the_float64_result() -> None:
     p, q = np.array([3, 5, 9, 1], dtype=np.float32), np.array([4, 4, 4, 4], dtype=np.float32)
     for f in (psi, kl_divergence, js_distance, hellinger_distance, total_variation_distance, linf_distance):
         assert f(p, q) == f(p.astype(np.float64), q.astype(np.float64))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(-2, 2), min_size=0, max_size=12),
+    st.lists(st.integers(-2, 2), min_size=0, max_size=12),
+)
+def test_small_tied_windows_never_give_nan(ref: list[int], cur: list[int]) -> None:
+    funcs = (ks_test, anderson_darling_test, cramer_von_mises_test, mann_whitney_u_test, welch_t_test, epps_singleton_test)
+    for func in funcs:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # scipy's own advisories are not under test here
+                r = func(np.array(ref, dtype=float), np.array(cur, dtype=float))
+        except StatisticUndefined:
+            continue
+        assert not math.isnan(r.statistic) and 0.0 <= r.p_value <= 1.0, func.__name__
+        assert r.neg_log10_p is None or r.neg_log10_p >= 0.0
+
+
+def test_anderson_darling_needs_four_pooled_values() -> None:
+    with pytest.raises(StatisticUndefined, match="at least 4"):
+        anderson_darling_test([0.0], [1.0, 2.0])
+    assert anderson_darling_test([0.0], [1.0, 2.0, 3.0]).statistic == pytest.approx(
+        _quietly(stats.anderson_ksamp, [[0.0], [1.0, 2.0, 3.0]], variant="midrank").statistic
+    )
+    assert anderson_darling_test([7.0], [7.0]).p_value == 1.0  # one shared constant: defined
