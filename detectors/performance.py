@@ -21,6 +21,19 @@ Three parts:
 
 Rows without a label are counted (``n_rows - n_labelled``) and left out of
 every metric.
+
+References:
+    Fawcett, T. (2006). An introduction to ROC analysis. Pattern Recognition
+    Letters 27(8), 861–874.
+    Hanley, J. A. & McNeil, B. J. (1982). The meaning and use of the area
+    under a receiver operating characteristic (ROC) curve. Radiology 143(1),
+    29–36.
+    Bishop, C. M. (2006). Pattern Recognition and Machine Learning. Springer,
+    p. 209 (cross-entropy / log loss).
+    scikit-learn, sklearn.metrics: accuracy_score, precision_score,
+    recall_score, f1_score, roc_auc_score, log_loss, mean_absolute_error,
+    root_mean_squared_error, mean_absolute_percentage_error (the definitions
+    the tests compare against).
 """
 
 from __future__ import annotations
@@ -40,6 +53,12 @@ Status = Literal["ok", "insufficient_data"]
 #: the log loss; float64 machine epsilon (2.220446049250313e-16), the value
 #: sklearn.metrics.log_loss uses for float64 input.
 LOG_LOSS_EPS: float = float(np.finfo(np.float64).eps)
+
+#: Floor on |y_true| in the MAPE denominator, float64 machine epsilon (as in
+#: sklearn.metrics.mean_absolute_percentage_error). Only rows with
+#: y_true == 0 are left out of MAPE; the floor matters only for
+#: 0 < |y_true| < 2.2e-16.
+MAPE_EPS: float = float(np.finfo(np.float64).eps)
 
 #: Number of equal-width bins on [0, 1] for the mergeable ROC AUC histograms.
 DEFAULT_AUC_BINS: int = 1000
@@ -302,7 +321,8 @@ class ClassificationSummary:
         if self.n_rows < int(self.confusion.sum()):
             raise ValueError("n_rows is smaller than the number of labelled rows")
         if self.score_hist.shape != (k, len(self.score_classes), self.n_bins):
-            raise ValueError(f"score_hist has shape {self.score_hist.shape}, expected {(k, len(self.score_classes), self.n_bins)}")
+            expected = (k, len(self.score_classes), self.n_bins)
+            raise ValueError(f"score_hist has shape {self.score_hist.shape}, expected {expected}")
         if int(self.score_hist[:, 0, :].sum()) != self.n_scored:
             raise ValueError("score_hist does not hold n_scored rows")
         if (self.raw_true is None) != (self.raw_scores is None):
@@ -353,7 +373,8 @@ class ClassificationSummary:
         """
         for attr in ("labels", "pos_label_index", "n_bins", "eps", "score_classes"):
             if getattr(self, attr) != getattr(other, attr):
-                raise ValueError(f"cannot merge summaries with different {attr}: {getattr(self, attr)!r} vs {getattr(other, attr)!r}")
+                mine, theirs = getattr(self, attr), getattr(other, attr)
+                raise ValueError(f"cannot merge summaries with different {attr}: {mine!r} vs {theirs!r}")
         keep = self.raw_true is not None and other.raw_true is not None
         return ClassificationSummary(
             labels=self.labels,
@@ -578,10 +599,12 @@ class RegressionMetrics:
 
     * mae = (1/n) Σ |e_i| (sklearn ``mean_absolute_error``).
     * rmse = sqrt((1/n) Σ e_i²) (sklearn ``root_mean_squared_error``).
-    * mape = (1/n_mape) Σ |e_i| / |y_true_i| over rows with ``y_true_i != 0``,
-      as a fraction, not a percentage (sklearn
-      ``mean_absolute_percentage_error`` on data without zeros; sklearn
-      divides by ``max(|y_true|, eps)`` instead of leaving zeros out).
+    * mape = (1/n_mape) Σ |e_i| / max(|y_true_i|, eps) over rows with
+      ``y_true_i != 0``, ``eps`` = :data:`MAPE_EPS`, as a fraction, not a
+      percentage. On data without zeros this is sklearn's
+      ``mean_absolute_percentage_error``; sklearn keeps rows with
+      ``y_true == 0`` (each adding ``|e| / eps``, about 4.5e15 |e|), which
+      would swamp the mean, so they are left out here and counted.
     * mean_true, mean_pred: means of ``y_true`` and ``y_pred`` over the
       labelled rows.
 
@@ -627,7 +650,8 @@ class RegressionSummary:
         n_labelled: rows with a label (``<= n_rows``).
         abs_error_sum: Σ |y_true - y_pred| over labelled rows.
         sq_error_sum: Σ (y_true - y_pred)².
-        ape_sum: Σ |y_true - y_pred| / |y_true| over labelled rows with y_true != 0.
+        ape_sum: Σ |y_true - y_pred| / max(|y_true|, MAPE_EPS) over labelled
+            rows with y_true != 0.
         n_mape: labelled rows with y_true != 0.
         true_sum: Σ y_true over labelled rows.
         pred_sum: Σ y_pred over labelled rows.
@@ -705,14 +729,18 @@ def regression_summary(y_true: ArrayLike | pd.Series, y_pred: ArrayLike | pd.Ser
     p = p[labelled]
     if not np.all(np.isfinite(t)):
         raise ValueError("y_true must not contain ±inf")
-    err = _finite_terms(np.abs(t - p), "the absolute error")
     nonzero = t != 0.0
+    with np.errstate(over="ignore"):  # overflow is reported as a ValueError below
+        err = _finite_terms(np.abs(t - p), "the absolute error")
+        sq = _finite_terms(err * err, "the squared error")
+        # The eps floor (as in sklearn) keeps a tiny non-zero label from overflowing the ratio.
+        ape = _finite_terms(err[nonzero] / np.maximum(np.abs(t[nonzero]), MAPE_EPS), "the absolute percentage error")
     return RegressionSummary(
         n_rows=int(labelled.size),
         n_labelled=int(t.size),
         abs_error_sum=_exact_sum(err),
-        sq_error_sum=_exact_sum(_finite_terms(err * err, "the squared error")),
-        ape_sum=_exact_sum(_finite_terms(err[nonzero] / np.abs(t[nonzero]), "the absolute percentage error")),
+        sq_error_sum=_exact_sum(sq),
+        ape_sum=_exact_sum(ape),
         n_mape=int(nonzero.sum()),
         true_sum=_exact_sum(t),
         pred_sum=_exact_sum(p),
