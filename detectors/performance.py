@@ -75,6 +75,10 @@ DEFAULT_MIN_CHUNKS: int = 5
 #: default threshold is also mean ± 3 standard deviations of chunk values).
 DEFAULT_N_STD: float = 3.0
 
+#: Version tags written by the summaries' ``to_dict``; bump when the layout changes.
+CLASSIFICATION_FORMAT = "inferwatch.performance.classification/1"
+REGRESSION_FORMAT = "inferwatch.performance.regression/1"
+
 CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 REGRESSION_METRICS: tuple[str, ...] = ("mae", "rmse", "mape")
 
@@ -359,6 +363,60 @@ class ClassificationSummary:
             and self.n_bins == other.n_bins
             and self.eps == other.eps
             and same_raw
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (format ``CLASSIFICATION_FORMAT``) for storing partial windows.
+
+        Exact sums are decimal strings (they exceed float and JSON number
+        precision); the score histogram is stored sparsely as flat indices
+        and counts of its non-zero cells. Labels must be JSON scalars
+        (str, int, float, bool); numpy scalars are converted.
+        """
+        flat = self.score_hist.ravel()
+        nz = np.flatnonzero(flat)
+        return {
+            "format": CLASSIFICATION_FORMAT,
+            "labels": [v.item() if isinstance(v, np.generic) else v for v in self.labels],
+            "pos_label_index": self.pos_label_index,
+            "n_rows": self.n_rows,
+            "confusion": self.confusion.tolist(),
+            "n_scored": self.n_scored,
+            "log_loss_sum": str(self.log_loss_sum),
+            "score_classes": list(self.score_classes),
+            "score_hist": {"index": nz.tolist(), "count": flat[nz].tolist()},
+            "n_bins": self.n_bins,
+            "eps": self.eps,
+            "raw_true": None if self.raw_true is None else self.raw_true.tolist(),
+            "raw_scores": None if self.raw_scores is None else self.raw_scores.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClassificationSummary:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: wrong format tag, or inconsistent content.
+        """
+        if data.get("format") != CLASSIFICATION_FORMAT:
+            raise ValueError(f"expected format {CLASSIFICATION_FORMAT!r}, got {data.get('format')!r}")
+        k, m, n_bins = len(data["labels"]), len(data["score_classes"]), int(data["n_bins"])
+        flat = np.zeros(k * m * n_bins, dtype=np.int64)
+        flat[np.asarray(data["score_hist"]["index"], dtype=np.int64)] = data["score_hist"]["count"]
+        raw_scores = data["raw_scores"]
+        return cls(
+            labels=tuple(data["labels"]),
+            pos_label_index=int(data["pos_label_index"]),
+            n_rows=int(data["n_rows"]),
+            confusion=np.asarray(data["confusion"], dtype=np.int64).reshape(k, k),
+            n_scored=int(data["n_scored"]),
+            log_loss_sum=int(data["log_loss_sum"]),
+            score_classes=tuple(int(c) for c in data["score_classes"]),
+            score_hist=flat.reshape(k, m, n_bins),
+            n_bins=n_bins,
+            eps=float(data["eps"]),
+            raw_true=None if data["raw_true"] is None else np.asarray(data["raw_true"], dtype=np.int64),
+            raw_scores=None if raw_scores is None else np.asarray(raw_scores, dtype=np.float64).reshape(-1, m),
         )
 
     def merge(self, other: ClassificationSummary) -> ClassificationSummary:
@@ -672,6 +730,24 @@ class RegressionSummary:
         if self.abs_error_sum < 0 or self.sq_error_sum < 0 or self.ape_sum < 0:
             raise ValueError("error sums must be >= 0")
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (format ``REGRESSION_FORMAT``); exact sums as decimal strings."""
+        out: dict[str, Any] = {"format": REGRESSION_FORMAT}
+        for name, value in asdict(self).items():
+            out[name] = str(value) if name in _EXACT_FIELDS else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RegressionSummary:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: wrong format tag, or inconsistent content.
+        """
+        if data.get("format") != REGRESSION_FORMAT:
+            raise ValueError(f"expected format {REGRESSION_FORMAT!r}, got {data.get('format')!r}")
+        return cls(**{name: int(data[name]) for name in cls.__dataclass_fields__})
+
     def merge(self, other: RegressionSummary) -> RegressionSummary:
         """Summary of the rows of both windows; exact (integer addition)."""
         return RegressionSummary(
@@ -746,6 +822,8 @@ def regression_summary(y_true: ArrayLike | pd.Series, y_pred: ArrayLike | pd.Ser
         pred_sum=_exact_sum(p),
     )
 
+
+_EXACT_FIELDS = frozenset({"abs_error_sum", "sq_error_sum", "ape_sum", "true_sum", "pred_sum"})
 
 PerformanceSummary = ClassificationSummary | RegressionSummary
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from fractions import Fraction
 
@@ -301,6 +302,26 @@ def test_merge_keeps_raw_scores_only_when_both_sides_kept_them():
     merged = kept.merge(binned)
     assert merged.raw_scores is None
     assert merged == classification_summary(y, pred, prob, labels=[0, 1])
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_summaries_round_trip_through_json(keep):
+    y, pred, prob = _multi_data(500, 3, seed=21)
+    y_missing = pd.Series(y, dtype="Int64")
+    y_missing[::7] = pd.NA
+    names = np.array(["a", "b", "c"])
+    cls = classification_summary(
+        pd.Series(names[y]).where(y_missing.notna().to_numpy()), names[pred], prob, labels=["a", "b", "c"],
+        keep_scores=keep,
+    )  # fmt: skip
+    text = json.dumps(cls.to_dict())
+    back = ClassificationSummary.from_dict(json.loads(text))
+    assert back == cls and back.metrics() == cls.metrics()
+    assert len(text) < 60_000  # sparse histogram: of 3 x 3 x 1000 cells, at most 3 per labelled row are non-zero
+    reg = regression_summary(np.where(y_missing.notna().to_numpy(), prob[:, 0], np.nan), prob[:, 1])
+    assert RegressionSummary.from_dict(json.loads(json.dumps(reg.to_dict()))) == reg
+    with pytest.raises(ValueError, match="format"):
+        RegressionSummary.from_dict(cls.to_dict())
 
 
 def test_merge_rejects_different_label_sets_or_bins():
