@@ -42,6 +42,7 @@ seed, so the same inputs always give the same threshold.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -146,7 +147,7 @@ class CalibratedThreshold:
 
 
 def _check_rate(rate: float) -> None:
-    if not (isinstance(rate, (int, float)) and 0.0 < rate < 1.0):
+    if not (isinstance(rate, numbers.Real) and 0.0 < rate < 1.0):
         raise ValueError(f"false-alarm rate must be in (0, 1), got {rate}")
 
 

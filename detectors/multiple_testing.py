@@ -24,6 +24,7 @@ procedure would reject it, so "reject at level ``alpha``" is exactly
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -74,7 +75,7 @@ def _split(p_values: Sequence[float | None]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_alpha(alpha: float) -> None:
-    if not (isinstance(alpha, (int, float)) and 0.0 < alpha < 1.0):
+    if not (isinstance(alpha, numbers.Real) and 0.0 < alpha < 1.0):
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
 
 
