@@ -144,7 +144,7 @@ def adjust_p_values(p_values: Sequence[float | None], method: str = "bh", alpha:
         for i, a in zip(idx.tolist(), adj.tolist()):
             a = min(max(a, 0.0), 1.0)
             adjusted[i] = a
-            rejected[i] = a <= alpha
+            rejected[i] = bool(a <= alpha)
     given = tuple(None if x is None else float(x) for x in p_values)
     return AdjustedPValues(
         p_values=given,
