@@ -1052,6 +1052,8 @@ def build_profile_chunks(
                 cat_missing[name] = cat_missing.get(name, 0) + missing
                 cat_present[name] = cat_present.get(name, 0) + sum(counts.values())
         n_rows += len(frame)
+        # Drop this chunk's arrays before the next is read, so at most one chunk is alive.
+        del chunk, frame, ids, keys, values
 
     edges: dict[str, np.ndarray] = {}
     pass2_numeric: list[str] = []
@@ -1081,6 +1083,7 @@ def build_profile_chunks(
                 elif name in candidates:
                     _, counts = _label_counts(frame.iloc[:, i])
                     exact_counts[name].update({k: n for k, n in counts.items() if k in candidates[name]})
+            del chunk, frame
         if rows_again != n_rows:
             raise ValueError(f"make_chunks() gave {n_rows} rows on the first pass and {rows_again} on the second")
         for name, hist in hists.items():
