@@ -22,11 +22,18 @@ deterministic for a given ``seed``: randomness comes only from
 is bounded: each test subsamples to a documented maximum number of rows.
 Below a documented minimum number of rows a test returns
 ``status="insufficient_data"`` with ``None`` in place of every value.
+
+Windows summarised by profiles (:mod:`detectors.profile`) are tested through
+:func:`profile_matrix`, which joins the numeric columns' bottom-k samples on
+their row keys into such a matrix, and :func:`multivariate_drift`, which runs
+the tests on the joined samples of a reference and a current profile.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,6 +48,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from detectors.profile import NumericProfile, Profile, kind_of
 
 OK = "ok"
 INSUFFICIENT_DATA = "insufficient_data"
@@ -684,6 +693,8 @@ def embedding_columns(frame: pd.DataFrame, name: str) -> np.ndarray:
     """Gather columns ``name[0]`` .. ``name[d-1]`` of a frame into an ``(n, d)`` float64 matrix.
 
     Columns are ordered by their index, whatever their order in the frame.
+    An index is a decimal integer without leading zeros (``e[01]`` is not
+    position 1 of ``e``).
 
     Args:
         frame: holds the flattened embedding columns (other columns are ignored).
@@ -696,13 +707,11 @@ def embedding_columns(frame: pd.DataFrame, name: str) -> np.ndarray:
         ValueError: no ``name[i]`` column, indices not exactly ``0..d-1`` (the
             missing ones are named), or non-numeric values.
     """
-    prefix = f"{name}["
     indices: dict[int, str] = {}
     for col in frame.columns:
-        if isinstance(col, str) and col.startswith(prefix) and col.endswith("]"):
-            inner = col[len(prefix) : -1]
-            if inner.isdigit():
-                indices[int(inner)] = col
+        parsed = _embedding_position(col)
+        if parsed is not None and parsed[0] == name:
+            indices[parsed[1]] = col
     if not indices:
         raise ValueError(f"no columns named {name}[0], {name}[1], ... in the frame")
     d = max(indices) + 1
@@ -714,3 +723,207 @@ def embedding_columns(frame: pd.DataFrame, name: str) -> np.ndarray:
         return frame[[indices[i] for i in range(d)]].to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"embedding {name}: columns must hold numbers ({exc})") from None
+
+
+# A flattened embedding column: "<name>[<index>]", the index in canonical decimal.
+_EMBEDDING_COLUMN = re.compile(r"(.+)\[(0|[1-9][0-9]*)\]", re.ASCII)
+
+
+def _embedding_position(column: Any) -> tuple[str, int] | None:
+    """``("emb", 3)`` for the column name ``"emb[3]"``; ``None`` for any other name."""
+    match = _EMBEDDING_COLUMN.fullmatch(column) if isinstance(column, str) else None
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def embedding_groups(column_names: Iterable[str]) -> dict[str, list[str]]:
+    """Find the embeddings among flattened column names ``name[0]`` .. ``name[d-1]``.
+
+    A column named ``name[i]`` (``i`` a decimal integer without leading zeros)
+    holds position ``i`` of the embedding ``name``. A name counts as an
+    embedding only when its positions are exactly ``0 .. d-1`` (d >= 1);
+    names with a gap (``e[0]``, ``e[2]``) are left out, as are all other
+    columns, since they are not fixed-length vectors.
+
+    Args:
+        column_names: column names, e.g. ``Profile.columns`` or ``frame.columns``;
+            names that are not strings are ignored.
+
+    Returns:
+        name -> its d column names in position order, names in order of
+        first appearance; empty when there is no embedding.
+    """
+    positions: dict[str, dict[int, str]] = {}
+    for col in column_names:
+        parsed = _embedding_position(col)
+        if parsed is not None:
+            positions.setdefault(parsed[0], {})[parsed[1]] = col
+    return {
+        name: [slots[i] for i in range(len(slots))]
+        for name, slots in positions.items()
+        if max(slots) == len(slots) - 1
+    }
+
+
+# ----------------------------------------------------------------------------- profiles
+
+
+def _numeric_sample(profile: Profile, column: str) -> tuple[np.ndarray, np.ndarray]:
+    if column not in profile.columns:
+        raise ValueError(f"column {column!r} is not in the profile")
+    prof = profile.columns[column]
+    if not isinstance(prof, NumericProfile):
+        raise ValueError(f"column {column!r} is {kind_of(prof)}, the multivariate tests need numeric columns")
+    keys = prof.sample_keys
+    # Keys are sorted (the profile keeps its sample in key order); equal
+    # neighbours mean repeated row ids, whose rows cannot be told apart.
+    if keys.size > 1 and np.any(keys[1:] == keys[:-1]):
+        raise ValueError(f"column {column!r}: its sample repeats a row key (repeated row ids), so rows cannot be joined")
+    return keys, prof.sample
+
+
+def profile_matrix(profile: Profile, columns: Sequence[str]) -> np.ndarray:
+    """The sampled rows of a window's profile as a row-aligned ``(n, d)`` matrix.
+
+    Each numeric column of a profile keeps the finite values of the rows with
+    the smallest sampling keys (bottom-k sample, ``sample_keys``). The inner
+    join of the listed columns' samples on those keys gives the rows whose key
+    is in every sample, in increasing key order, with their values in the
+    order of ``columns``. Because keys are a pseudo-random function of the row
+    ids, these rows are a uniform sample of the window's rows in which every
+    listed column is finite.
+
+    Rows missing (None, NaN) or infinite in any listed column drop out. When
+    no listed column has such values (and the columns share one
+    ``sample_size``) the samples hold the same keys and the join keeps the
+    whole sample, ``min(n_rows, sample_size)`` rows. When columns have missing
+    values in different rows, the join can be much smaller than any sample:
+    a full sample of a column reaches only as far in key order as that
+    column's k-th finite row.
+
+    Args:
+        profile: one window's :class:`~detectors.profile.Profile`.
+        columns: d >= 1 distinct names of numeric columns of ``profile``.
+
+    Returns:
+        float64 array of shape ``(n, d)``, finite; ``n`` may be 0.
+
+    Raises:
+        ValueError: no column, a repeated name, a column absent from the
+            profile or not numeric, or a sample holding one key twice
+            (the profile was built with repeated row ids).
+    """
+    if isinstance(columns, str):
+        raise ValueError("columns must be a sequence of column names, not one string")
+    cols = list(columns)
+    if not cols:
+        raise ValueError("columns must name at least one column")
+    if len(set(cols)) != len(cols):
+        raise ValueError(f"columns repeat a name: {cols}")
+    samples = [_numeric_sample(profile, c) for c in cols]
+    common = samples[0][0]
+    for keys, _ in samples[1:]:
+        common = np.intersect1d(common, keys, assume_unique=True)
+    matrix = np.empty((common.size, len(cols)), dtype=np.float64)
+    for j, (keys, values) in enumerate(samples):
+        matrix[:, j] = values[np.searchsorted(keys, common)]
+    return matrix
+
+
+#: The tests :func:`multivariate_drift` can run, by name.
+METHODS: dict[str, Any] = {
+    "mmd": mmd_test,
+    "domain_classifier": domain_classifier_test,
+    "pca_reconstruction": pca_reconstruction_test,
+}
+
+
+def multivariate_drift(
+    reference: Profile,
+    current: Profile,
+    columns: Sequence[str] | None = None,
+    *,
+    methods: Sequence[str] = ("mmd", "domain_classifier", "pca_reconstruction"),
+    seed: int = 0,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[MultivariateResult]:
+    """Multivariate drift between two windows summarised by profiles.
+
+    Both profiles' samples are joined with :func:`profile_matrix` over the
+    same columns, and each chosen test runs on the two joined matrices:
+    :func:`mmd_test`, :func:`domain_classifier_test` and
+    :func:`pca_reconstruction_test`, with their defaults unless ``options``
+    says otherwise. The flattened columns ``name[0]`` .. ``name[d-1]`` of an
+    embedding are ordinary numeric columns here; pass
+    ``embedding_groups(profile.columns)[name]`` as ``columns`` to test one
+    embedding on its own.
+
+    For the PCA test the joined reference sample stands in for the reference
+    rows. It is in key order, which is a random order, so its chunks are
+    random disjoint subsets: the band measures sampling variation, not the
+    reference's variation over time. Unless ``options`` sets ``chunk_size``,
+    chunks have ``min(m, n // min_chunks)`` rows (n, m = joined reference and
+    current rows), so the reference always yields ``min_chunks`` chunks when
+    it has the rows; chunks smaller than the current window give a wider
+    band than the current mean's spread, which makes the test conservative.
+
+    A join that leaves fewer rows than a test needs gives that test's
+    ``"insufficient_data"`` result. ``n_reference`` and ``n_current`` of
+    each result count joined sample rows, not window rows, and ``details``
+    gains ``columns``.
+
+    Args:
+        reference: profile of the reference window.
+        current: profile of the current window.
+        columns: numeric columns to test jointly (d >= 1); default every
+            numeric column of ``reference`` that is also numeric in
+            ``current``, in the reference's order.
+        methods: names from :data:`METHODS`, run in the order given.
+        seed: passed to every test.
+        options: method name -> keyword arguments for that test (e.g.
+            ``{"mmd": {"n_permutations": 500}}``); ``seed`` is not allowed here.
+
+    Returns:
+        One :class:`MultivariateResult` per entry of ``methods``, in order.
+
+    Raises:
+        ValueError: no method, an unknown method name or ``options`` for a
+            method not run, no shared numeric column, any error of
+            :func:`profile_matrix` for either profile, or invalid test
+            parameters in ``options``.
+    """
+    chosen = list(methods)
+    if not chosen:
+        raise ValueError("methods must name at least one test")
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    opts = {m: dict(kw) for m, kw in (options or {}).items()}
+    stray = [m for m in opts if m not in chosen]
+    if stray:
+        raise ValueError(f"options given for method(s) {stray} that are not run")
+    if any("seed" in kw for kw in opts.values()):
+        raise ValueError("options must not set seed; pass seed= to multivariate_drift")
+    if columns is None:
+        cols = [
+            name
+            for name, prof in reference.columns.items()
+            if isinstance(prof, NumericProfile) and isinstance(current.columns.get(name), NumericProfile)
+        ]
+        if not cols:
+            raise ValueError("the reference and current profiles share no numeric column")
+    else:
+        cols = columns  # type: ignore[assignment]
+    x = profile_matrix(reference, cols)
+    cols = list(cols)
+    y = profile_matrix(current, cols)
+
+    results = []
+    for method in chosen:
+        kwargs = opts.get(method, {})
+        if method == "pca_reconstruction" and "chunk_size" not in kwargs:
+            size = min(y.shape[0], x.shape[0] // kwargs.get("min_chunks", 5))
+            if size >= 2:  # otherwise the test's own default reports the shortage
+                kwargs = {**kwargs, "chunk_size": size}
+        result = METHODS[method](x, y, seed=seed, **kwargs)
+        results.append(dataclasses.replace(result, details={**result.details, "columns": cols}))
+    return results
