@@ -777,7 +777,9 @@ def _numeric_sample(profile: Profile, column: str) -> tuple[np.ndarray, np.ndarr
     # Keys are sorted (the profile keeps its sample in key order); equal
     # neighbours mean repeated row ids, whose rows cannot be told apart.
     if keys.size > 1 and np.any(keys[1:] == keys[:-1]):
-        raise ValueError(f"column {column!r}: its sample repeats a row key (repeated row ids), so rows cannot be joined")
+        raise ValueError(
+            f"column {column!r}: its sample repeats a row key (repeated row ids), so rows cannot be joined"
+        )
     return keys, prof.sample
 
 
@@ -911,10 +913,11 @@ def multivariate_drift(
         ]
         if not cols:
             raise ValueError("the reference and current profiles share no numeric column")
+    elif isinstance(columns, str):
+        raise ValueError("columns must be a sequence of column names, not one string")
     else:
-        cols = columns  # type: ignore[assignment]
+        cols = list(columns)
     x = profile_matrix(reference, cols)
-    cols = list(cols)
     y = profile_matrix(current, cols)
 
     results = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import statistics
@@ -24,11 +25,16 @@ from detectors.multivariate import (
     auc_mann_whitney,
     domain_classifier_test,
     embedding_columns,
+    embedding_groups,
     embedding_matrix,
     median_heuristic_bandwidth,
     mmd_test,
+    multivariate_drift,
     pca_reconstruction_test,
+    profile_matrix,
 )
+from detectors.profile import build_profile
+from detectors.sketch import row_keys
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -445,3 +451,220 @@ def test_embedding_subspace_shift_caught_by_mmd_and_domain_classifier() -> None:
 
     frame = pd.DataFrame(shifted, columns=[f"emb[{i}]" for i in range(64)])
     assert np.array_equal(embedding_columns(frame, "emb"), shifted)
+
+
+def test_embedding_columns_reads_only_canonical_indices() -> None:
+    frame = pd.DataFrame({"e[0]": [1.0], "e[01]": [9.0], "e[1]": [2.0]})
+    assert np.array_equal(embedding_columns(frame, "e"), [[1.0, 2.0]])
+
+
+# ----------------------------------------------------------------------------- profiles
+
+
+def _row_ids(seed: int, n: int) -> np.ndarray:
+    """Distinct row ids that are not positions, so a join cannot lean on row order."""
+    return np.random.default_rng(seed).choice(2**40, size=n, replace=False).astype(np.int64)
+
+
+def _expected_join(frame: pd.DataFrame, ids: np.ndarray, columns: list[str], sample_size: int) -> np.ndarray:
+    """Rows kept by every column's bottom-k sample of its finite rows, in key order, built from the frame."""
+    keys = row_keys(ids, 0)
+    kept = set(range(len(frame)))
+    for c in columns:
+        finite = np.flatnonzero(np.isfinite(frame[c].to_numpy(dtype=np.float64)))
+        kept &= set(finite[np.argsort(keys[finite])][:sample_size].tolist())
+    rows = sorted(kept, key=lambda i: keys[i])
+    return frame.iloc[rows][columns].to_numpy(dtype=np.float64)
+
+
+def _gappy_frame(seed: int, n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(n, 3)), columns=["a", "b", "c"])
+    frame.loc[rng.random(n) < 0.1, "b"] = np.nan
+    frame.loc[rng.random(n) < 0.05, "c"] = np.inf
+    frame["segment"] = rng.choice(["x", "y"], size=n)
+    return frame
+
+
+def test_profile_matrix_is_the_inner_join_of_the_samples_on_their_keys() -> None:
+    frame, ids = _gappy_frame(0, 3000), _row_ids(0, 3000)
+    profile = build_profile(frame, row_ids=ids, sample_size=500)
+    cols = ["c", "a", "b"]  # not frame order: the matrix follows the order asked for
+    matrix = profile_matrix(profile, cols)
+
+    parts = [pd.DataFrame({"key": profile.columns[c].sample_keys, c: profile.columns[c].sample}) for c in cols]
+    merged = functools.reduce(lambda left, right: left.merge(right, on="key", how="inner"), parts)
+    merged = merged.sort_values("key")
+    assert np.array_equal(matrix, merged[cols].to_numpy())
+    # The same rows, read from the frame itself through the row keys.
+    by_key = frame.set_index(pd.Index(row_keys(ids, 0), name="key"))
+    assert np.array_equal(matrix, by_key.loc[merged["key"].to_numpy(), cols].to_numpy())
+    assert np.array_equal(matrix, _expected_join(frame, ids, cols, 500))
+    # b and c each drop rows of their own, so the join is smaller than the 500-row samples.
+    assert 0 < matrix.shape[0] < 500 and np.all(np.isfinite(matrix))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    n=st.integers(0, 120),
+    sample_size=st.integers(1, 80),
+    missing_share=st.sampled_from([0.0, 0.2, 0.7, 1.0]),
+)
+def test_profile_matrix_matches_the_join_built_from_the_frame(
+    seed: int, n: int, sample_size: int, missing_share: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.integers(-3, 4, size=(n, 3)).astype(float), columns=["a", "b", "c"])
+    frame.loc[rng.random(n) < missing_share, "a"] = np.nan
+    frame.loc[rng.random(n) < missing_share / 2, "c"] = -np.inf
+    ids = _row_ids(seed, n)
+    matrix = profile_matrix(build_profile(frame, row_ids=ids, sample_size=sample_size), ["a", "b", "c"])
+    assert matrix.shape[1] == 3
+    assert np.array_equal(matrix, _expected_join(frame, ids, ["a", "b", "c"], sample_size))
+
+
+def test_profile_matrix_keeps_the_whole_sample_when_no_value_is_missing() -> None:
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"a": rng.normal(size=800), "b": rng.integers(0, 9, size=800)})
+    profile = build_profile(frame, row_ids=_row_ids(5, 800), sample_size=300)
+    matrix = profile_matrix(profile, ["a", "b"])
+    assert matrix.shape == (300, 2)
+    assert np.array_equal(matrix[:, 0], profile.columns["a"].sample)
+    assert np.array_equal(matrix[:, 1], profile.columns["b"].sample)
+    assert profile_matrix(build_profile(frame), ["b", "a"]).shape == (800, 2)
+
+
+def test_missing_values_in_one_column_drop_exactly_those_rows() -> None:
+    a = np.arange(200, dtype=np.float64)
+    b = 2.0 * a
+    b[[3, 7, 11]] = np.nan
+    b[50] = np.inf
+    frame = pd.DataFrame({"a": a, "b": b})
+    profile = build_profile(frame, row_ids=_row_ids(1, 200))
+    matrix = profile_matrix(profile, ["a", "b"])
+    assert matrix.shape == (196, 2)
+    assert set(matrix[:, 0].tolist()) == set(range(200)) - {3, 7, 11, 50}
+    assert np.array_equal(matrix[:, 1], 2.0 * matrix[:, 0])  # values stay row-aligned
+
+
+def test_profile_matrix_rejects_columns_it_cannot_join() -> None:
+    profile = build_profile(_gappy_frame(2, 50))
+    with pytest.raises(ValueError, match="'segment' is categorical"):
+        profile_matrix(profile, ["a", "segment"])
+    with pytest.raises(ValueError, match="'zzz' is not in the profile"):
+        profile_matrix(profile, ["zzz"])
+    with pytest.raises(ValueError, match="at least one column"):
+        profile_matrix(profile, [])
+    with pytest.raises(ValueError, match="not one string"):
+        profile_matrix(profile, "a")
+    with pytest.raises(ValueError, match="repeat a name"):
+        profile_matrix(profile, ["a", "a"])
+    repeated = build_profile(pd.DataFrame({"a": [1.0, 2.0, 3.0]}), row_ids=np.array([5, 5, 6]))
+    with pytest.raises(ValueError, match="repeated row ids"):
+        profile_matrix(repeated, ["a"])
+
+
+def test_embedding_groups_returns_vectors_with_contiguous_indices() -> None:
+    names = ["a[1]", "age", "a[0]", "b[1]", "b[2]", "c[0]", "c[2]", "d[01]", "d[0]", "a[2]", "e[0]", 7]
+    assert embedding_groups(names) == {"a": ["a[0]", "a[1]", "a[2]"], "d": ["d[0]"], "e": ["e[0]"]}
+    assert embedding_groups(["x", "y"]) == {}
+    assert embedding_groups(["m[0][1]", "m[0][0]"]) == {"m[0]": ["m[0][0]", "m[0][1]"]}
+
+
+def _correlated_window(seed: int, n: int, rho: float) -> tuple[pd.DataFrame, np.ndarray]:
+    frame = pd.DataFrame(_correlated(seed, n, rho), columns=[f"x{i}" for i in range(4)])
+    frame["segment"] = np.random.default_rng(seed).choice(["p", "q"], size=n)
+    return frame, _row_ids(seed, n)
+
+
+def test_correlation_change_with_unchanged_marginals_is_flagged_from_profiles() -> None:
+    ref_frame, ref_ids = _correlated_window(10, 20_000, 0.0)
+    cur_frame, cur_ids = _correlated_window(11, 5_000, 0.9)
+    stable_frame, stable_ids = _correlated_window(12, 5_000, 0.0)
+    reference = build_profile(ref_frame, row_ids=ref_ids)
+    current = build_profile(cur_frame, row_ids=cur_ids, reference=reference)
+    stable = build_profile(stable_frame, row_ids=stable_ids, reference=reference)
+    cols = ["x0", "x1", "x2", "x3"]
+    for c in cols:  # every marginal is N(0, 1) on both sides: univariate tests see nothing
+        assert ks_2samp(ref_frame[c], cur_frame[c]).pvalue > 0.01
+
+    drifted = multivariate_drift(reference, current)
+    assert [r.method for r in drifted] == ["mmd", "domain_classifier", "pca_reconstruction"]
+    assert [r.drifted for r in drifted] == [True, True, True]
+    mmd, classifier, pca = drifted
+    assert mmd.p_value == 1 / 201 and classifier.statistic > 0.6
+    assert all(r.details["columns"] == cols for r in drifted)  # the categorical column is left out
+    assert (mmd.n_reference, mmd.n_current) == (20_000, 5_000)
+    assert pca.details["chunk_size"] == 4_000 and pca.details["n_chunks"] == 5  # min(5000, 20000 // 5)
+    # The bridge only joins: the same test on the joined matrices gives the same result.
+    direct = mmd_test(profile_matrix(reference, cols), profile_matrix(current, cols), seed=0)
+    assert (mmd.statistic, mmd.p_value) == (direct.statistic, direct.p_value)
+
+    quiet = multivariate_drift(
+        reference, stable, methods=("mmd", "pca_reconstruction"), options={"mmd": {"n_permutations": 99}}
+    )
+    assert [r.drifted for r in quiet] == [False, False]
+    assert quiet[0].details["n_permutations"] == 99
+
+
+def _embedding_frame(seed: int, n: int, shift: float) -> tuple[pd.DataFrame, np.ndarray]:
+    """16-dim standard Gaussian embedding, mean-shifted by `shift` sd along 4 directions of a fixed rotation."""
+    basis, _ = np.linalg.qr(np.random.default_rng(98).normal(size=(16, 16)))
+    z = np.random.default_rng(seed).normal(size=(n, 16))
+    z[:, :4] += shift
+    order = np.random.default_rng(0).permutation(16)  # columns arrive in no particular order
+    frame = pd.DataFrame((z @ basis.T)[:, order], columns=[f"emb[{i}]" for i in order])
+    frame["age"] = np.random.default_rng(seed + 1).normal(40, 5, size=n)
+    frame["score[1]"] = 0.5  # a lone position 1 is no embedding
+    return frame, z @ basis.T
+
+
+def test_embedding_shift_found_by_group_and_detected_from_profiles() -> None:
+    ref_frame, ref_z = _embedding_frame(20, 2_000, 0.0)
+    ref_ids = _row_ids(20, 2_000)
+    reference = build_profile(ref_frame, row_ids=ref_ids)
+    groups = embedding_groups(reference.columns)
+    assert groups == {"emb": [f"emb[{i}]" for i in range(16)]}
+    # No missing values and fewer rows than the sample size: the whole window, in key order.
+    assert np.array_equal(profile_matrix(reference, groups["emb"]), ref_z[np.argsort(row_keys(ref_ids, 0))])
+
+    shifted = build_profile(_embedding_frame(21, 1_000, 0.5)[0], row_ids=_row_ids(21, 1_000), reference=reference)
+    stable = build_profile(_embedding_frame(22, 1_000, 0.0)[0], row_ids=_row_ids(22, 1_000), reference=reference)
+    caught = multivariate_drift(reference, shifted, groups["emb"], methods=("mmd",))[0]
+    assert caught.drifted is True and caught.p_value == 1 / 201
+    assert multivariate_drift(reference, stable, groups["emb"], methods=("mmd",))[0].drifted is False
+
+
+def test_multivariate_drift_reports_insufficient_data_when_the_join_is_too_small() -> None:
+    reference = build_profile(_gappy_frame(3, 1_000), row_ids=_row_ids(3, 1_000))
+    tiny = build_profile(_gappy_frame(4, 5), row_ids=_row_ids(4, 5), reference=reference)
+    gappy_frame = _gappy_frame(5, 500)
+    gappy_frame.loc[8:, "a"] = np.nan  # 8 rows left with a value for a
+    gappy_frame[["b", "c"]] = 1.0
+    gappy = build_profile(gappy_frame, row_ids=_row_ids(5, 500), reference=reference)
+
+    for current, n_current in [(tiny, None), (gappy, 8)]:
+        results = multivariate_drift(reference, current)
+        assert [r.status for r in results] == [INSUFFICIENT_DATA] * 3
+        assert all(r.statistic is None and r.drifted is None for r in results)
+        if n_current is not None:
+            assert {r.n_current for r in results} == {n_current}
+    assert profile_matrix(tiny, ["a", "b", "c"]).shape[0] == multivariate_drift(reference, tiny)[0].n_current <= 5
+
+
+def test_multivariate_drift_rejects_bad_requests() -> None:
+    profile = build_profile(_gappy_frame(6, 100))
+    with pytest.raises(ValueError, match="unknown method"):
+        multivariate_drift(profile, profile, methods=("mmd", "energy"))
+    with pytest.raises(ValueError, match="at least one test"):
+        multivariate_drift(profile, profile, methods=())
+    with pytest.raises(ValueError, match="not run"):
+        multivariate_drift(profile, profile, methods=("mmd",), options={"pca_reconstruction": {}})
+    with pytest.raises(ValueError, match="must not set seed"):
+        multivariate_drift(profile, profile, methods=("mmd",), options={"mmd": {"seed": 3}})
+    with pytest.raises(ValueError, match="is categorical"):
+        multivariate_drift(profile, profile, ["a", "segment"])
+    categorical = build_profile(pd.DataFrame({"segment": ["x", "y"]}))
+    with pytest.raises(ValueError, match="share no numeric column"):
+        multivariate_drift(categorical, categorical)
