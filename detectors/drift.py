@@ -99,7 +99,11 @@ class DriftConfig:
             ``"evidently"`` (Evidently 0.7's default data-drift rule, column by column, via
             :func:`detectors.evidently_rule.evidently_column_drift` on the profiles' samples
             and category counts; exact when the samples hold every value of both windows).
-            In ``"evidently"`` mode only ``min_count`` of the fields below applies.
+            The column type is the profile's kind (numeric -> ``"num"``, categorical ->
+            ``"cat"``), not Evidently's dtype rule: a profile does not keep the dtype, so an
+            integer column with 6 to 10 distinct values (categorical to Evidently) is tested
+            as numerical, and string columns Evidently would call text are tested as
+            categories. In ``"evidently"`` mode only ``min_count`` of the fields below applies.
         alpha: level in ``(0, 1)`` for the adjusted p-values (family-wise for
             Bonferroni/Holm, false discovery rate for Benjamini–Hochberg). Default 0.001.
         correction: ``"bonferroni"`` (default), ``"holm"``, ``"bh"`` (Benjamini–Hochberg) or
@@ -132,7 +136,8 @@ class DriftConfig:
             shared by the columns (Bonferroni split). Default 0.001.
         calibration_samples: bootstrap replicates for ``"calibrated"``; 0 picks the smallest
             count :func:`detectors.calibration.min_null_size` accepts.
-        test_missing_share: test the missing-value share of each column (default True).
+        test_missing_share: test the missing-value share of each column (default True;
+            never in ``"evidently"`` mode, which drops missing values as Evidently does).
         min_count: fewest usable values (finite numbers, non-missing categories) in each
             window for the distribution test, and fewest rows for the missing-share test,
             >= 1; below it the result is ``"insufficient_data"``. Default 30.
@@ -284,7 +289,7 @@ class DatasetDrift:
         n_columns: columns with at least one evaluated signal (distribution or missing share).
         n_drifted: of those, how many drifted in either signal.
         share: ``n_drifted / n_columns`` in ``[0, 1]``; None when ``n_columns == 0``.
-        drifted: ``n_drifted >= min_drifted_columns`` and ``share >= share_threshold``;
+        drifted: ``n_drifted >= min_drifted_columns`` and (when set) ``share >= share_threshold``;
             None when ``share`` is None.
         status: ``"ok"``, or ``"insufficient_data"`` when no column could be tested.
     """
@@ -390,7 +395,8 @@ def _insufficient(column: str, kind: ColumnKind, method: str, n_ref: int, n_cur:
 def _missing_test(ref: ColumnProfile, cur: ColumnProfile | None, n_rows_current: int,
                   cfg: DriftConfig) -> float | None:
     """p-value of the two-proportion z-test on the missing shares, or None when not tested."""
-    if not cfg.test_missing_share:
+    # Evidently drops missing values without testing their share; its mode must not add a signal.
+    if not cfg.test_missing_share or cfg.mode == "evidently":
         return None
     ref_usable, ref_missing = _usable_and_missing(ref)
     if cur is None:
@@ -594,19 +600,21 @@ def compare(
     return _decide(pending, current.n_rows, cfg)
 
 
-def dataset_drift(results: list[ColumnDrift], share_threshold: float = 0.5, min_drifted_columns: int = 1) -> DatasetDrift:
+def dataset_drift(results: list[ColumnDrift], share_threshold: float | None = None,
+                  min_drifted_columns: int = 1) -> DatasetDrift:
     """Summarise column results: did enough columns drift?
 
     A column counts when at least one of its signals was evaluated (distribution test with
     status ``"ok"``, or missing-share test), and counts as drifted when either drifted.
     ``share = n_drifted / n_columns``; the dataset drifted when ``n_drifted >=
-    min_drifted_columns`` and ``share >= share_threshold``. The recommended default is any
-    single column after the family-wise adjustment (``min_drifted_columns=1`` with a small
-    ``share_threshold``); Evidently's default is ``share_threshold=0.5``.
+    min_drifted_columns`` and, if ``share_threshold`` is set, ``share >= share_threshold``.
+    The recommended default is any single column after the family-wise adjustment
+    (``min_drifted_columns=1``, no share threshold); Evidently's default is
+    ``share_threshold=0.5``.
 
     Args:
         results: per-column results, e.g. from :func:`compare`.
-        share_threshold: in ``(0, 1]``.
+        share_threshold: in ``(0, 1]``, or None for no share condition.
         min_drifted_columns: >= 1.
 
     Returns:
@@ -616,7 +624,7 @@ def dataset_drift(results: list[ColumnDrift], share_threshold: float = 0.5, min_
     Raises:
         ValueError: ``share_threshold`` outside ``(0, 1]`` or ``min_drifted_columns < 1``.
     """
-    if not 0.0 < share_threshold <= 1.0:
+    if share_threshold is not None and not 0.0 < share_threshold <= 1.0:
         raise ValueError(f"share_threshold must be in (0, 1], got {share_threshold}")
     if min_drifted_columns < 1:
         raise ValueError(f"min_drifted_columns must be >= 1, got {min_drifted_columns}")
@@ -627,4 +635,5 @@ def dataset_drift(results: list[ColumnDrift], share_threshold: float = 0.5, min_
         return DatasetDrift(n_columns=0, n_drifted=0, share=None, drifted=None, status="insufficient_data")
     share = n_drifted / n_columns
     return DatasetDrift(n_columns=n_columns, n_drifted=n_drifted, share=share,
-                        drifted=n_drifted >= min_drifted_columns and share >= share_threshold, status="ok")
+                        drifted=n_drifted >= min_drifted_columns and (share_threshold is None or share >= share_threshold),
+                        status="ok")

@@ -21,7 +21,7 @@ from scipy.stats import chi2_contingency, ks_2samp, norm, wasserstein_distance
 from detectors.calibration import bootstrap_histogram_statistics, min_null_size, threshold_from_null
 from detectors.distance import js_distance, psi
 from detectors.drift import NUMERIC_TESTS, ColumnDrift, DriftConfig, compare, compare_column, dataset_drift
-from detectors.evidently_rule import evidently_column_drift
+from detectors.evidently_rule import evidently_column_drift, evidently_dataset_drift
 from detectors.profile import OTHER, Profile, build_profile
 
 LN10 = math.log(10.0)
@@ -638,3 +638,34 @@ def test_dataset_drift_validation_names_the_argument() -> None:
         dataset_drift([], share_threshold=1.5)
     with pytest.raises(ValueError, match="min_drifted_columns"):
         dataset_drift([], min_drifted_columns=0)
+
+
+def test_evidently_mode_does_not_add_a_missing_share_signal() -> None:
+    # Evidently drops missing values and never tests their share, so its mode must not either:
+    # otherwise dataset_drift would flag a window Evidently calls stable.
+    rng = _rng(61)
+    ref = pd.DataFrame({"x": rng.normal(size=600), "y": rng.normal(size=600)})
+    cur = pd.DataFrame({"x": rng.normal(size=400), "y": rng.normal(size=400)})
+    cur.loc[:199, "x"] = np.nan  # missing share 0% -> 50%
+    r, c = _profiles(ref, cur)
+    results = compare(r, c, DriftConfig(mode="evidently", min_count=1))
+    assert [(res.missing_share, res.missing_p_value, res.missing_drifted) for res in results] == [
+        (0.5, None, None), (0.0, None, None)]
+    theirs, share, drifted = evidently_dataset_drift(ref, cur)
+    assert [res.drifted for res in results] == [t.drifted for t in theirs]
+    d = dataset_drift(results)
+    assert (d.share, d.drifted) == (share, drifted) == (0.0, False)
+    # The recommended mode sees it.
+    assert compare(r, c)[0].missing_drifted is True
+
+
+def test_evidently_mode_types_columns_by_profile_kind_not_dtype() -> None:
+    # Documented limitation: an int column with 8 distinct values is categorical to Evidently
+    # (chi-square), but a profile keeps no dtype, so the mode tests it as numerical (KS).
+    rng = _rng(62)
+    ref, cur = pd.Series(rng.integers(0, 8, 600)), pd.Series(rng.integers(0, 8, 400))
+    (res,) = compare(*_profiles(pd.DataFrame({"i": ref}), pd.DataFrame({"i": cur})),
+                     DriftConfig(mode="evidently", min_count=1))
+    assert res.method == "evidently:ks"
+    assert res.statistic == pytest.approx(float(ks_2samp(ref, cur).pvalue), rel=1e-12)
+    assert evidently_column_drift(ref, cur).stattest == "chisquare"
