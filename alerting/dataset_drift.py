@@ -1,5 +1,6 @@
-"""The dataset-drift alert: fires when the share of drifted columns in a closed window reaches a
-threshold and resolves when it falls back below the resolve threshold (hysteresis when that is
+"""The dataset-drift alert: fires when a closed window's dataset verdict is drift (or, when
+configured, when its share of drifted columns reaches a threshold) and resolves when a later
+window is not drifted (or its share falls below the resolve threshold: hysteresis when that is
 lower than the firing one).
 
 Pure decision logic: the caller stores the state and enqueues the notification in the same
@@ -38,20 +39,32 @@ class AlertEvent:
     window_id: int
 
 
-def next_state(previous: str | None, share: float | None, fire_share: float, resolve_share: float) -> str | None:
+def next_state(previous: str | None, share: float | None, fire_share: float | None, resolve_share: float | None,
+               drifted: bool | None = None) -> str | None:
     """The alert state after a window, or None when it does not change.
 
     Args:
         previous: ``"firing"``, ``"resolved"`` or None (never fired).
         share: the window's dataset drift share; None (insufficient data) never changes state.
-        fire_share: fire when ``share >= fire_share``.
-        resolve_share: resolve when ``share < resolve_share`` (<= fire_share).
+        fire_share: fire when ``share >= fire_share``; None: fire when the window's dataset
+            verdict ``drifted`` is True and resolve when it is False.
+        resolve_share: resolve when ``share < resolve_share`` (<= fire_share); ignored when
+            ``fire_share`` is None.
+        drifted: the window's dataset verdict (None: insufficient data, no change).
     """
+    if fire_share is None:
+        if drifted is None:
+            return None
+        if previous != "firing" and drifted:
+            return "firing"
+        if previous == "firing" and not drifted:
+            return "resolved"
+        return None
     if share is None:
         return None
     if previous != "firing" and share >= fire_share:
         return "firing"
-    if previous == "firing" and share < resolve_share:
+    if previous == "firing" and share < (fire_share if resolve_share is None else resolve_share):
         return "resolved"
     return None
 

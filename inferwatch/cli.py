@@ -153,8 +153,9 @@ def drift_table(store, model: str | None = None) -> Table:
 def demo(db: Path = typer.Option(Path("inferwatch-demo.db"), help="SQLite file (recreated on every run)."),
          metrics_port: int = typer.Option(9108, help="Port for /metrics while it runs (0 = any free port)."),
          window_hours: int = typer.Option(2190, help="Window length in hours (2190 = a quarter of 365 days)."),
-         alpha: float = typer.Option(0.01, help="p-value threshold per feature."),
-         share_threshold: float = typer.Option(0.25, help="Dataset drift when this share of features drift."),
+         alpha: float = typer.Option(0.001, help="Family-wise level of the Bonferroni-adjusted p-values."),
+         share_threshold: Optional[float] = typer.Option(  # noqa: UP007 (typer needs Optional)
+             None, help="Dataset drift only when this share of features drift (default: any one feature)."),
          verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Replay the real ACS employment data (2015-2018) through the whole pipeline on SQLite.
 
@@ -175,7 +176,7 @@ def demo(db: Path = typer.Option(Path("inferwatch-demo.db"), help="SQLite file (
                                  "origin": "2015-01-01T00:00:00Z"},
                          metrics={"port": metrics_port},
                          drift={"alpha": alpha, "share_threshold": share_threshold},
-                         alerting={"fire_share": share_threshold})
+                         alerting={"fire_share": share_threshold})  # None: fire on the dataset verdict
     with _startup_errors():
         store = open_store(settings)
         metrics, port = start_metrics(settings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -84,26 +84,55 @@ class ReferenceConfig(_Section):
 
 
 class DriftSettings(_Section):
-    """Drift decisions."""
+    """Drift decisions (see detectors.drift.DriftConfig for the meaning of each field)."""
 
-    alpha: float = Field(0.05, gt=0, lt=1, description="p-value threshold per column")
+    mode: Literal["recommended", "evidently"] = Field(
+        "recommended", description="recommended rule, or Evidently 0.7's default data-drift rule")
+    alpha: float = Field(0.001, gt=0, lt=1, description="level of the adjusted p-values (family-wise for bonferroni)")
+    correction: Literal["bonferroni", "holm", "bh", "none"] = Field(
+        "bonferroni", description="multiple-testing correction across the columns of a window")
+    numeric_test: str = Field("auto", description="auto, ks, anderson_darling, cramer_von_mises, mann_whitney_u, "
+                                                  "welch_t or epps_singleton")
+    categorical_test: str = Field("auto", description="auto (chi2 / Fisher / merged rare categories), chi2, g_test")
+    decision: Literal["p_value", "effect_size", "both", "calibrated"] = Field(
+        "p_value", description="what makes a column drifted")
+    numeric_effect_threshold: float = Field(0.1, gt=0, description="Wasserstein-1 in reference std units")
+    categorical_effect_threshold: float = Field(0.1, gt=0, le=1, description="Jensen-Shannon distance (base 2)")
+    false_alarm_rate: float = Field(0.001, gt=0, lt=1, description="per-window rate of the calibrated decision")
+    test_missing_share: bool = Field(True, description="test each column's missing-value share against the reference")
     min_count: int = Field(30, gt=0, description="fewer values on either side -> insufficient data")
     psi_eps: float = Field(1e-4, gt=0, lt=1)
-    share_threshold: float = Field(0.5, gt=0, le=1, description="dataset drift when this share of columns drift")
+    min_drifted_columns: int = Field(1, gt=0, description="dataset drift needs at least this many drifted features")
+    share_threshold: float | None = Field(None, gt=0, le=1,
+                                          description="and, if set, at least this share of features drifted")
     categorical: dict[str, list[str]] = Field(default_factory=dict,
                                               description="model -> columns always treated as categorical")
+
+    @field_validator("numeric_test", "categorical_test")
+    @classmethod
+    def _known_test(cls, v: str, info) -> str:
+        from detectors.drift import CATEGORICAL_TESTS, NUMERIC_TESTS
+
+        known = NUMERIC_TESTS if info.field_name == "numeric_test" else CATEGORICAL_TESTS
+        if v != "auto" and v not in known:
+            raise ValueError(f"must be 'auto' or one of {sorted(known)}")
+        return v
 
 
 class AlertConfig(_Section):
     """The dataset-drift webhook."""
 
     webhook_url: str | None = None
-    fire_share: float = Field(0.5, gt=0, le=1, description="fire when the drift share reaches this")
+    fire_share: float | None = Field(None, gt=0, le=1,
+                                     description="fire when the drift share reaches this; null: when the window's "
+                                                 "dataset verdict is drift")
     resolve_share: float | None = Field(None, gt=0, le=1,
                                         description="resolve when it falls below this (default fire_share)")
 
     @model_validator(mode="after")
     def _hysteresis(self) -> AlertConfig:
+        if self.resolve_share is not None and self.fire_share is None:
+            raise ValueError("resolve_share needs fire_share")
         if self.resolve_share is not None and self.resolve_share > self.fire_share:
             raise ValueError("resolve_share must not exceed fire_share")
         return self

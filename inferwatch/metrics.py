@@ -33,11 +33,17 @@ class Metrics:
         self.dataset_drift_share = Gauge("inferwatch_dataset_drift_share",
                                          "Share of columns drifted in the last closed window (0-1).", mv,
                                          registry=r)
+        self.dataset_drift_detected = Gauge("inferwatch_dataset_drift_detected",
+                                            "1 when the last closed window's dataset verdict is drift, else 0.", mv,
+                                            registry=r)
         col = ["model", "model_version", "column", "role", "method"]
         self.drift_statistic = Gauge("inferwatch_drift_statistic", "Test statistic of the last closed window.",
                                      col, registry=r)
         self.drift_p_value = Gauge("inferwatch_drift_p_value", "p-value of the last closed window.", col,
                                    registry=r)
+        self.drift_neg_log10_p = Gauge("inferwatch_drift_neg_log10_p_value",
+                                       "-log10 of the p-value of the last closed window; finite where the p-value "
+                                       "underflows to 0.", col, registry=r)
         self.drift_detected = Gauge("inferwatch_drift_detected",
                                     "1 when the column drifted in the last closed window, else 0.", col,
                                     registry=r)
@@ -49,6 +55,10 @@ class Metrics:
         self.missing_share = Gauge("inferwatch_missing_share",
                                    "Share of rows with the column missing or non-finite in the last closed window "
                                    "(0-1).", ["model", "model_version", "column", "role"], registry=r)
+        self.missing_share_drift = Gauge("inferwatch_missing_share_drift_detected",
+                                         "1 when the column's missing share drifted from the reference's in the last "
+                                         "closed window, else 0.", ["model", "model_version", "column", "role"],
+                                         registry=r)
         self.alert_firing = Gauge("inferwatch_alert_firing", "1 while the alert fires.",
                                   ["alertname", "model", "model_version"], registry=r)
         self.outbox_delivered = Counter("inferwatch_outbox_delivered_total", "Outgoing notifications delivered.",

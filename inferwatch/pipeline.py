@@ -58,6 +58,7 @@ class ClosedWindow:
     status: str
     drift_share: float | None
     drifted_columns: tuple[str, ...]
+    dataset_drifted: bool | None = None
 
 
 class Pipeline:
@@ -82,8 +83,7 @@ class Pipeline:
         w = settings.window
         self.windows = TumblingWindows(w.length_seconds * 1000, w.max_records, w.allowed_lateness_seconds * 1000,
                                        w.origin_ms)
-        self.drift_cfg = DriftConfig(alpha=settings.drift.alpha, min_count=settings.drift.min_count,
-                                     psi_eps=settings.drift.psi_eps)
+        self.drift_cfg = drift_config(settings)
         self._references: dict[tuple[str, str], tuple[tuple[str, int], Profile]] = {}
         self._pending_metrics: list[tuple[ClosedWindow, list[dict]]] = []
         self._pending_alerts: list[tuple[str, str, str]] = []
@@ -230,29 +230,26 @@ class Pipeline:
             current = coerce_to_reference(rows, ref)
             profile = build_profile(current, {c: kind_of(p) for c, p in ref.columns.items()}, reference=ref,
                                     sample_size=max(self.settings.window.max_records, 1))
-            col_results = compare(ref, profile, self.drift_cfg)
-            features = [r for r in col_results if column_role(r.column)[0] == "feature"]
-            ds = dataset_drift(features, self.settings.drift.share_threshold)
+            # features and predictions are separate families for the multiple-testing correction
+            names = {role: [c for c in ref.columns if column_role(c)[0] == role] for role in ("feature", "prediction")}
+            features = compare(ref, profile, self.drift_cfg, names["feature"])
+            col_results = features + compare(ref, profile, self.drift_cfg, names["prediction"])
+            drift = self.settings.drift
+            ds = dataset_drift(features, drift.share_threshold, drift.min_drifted_columns)
             share, n_columns, n_drifted, dataset_drifted = ds.share, ds.n_columns, ds.n_drifted, ds.drifted
             status = "ok" if ds.share is not None else "insufficient_data"
-            drifted_cols = tuple(sorted(column_role(r.column)[1] for r in features if r.drifted))
+            drifted_cols = tuple(sorted(column_role(r.column)[1] for r in features if r.any_drift))
             for r in col_results:
                 d = r.to_dict()
-                results.append({
-                    "column_name": r.column, "role": column_role(r.column)[0], "kind": d["kind"],
-                    "method": d["method"], "status": d["status"], "statistic": d["statistic"],
-                    "p_value": d["p_value"], "drifted": d["drifted"], "psi": d["psi"],
-                    "js_distance": d["js_distance"], "wasserstein_normalised": d.get("wasserstein_normalised"),
-                    "n_reference": d["n_reference"], "n_current": d["n_current"],
-                    "missing_share": d["missing_share"],
-                })
+                d.pop("column")
+                results.append({"column_name": r.column, "role": column_role(r.column)[0], **d})
         window_id = self.store.insert_window(conn, {
             "model": key.model, "model_version": key.model_version, "window_start_ms": key.start_ms,
             "window_end_ms": end, "segment": key.segment, "record_count": len(rows), "close_reason": reason,
             "closed_at_ms": now, "status": status, "n_columns": n_columns, "n_drifted": n_drifted,
             "drift_share": share, "dataset_drifted": dataset_drifted, "profile": json.dumps(window_statistics(profile)),
         }, results)
-        closed = ClosedWindow(window_id, key, end, len(rows), reason, status, share, drifted_cols)
+        closed = ClosedWindow(window_id, key, end, len(rows), reason, status, share, drifted_cols, dataset_drifted)
         self._alert(conn, closed, now)
         self._pending_metrics.append((closed, results))
         return closed
@@ -260,8 +257,7 @@ class Pipeline:
     def _alert(self, conn, w: ClosedWindow, now: int) -> None:
         cfg = self.settings.alerting
         previous, since = self.store.get_alert_state(conn, ALERT_NAME, w.key.model, w.key.model_version) or (None, now)
-        resolve = cfg.resolve_share if cfg.resolve_share is not None else cfg.fire_share
-        state = next_state(previous, w.drift_share, cfg.fire_share, resolve)
+        state = next_state(previous, w.drift_share, cfg.fire_share, cfg.resolve_share, w.dataset_drifted)
         if state is None:
             return
         # a resolved alert keeps the start of its firing; a firing one starts now
@@ -293,11 +289,15 @@ class Pipeline:
         m.window_records.labels(*mv).set(w.record_count)
         m.window_start.labels(*mv).set(w.key.start_ms / 1000)
         _set_or_remove(m.dataset_drift_share, mv, w.drift_share)
+        _set_or_remove(m.dataset_drift_detected, mv, None if w.dataset_drifted is None else float(w.dataset_drifted))
         for r in results:
             name = column_role(r["column_name"])[1]
             _set_or_remove(m.missing_share, (*mv, name, r["role"]), r["missing_share"])
+            _set_or_remove(m.missing_share_drift, (*mv, name, r["role"]),
+                           None if r["missing_drifted"] is None else float(r["missing_drifted"]))
             labels = (*mv, name, r["role"], r["method"])
             for gauge, value in ((m.drift_statistic, r["statistic"]), (m.drift_p_value, r["p_value"]),
+                                 (m.drift_neg_log10_p, r["neg_log10_p"]),
                                  (m.drift_detected, None if r["drifted"] is None else float(r["drifted"])),
                                  (m.psi, r["psi"]), (m.js_distance, r["js_distance"])):
                 _set_or_remove(gauge, labels, value)
@@ -328,6 +328,17 @@ class Pipeline:
             self._outbox_failures = 0
             delivered += 1
         return delivered
+
+
+def drift_config(settings: Settings) -> DriftConfig:
+    """The detectors' configuration from the ``drift`` settings."""
+    d = settings.drift
+    return DriftConfig(mode=d.mode, alpha=d.alpha, correction=d.correction, numeric_test=d.numeric_test,
+                       categorical_test=d.categorical_test, decision=d.decision,
+                       numeric_effect_threshold=d.numeric_effect_threshold,
+                       categorical_effect_threshold=d.categorical_effect_threshold,
+                       false_alarm_rate=d.false_alarm_rate, test_missing_share=d.test_missing_share,
+                       min_count=d.min_count, psi_eps=d.psi_eps)
 
 
 def _set_or_remove(gauge, labels: tuple, value: float | None) -> None:

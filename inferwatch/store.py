@@ -92,6 +92,18 @@ drift_results = sa.Table(
     sa.Column("n_reference", sa.BigInteger, nullable=False),
     sa.Column("n_current", sa.BigInteger, nullable=False),
     sa.Column("missing_share", sa.Float, nullable=True),
+    sa.Column("p_value_adjusted", sa.Float, nullable=True),
+    sa.Column("neg_log10_p", sa.Float, nullable=True),
+    sa.Column("low_confidence", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("effect_size", sa.Float, nullable=True),
+    sa.Column("effect_size_name", sa.Text, nullable=True),
+    sa.Column("threshold", sa.Float, nullable=True),
+    sa.Column("hellinger", sa.Float, nullable=True),
+    sa.Column("total_variation", sa.Float, nullable=True),
+    sa.Column("wasserstein", sa.Float, nullable=True),
+    sa.Column("reference_missing_share", sa.Float, nullable=True),
+    sa.Column("missing_p_value", sa.Float, nullable=True),
+    sa.Column("missing_drifted", sa.Boolean, nullable=True),
 )
 
 consumer_offsets = sa.Table(

@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS windows (
     UNIQUE (model, model_version, window_start_ms, segment)
 );
 
--- One row per column of a closed window: the test, its statistic and p-value, distances.
+-- One row per column of a closed window: the test, its statistic, raw and adjusted p-value, the
+-- distances, and the missing-share test.
 CREATE TABLE IF NOT EXISTS drift_results (
     window_id               BIGINT  NOT NULL REFERENCES windows (id) ON DELETE CASCADE,
     column_name             TEXT    NOT NULL,
@@ -76,6 +77,18 @@ CREATE TABLE IF NOT EXISTS drift_results (
     n_reference             BIGINT  NOT NULL,
     n_current               BIGINT  NOT NULL,
     missing_share           DOUBLE PRECISION,
+    p_value_adjusted        DOUBLE PRECISION,
+    neg_log10_p             DOUBLE PRECISION,
+    low_confidence          BOOLEAN NOT NULL DEFAULT FALSE,
+    effect_size             DOUBLE PRECISION,
+    effect_size_name        TEXT,
+    threshold               DOUBLE PRECISION,
+    hellinger               DOUBLE PRECISION,
+    total_variation         DOUBLE PRECISION,
+    wasserstein             DOUBLE PRECISION,
+    reference_missing_share DOUBLE PRECISION,
+    missing_p_value         DOUBLE PRECISION,
+    missing_drifted         BOOLEAN,
     PRIMARY KEY (window_id, column_name)
 );
 

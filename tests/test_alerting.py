@@ -20,6 +20,16 @@ def test_state_changes_with_hysteresis():
     assert next_state("firing", None, 0.5, 0.3) is None  # insufficient data never decides
 
 
+def test_state_follows_the_dataset_verdict_without_a_share_threshold():
+    assert next_state(None, 0.05, None, None, drifted=False) is None
+    assert next_state(None, 0.05, None, None, drifted=True) == "firing"
+    assert next_state("firing", 0.05, None, None, drifted=True) is None
+    assert next_state("firing", 0.0, None, None, drifted=False) == "resolved"
+    assert next_state("firing", None, None, None, drifted=None) is None  # insufficient data never decides
+    assert next_state("firing", 0.5, 0.5, None) is None  # a share threshold without resolve_share: same for both
+    assert next_state("firing", 0.49, 0.5, None, drifted=True) == "resolved"
+
+
 def test_body_is_alertmanager_webhook_v4():
     ev = AlertEvent("resolved", "m", "2", 0, 3_600_000, 0.125, ("a", "b"), 7)
     body = webhook_body(ev, started_at_ms=1000, now_ms=7_200_000, external_url="http://x")

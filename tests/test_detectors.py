@@ -642,8 +642,10 @@ def _result(status: str, drifted: bool | None) -> ColumnDrift:
 
 def test_dataset_drift_share_arithmetic() -> None:
     results = [_result("ok", True)] * 3 + [_result("ok", False)] * 5 + [_result("insufficient_data", None)] * 4
-    d = dataset_drift(results)
+    d = dataset_drift(results, share_threshold=0.5)
     assert (d.n_columns, d.n_drifted, d.share, d.drifted, d.status) == (8, 3, 0.375, False, "ok")
+    assert dataset_drift(results).drifted is True  # default: any one drifted column
+    assert dataset_drift(results, min_drifted_columns=4).drifted is False
     assert dataset_drift(results, share_threshold=0.375).drifted is True
     assert dataset_drift(results, share_threshold=0.4).drifted is False
 

@@ -23,7 +23,7 @@ DAY_MS = 86_400_000
 
 def _settings(db_url, **extra):
     base = {"database_url": db_url, "window": {"length_seconds": 86_400, "idle_close_seconds": None},
-            "reference": {"bootstrap_records": 2000}, "drift": {"alpha": 0.01, "share_threshold": 0.15},
+            "reference": {"bootstrap_records": 2000},
             "metrics": {"enabled": False}}
     base.update(extra)
     return load_config(None, **base)
@@ -48,7 +48,7 @@ def episode():
 
 def test_in_process_replay_counts_detects_and_alerts(db_url, episode, tmp_path):
     hook = WebhookReceiver()
-    settings = _settings(db_url, alerting={"webhook_url": hook.url, "fire_share": 0.15})
+    settings = _settings(db_url, alerting={"webhook_url": hook.url})
     store = open_store(settings)
     set_training_reference(store, "ep", tmp_path)
     metrics = Metrics()
@@ -125,7 +125,7 @@ def test_undelivered_notifications_wait_and_survive_a_restart(db_url, episode, t
 
     port = free_port()
     dead_url = f"http://127.0.0.1:{port}/hook"  # nobody listens yet
-    settings = _settings(db_url, alerting={"webhook_url": dead_url, "fire_share": 0.15, "timeout_seconds": 1})
+    settings = _settings(db_url, alerting={"webhook_url": dead_url, "timeout_seconds": 1})
     store = open_store(settings)
     set_training_reference(store, "ep", tmp_path)
     metrics = Metrics()
@@ -148,7 +148,7 @@ def test_undelivered_notifications_wait_and_survive_a_restart(db_url, episode, t
 def test_alert_state_is_per_model_version(db_url, tmp_path):
     """A drifting canary (v2) next to a healthy v1: v2 fires once, v1 never resolves it."""
     hook = WebhookReceiver()
-    settings = _settings(db_url, alerting={"webhook_url": hook.url, "fire_share": 0.15})
+    settings = _settings(db_url, alerting={"webhook_url": hook.url})
     store = open_store(settings)
     set_training_reference(store, "m", tmp_path)
     healthy = demo.episode_records(model_name="m", model_version="1", n_stable=30_000, n_drift=0, n_recovery=0,
@@ -186,7 +186,8 @@ def test_a_receiver_refusing_a_notification_does_not_block_the_next(db_url):
 
 
 def test_a_new_reference_applies_without_a_restart(db_url, tmp_path):
-    settings = _settings(db_url)
+    # 2,000-record days: ANC's change (p ~ 1e-4) is judged per column, without the correction
+    settings = _settings(db_url, drift={"alpha": 0.01, "correction": "none"})
     store = open_store(settings)
     stable = demo.episode_records(model_name="r", n_stable=4000, n_drift=0, n_recovery=0,
                                   records_per_day=2000).records
