@@ -670,3 +670,26 @@ def test_evidently_mode_types_columns_by_profile_kind_not_dtype() -> None:
     assert res.method == "evidently:ks"
     assert res.statistic == pytest.approx(float(ks_2samp(ref, cur).pvalue), rel=1e-12)
     assert evidently_column_drift(ref, cur).stattest == "chisquare"
+
+
+def test_small_2x2_table_uses_fisher_exact_golden() -> None:
+    # Issue golden case: reference [2, 18] vs current [0, 20]; expected count 1 < 5, so Fisher: p = 0.48718.
+    ref = pd.DataFrame({"s": ["bad"] * 2 + ["good"] * 18})
+    cur = pd.DataFrame({"s": ["good"] * 20})
+    res = _one(ref, cur, DriftConfig(min_count=20))
+    assert res.method == "fisher_exact" and res.low_confidence is False
+    assert res.p_value == pytest.approx(0.48718, abs=1e-5)
+    # Sample odds ratio of the table [[18, 2], [20, 0]] (categories in reference order, most frequent first).
+    assert res.statistic == 0.0
+    assert res.drifted is False
+
+
+def test_rare_categories_merged_and_marked_low_confidence() -> None:
+    ref = pd.DataFrame({"s": ["a"] * 50 + ["b"] * 45 + ["c"] * 3 + ["d"] * 2})
+    cur = pd.DataFrame({"s": ["a"] * 40 + ["b"] * 55 + ["c"] * 2 + ["d"] * 3})
+    res = _one(ref, cur)
+    # c and d (pooled 5 each, expected 2.5) are merged into one column of 10: a 2x3 table.
+    merged = [[50, 45, 5], [40, 55, 5]]
+    assert (res.method, res.low_confidence) == ("chi2", True)
+    assert res.statistic == pytest.approx(_chi2(merged).statistic, rel=1e-12)
+    assert res.p_value == pytest.approx(_chi2(merged).pvalue, rel=1e-12)
