@@ -264,7 +264,9 @@ def wasserstein(ref_sample: ArrayLike, cur_sample: ArrayLike) -> float:
         cur_sample: current values, shape ``(m,)``, m >= 1, finite.
 
     Returns:
-        Distance >= 0; for two constants ``a`` and ``b`` it is ``|a - b|``.
+        Distance >= 0; for two constants ``a`` and ``b`` it is ``|a - b|``. Values near the
+        float64 limit are rescaled by a power of two first; a distance beyond the largest
+        double (about 1.8e308) is ``inf``, never NaN.
 
     Raises:
         ValueError: not 1-D or non-finite values.
@@ -272,7 +274,48 @@ def wasserstein(ref_sample: ArrayLike, cur_sample: ArrayLike) -> float:
     """
     u = finite_sample(ref_sample, "ref_sample")
     v = finite_sample(cur_sample, "cur_sample")
-    return float(wasserstein_distance(u, v))
+    w, scale = _w1_scaled(u, v)
+    return w * scale
+
+
+# Above this magnitude differences of values can overflow float64.
+_W1_SCALE_ABOVE = 2.0**500
+
+
+def _w1_scaled(u: np.ndarray, v: np.ndarray) -> tuple[float, float]:
+    """``(W1 / scale, scale)`` with ``scale`` a power of two chosen so the computation cannot overflow.
+
+    W1 is positively homogeneous (``W1(cu, cv) = c W1(u, v)``) and dividing by a power of two
+    is exact, so values near the float64 limit give the right distance instead of NaN.
+    """
+    m = max(float(np.max(np.abs(u))), float(np.max(np.abs(v))))
+    scale = 1.0 if m <= _W1_SCALE_ABOVE else math.ldexp(1.0, min(math.frexp(m)[1], 1023))
+    if scale == 1.0:
+        return float(wasserstein_distance(u, v)), 1.0
+    return float(wasserstein_distance(u / scale, v / scale)), scale
+
+
+def wasserstein_pair(
+    ref_sample: ArrayLike, cur_sample: ArrayLike, ref_std: float | None, std_floor: float = STD_FLOOR
+) -> tuple[float, float]:
+    """``(wasserstein(ref, cur), wasserstein_normalised(ref, cur, ref_std, std_floor))`` with one W1 computation.
+
+    Raises:
+        ValueError / StatisticUndefined: as the two functions.
+    """
+    _check_std(ref_std, std_floor)
+    u = finite_sample(ref_sample, "ref_sample")
+    v = finite_sample(cur_sample, "cur_sample")
+    w, scale = _w1_scaled(u, v)
+    # divide in scaled units so a huge W1 over a huge std stays finite
+    return w * scale, w / (max(ref_std or 0.0, std_floor) / scale)
+
+
+def _check_std(ref_std: float | None, std_floor: float) -> None:
+    if not std_floor > 0:
+        raise ValueError(f"std_floor must be > 0, got {std_floor}")
+    if ref_std is not None and (math.isnan(ref_std) or ref_std < 0):
+        raise ValueError(f"ref_std must be >= 0, got {ref_std}")
 
 
 def energy_distance(ref_sample: ArrayLike, cur_sample: ArrayLike) -> float:
@@ -337,12 +380,5 @@ def wasserstein_normalised(
         ValueError: empty or non-1-D samples, non-finite values, ``ref_std``
             negative or NaN, ``std_floor`` not > 0.
     """
-    if not std_floor > 0:
-        raise ValueError(f"std_floor must be > 0, got {std_floor}")
-    if ref_std is not None and (math.isnan(ref_std) or ref_std < 0):
-        raise ValueError(f"ref_std must be >= 0, got {ref_std}")
-    u = finite_sample(ref_sample, "ref_sample")
-    v = finite_sample(cur_sample, "cur_sample")
-    scale = max(ref_std or 0.0, std_floor)
-    return float(wasserstein_distance(u, v)) / scale
+    return wasserstein_pair(ref_sample, cur_sample, ref_std, std_floor)[1]
 

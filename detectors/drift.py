@@ -53,8 +53,7 @@ from .distance import (
     js_distance,
     psi,
     total_variation_distance,
-    wasserstein,
-    wasserstein_normalised,
+    wasserstein_pair,
 )
 from .evidently_rule import evidently_column_drift
 from .multiple_testing import adjust_p_values
@@ -453,8 +452,7 @@ def _column(reference: ColumnProfile, current: ColumnProfile | None, n_rows_curr
                 "build the current profile with build_profile(..., reference=reference_profile)"
             )
         ref_hist, cur_hist = reference.hist, current.hist
-        distances["wasserstein"] = wasserstein(reference.sample, current.sample)
-        distances["wasserstein_normalised"] = wasserstein_normalised(
+        distances["wasserstein"], distances["wasserstein_normalised"] = wasserstein_pair(
             reference.sample, current.sample, reference.std, cfg.std_floor)
         distances.update(psi=psi(ref_hist, cur_hist, cfg.psi_eps), js_distance=js_distance(ref_hist, cur_hist),
                          hellinger=hellinger_distance(ref_hist, cur_hist),

@@ -109,14 +109,15 @@ def moment_scale(lo: float, hi: float) -> float:
     """Power of two that moments of values in ``[lo, hi]`` are computed in units of.
 
     1.0 unless ``max(|lo|, |hi|) > 2**500``; then the power of two just above
-    that magnitude, so squared deviations of scaled values stay below 4 and
-    never overflow. Scaling by a power of two is exact in binary floating
+    that magnitude (at most ``2**1023``, the largest a double holds), so scaled
+    values stay below 2 in magnitude and their squared deviations below 16:
+    they never overflow. Scaling by a power of two is exact in binary floating
     point, so results are as accurate as unscaled ones.
     """
     m = max(abs(lo), abs(hi))
     if m <= _SCALE_ABOVE:
         return 1.0
-    return math.ldexp(1.0, math.frexp(m)[1])
+    return math.ldexp(1.0, min(math.frexp(m)[1], 1023))
 
 
 def moments(x: np.ndarray, scale: float) -> tuple[float, float]:

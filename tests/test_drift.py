@@ -693,3 +693,15 @@ def test_rare_categories_merged_and_marked_low_confidence() -> None:
     assert (res.method, res.low_confidence) == ("chi2", True)
     assert res.statistic == pytest.approx(_chi2(merged).statistic, rel=1e-12)
     assert res.p_value == pytest.approx(_chi2(merged).pvalue, rel=1e-12)
+
+
+def test_values_near_the_float64_limit_give_finite_scores():
+    values = [1.7e308, -1.7e308, 1e308] * 20
+    ref = build_profile(pd.DataFrame({"x": values}))
+    same = compare(ref, build_profile(pd.DataFrame({"x": values}), reference=ref))[0]
+    assert (same.statistic, same.p_value, same.wasserstein, same.wasserstein_normalised) == (0.0, 1.0, 0.0, 0.0)
+    moved = compare(ref, build_profile(pd.DataFrame({"x": [1.7e308] * 60}), reference=ref))[0]
+    # the mass of -1.7e308 and 1e308 (2/3 of it) moves to 1.7e308: W1 = (3.4e308 + 0.7e308) / 3
+    assert moved.wasserstein == pytest.approx(4.1 / 3 * 1e308, rel=1e-12)
+    assert moved.wasserstein_normalised == pytest.approx(moved.wasserstein / ref.columns["x"].std, rel=1e-12)
+    assert moved.drifted is True

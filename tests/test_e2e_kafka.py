@@ -49,7 +49,6 @@ def base_config(tmp_path, db_url, bootstrap, topic, **extra):
                   "dead_letter_topic": f"{topic}.dead-letter", "poll_timeout_ms": 200},
         "window": {"length_seconds": 86_400, "idle_close_seconds": 4},
         "reference": {"bootstrap_records": 5000},
-        "drift": {"alpha": 0.01, "share_threshold": 0.15},
         "metrics": {"port": free_port()},
     }
     for key, value in extra.items():
@@ -70,7 +69,7 @@ def test_real_dataset_through_kafka_flags_the_drift_episode(tmp_path, db_url, ka
     records = sorted(episode.records + control.records, key=lambda r: r["timestamp"])
     topic = f"predictions-{uuid.uuid4().hex[:8]}"
     hook = WebhookReceiver()
-    cfg = base_config(tmp_path, db_url, kafka_bootstrap, topic, alerting={"webhook_url": hook.url, "fire_share": 0.15})
+    cfg = base_config(tmp_path, db_url, kafka_bootstrap, topic, alerting={"webhook_url": hook.url})
 
     # the episode model's reference comes from its training data, through the CLI
     ref_file = demo.write_reference_file(tmp_path / "train.parquet")
@@ -122,12 +121,14 @@ def test_real_dataset_through_kafka_flags_the_drift_episode(tmp_path, db_url, ka
         mv = (("model", model), ("model_version", "1"))
         assert samples[("inferwatch_window_records", mv)] == last.record_count
         assert samples[("inferwatch_dataset_drift_share", mv)] == pytest.approx(last.drift_share, abs=0)
+        assert samples[("inferwatch_dataset_drift_detected", mv)] == float(last.dataset_drifted)
         res = store.list_drift_results(int(last.id))
         for r in res.itertuples():
             labels = tuple(sorted({"model": model, "model_version": "1", "column": r.column_name.split(".", 1)[1],
                                    "role": r.role, "method": r.method}.items()))
             assert samples[("inferwatch_drift_p_value", labels)] == r.p_value
             assert samples[("inferwatch_drift_statistic", labels)] == r.statistic
+            assert samples[("inferwatch_drift_neg_log10_p_value", labels)] == r.neg_log10_p
             col_labels = tuple((k, v) for k, v in labels if k != "method")
             assert samples[("inferwatch_missing_share", col_labels)] == r.missing_share == 0.0
         assert samples[("inferwatch_records_ingested_total", (("model", model),))] == sum(
