@@ -129,8 +129,14 @@ class AlertConfig(_Section):
     resolve_share: float | None = Field(None, gt=0, le=1,
                                         description="resolve when it falls below this (default fire_share)")
 
+    k_of_n: tuple[int, int] = Field((1, 1), description="fire while k of the last n windows with a verdict "
+                                                         "drifted (without fire_share)")
+
     @model_validator(mode="after")
     def _hysteresis(self) -> AlertConfig:
+        k, n = self.k_of_n
+        if not 1 <= k <= n:
+            raise ValueError(f"k_of_n needs 1 <= k <= n, got {list(self.k_of_n)}")
         if self.resolve_share is not None and self.fire_share is None:
             raise ValueError("resolve_share needs fire_share")
         if self.resolve_share is not None and self.resolve_share > self.fire_share:

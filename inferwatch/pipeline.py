@@ -23,7 +23,7 @@ from alerting.webhook import DeliveryError, post_json
 from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, Rejected, decode_json_batch
 from collector.message import Message, next_offsets
 from collector.windows import TumblingWindows, WindowKey
-from detectors import DriftConfig, Profile, build_profile, compare, dataset_drift, kind_of
+from detectors import DriftConfig, KOfNAlarm, Profile, build_profile, compare, dataset_drift, kind_of
 from inferwatch.config import Settings
 from inferwatch.metrics import Metrics
 from inferwatch.reference import profile_frame
@@ -257,7 +257,15 @@ class Pipeline:
     def _alert(self, conn, w: ClosedWindow, now: int) -> None:
         cfg = self.settings.alerting
         previous, since = self.store.get_alert_state(conn, ALERT_NAME, w.key.model, w.key.model_version) or (None, now)
-        state = next_state(previous, w.drift_share, cfg.fire_share, cfg.resolve_share, w.dataset_drifted)
+        drifted = w.dataset_drifted
+        k, n = cfg.k_of_n
+        if drifted is not None and n > 1:
+            # k of the last n windows with a verdict (this one included) decide
+            alarm = KOfNAlarm(k, n)
+            for verdict in self.store.recent_verdicts(conn, w.key.model, w.key.model_version, n):
+                alarm.update(verdict)
+            drifted = alarm.firing
+        state = next_state(previous, w.drift_share, cfg.fire_share, cfg.resolve_share, drifted)
         if state is None:
             return
         # a resolved alert keeps the start of its firing; a firing one starts now

@@ -331,6 +331,15 @@ class Store:
         with self.engine.connect() as conn:
             return pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in cols])
 
+    def recent_verdicts(self, conn: Connection, model: str, model_version: str, n: int) -> list[bool]:
+        """Dataset verdicts of the last ``n`` closed windows of a model version that have one,
+        oldest first (windows with insufficient data are skipped)."""
+        c = windows.c
+        q = (sa.select(c.dataset_drifted)
+             .where(c.model == model, c.model_version == model_version, c.dataset_drifted.is_not(None))
+             .order_by(c.window_start_ms.desc(), c.segment.desc()).limit(n))
+        return [bool(v) for (v,) in conn.execute(q)][::-1]
+
     def list_drift_results(self, window_id: int) -> pd.DataFrame:
         """Per-column drift results of one closed window."""
         q = sa.select(drift_results).where(drift_results.c.window_id == window_id).order_by(

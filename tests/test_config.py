@@ -88,3 +88,12 @@ def test_metrics_port_in_use_is_named(tmp_path):
                                "--metrics-port", str(port)], cwd=REPO, capture_output=True, text=True, timeout=120)
     out = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == 3 and f"metrics.port: cannot listen on 127.0.0.1:{port}" in out, out
+
+
+def test_k_of_n_needs_k_between_1_and_n():
+    assert load_config(None, alerting={"k_of_n": [2, 3]}).alerting.k_of_n == (2, 3)
+    for bad in ([0, 3], [4, 3]):
+        with pytest.raises(ConfigError, match="k_of_n"):
+            load_config(None, alerting={"k_of_n": bad})
+    with pytest.raises(ConfigError, match="drift.numeric_test"):
+        load_config(None, drift={"numeric_test": "t_test"})

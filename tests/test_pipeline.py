@@ -4,7 +4,7 @@ drift results, restart from stored state, and the webhook to a real HTTP server.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timezone
 
 import pytest
 
@@ -211,4 +211,28 @@ def test_a_new_reference_applies_without_a_restart(db_url, tmp_path):
     set_reference(frame[[c for c in frame.columns if c.startswith(("features.", "predictions."))]])
     second = pipeline.close_all()
     assert len(second) == 1 and "ANC" in second[0].drifted_columns
+    store.close()
+
+
+def test_alert_fires_on_k_of_the_last_n_windows(db_url, tmp_path):
+    # days: stable, drift, drift, stable, stable -> verdicts F T T F F; 2 of the last 3 fires on
+    # the second drifted day and resolves when only one of the last three drifted
+    records = demo.episode_records(model_name="k", n_stable=5000, n_drift=10_000, n_recovery=10_000,
+                                   records_per_day=5000).records
+    hook = WebhookReceiver()
+    settings = _settings(db_url, alerting={"webhook_url": hook.url, "k_of_n": [2, 3]})
+    store = open_store(settings)
+    set_training_reference(store, "k", tmp_path)
+    try:
+        run_in_process(settings, (demo.encode_record(r) for r in records), store, Metrics(),
+                       source_name="replay", batch_size=5000)
+    finally:
+        hook.close()
+    windows = store.list_windows()
+    assert windows.dataset_drifted.tolist() == [False, True, True, False, False]
+    assert [b["status"] for b in hook.bodies] == ["firing", "resolved"]
+    starts = [b["alerts"][0]["annotations"]["window_start"] for b in hook.bodies]
+    day = [datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+           for ms in windows.window_start_ms]
+    assert starts == [day[2], day[4]]  # fired by the second drifted day, resolved by the second stable one
     store.close()
