@@ -165,7 +165,7 @@ def test_memory_run_tiny() -> None:
     assert all(p > 0 for p in result.peaks) and math.isfinite(result.ratio)
     assert result.chunk_bytes > 0
     text = memory.report(result)
-    assert "ratio of the peaks" in text and "docstring bound" in text
+    assert "ratio of the peaks" in text and "docstring bound" in text and "working memory" in text
 
 
 def test_state_bound_follows_the_docstring_formula() -> None:
