@@ -356,13 +356,27 @@ def auc_mann_whitney(scores_reference: ArrayLike, scores_current: ArrayLike) -> 
     return u / (s0.size * s1.size), u, float(res.pvalue)
 
 
-def _domain_model(model: str, seed: int) -> Any:
+# sklearn's default leaf size for gradient boosting, kept from this many training rows up.
+_LEAF_ROWS = 20
+
+
+def _leaf_size(n_train: int) -> int:
+    """Minimum rows per gradient-boosting leaf: ``min(20, max(1, n_train // 10))``.
+
+    Leaves of 20 rows cannot split fewer than 40 training rows, so on small
+    windows the model would score every row alike (AUC 0.5, p = 1) whatever
+    the shift. A tenth of the training rows still leaves room for splits.
+    """
+    return min(_LEAF_ROWS, max(1, n_train // 10))
+
+
+def _domain_model(model: str, seed: int, n_train: int) -> Any:
     if model == "gradient_boosting":
         # Early stopping off: its validation split would make the fit depend on row count thresholds.
-        return HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=seed)
-    if model == "logistic":
-        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    raise ValueError(f"model must be 'gradient_boosting' or 'logistic', got {model!r}")
+        return HistGradientBoostingClassifier(
+            max_iter=100, early_stopping=False, min_samples_leaf=_leaf_size(n_train), random_state=seed
+        )
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
 
 
 def domain_classifier_test(
@@ -393,7 +407,13 @@ def domain_classifier_test(
     ``HistGradientBoostingClassifier``, 100 iterations, no early stopping)
     finds interactions and non-linear differences — a change of correlation
     with unchanged marginals, a shift on a curved region — that a linear
-    model cannot separate, and needs no feature scaling. ``"logistic"``
+    model cannot separate, and needs no feature scaling. Its minimum leaf
+    size is ``min(20, max(1, n_train // 10))`` for ``n_train`` training rows:
+    sklearn's default of 20 from 200 training rows up, smaller below, because
+    leaves of 20 rows cannot split fewer than 40 rows and the model would then
+    score every row alike (AUC 0.5, p = 1) even for a shift of many standard
+    deviations. Small leaves may overfit, which costs power but not validity:
+    the p-value comes from held-out rows. ``"logistic"``
     (standardised logistic regression) is faster and sees only differences a
     hyperplane can separate, chiefly mean shifts.
 
@@ -426,7 +446,7 @@ def domain_classifier_test(
         ``statistic=AUC``, ``threshold=auc_threshold``; ``details`` holds
         ``u_statistic``, ``alpha``, ``decision``, ``model``, ``n_train``,
         ``n_test_reference``, ``n_test_current``, ``n_reference_used``,
-        ``n_current_used``.
+        ``n_current_used`` and, for gradient boosting, ``min_samples_leaf``.
 
     Raises:
         ValueError: inputs not 2-D, non-finite, or with different column
@@ -441,7 +461,8 @@ def domain_classifier_test(
         raise ValueError(f"decision must be 'both', 'p_value' or 'auc', got {decision!r}")
     _check_positive_int(min_rows, "min_rows", 4)
     _check_positive_int(max_rows, "max_rows", min_rows)
-    clf = _domain_model(model, seed)
+    if model not in ("gradient_boosting", "logistic"):
+        raise ValueError(f"model must be 'gradient_boosting' or 'logistic', got {model!r}")
     n_ref, n_cur = ref.shape[0], cur.shape[0]
     if min(n_ref, n_cur) < min_rows:
         return _insufficient(
@@ -466,6 +487,7 @@ def domain_classifier_test(
     x_train, x_test, y_train, y_test = train_test_split(
         features, labels, test_size=test_size, stratify=labels, random_state=seed
     )
+    clf = _domain_model(model, seed, y_train.size)
     clf.fit(x_train, y_train)
     scores = clf.predict_proba(x_test)[:, 1]
     auc, u, p_value = auc_mann_whitney(scores[y_test == 0], scores[y_test == 1])
@@ -490,6 +512,7 @@ def domain_classifier_test(
             "n_test_current": int(np.count_nonzero(y_test == 1)),
             "n_reference_used": int(x.shape[0]),
             "n_current_used": int(y.shape[0]),
+            **({"min_samples_leaf": _leaf_size(y_train.size)} if model == "gradient_boosting" else {}),
         },
     )
 

@@ -668,3 +668,30 @@ def test_multivariate_drift_rejects_bad_requests() -> None:
     categorical = build_profile(pd.DataFrame({"segment": ["x", "y"]}))
     with pytest.raises(ValueError, match="share no numeric column"):
         multivariate_drift(categorical, categorical)
+
+
+def test_domain_classifier_flags_a_ten_sigma_shift_with_thirty_rows_a_side() -> None:
+    rng = np.random.default_rng(0)
+    ref, cur = rng.normal(size=(30, 3)), rng.normal(10, 1, size=(30, 3))
+    res = domain_classifier_test(ref, cur)
+    # 30 training rows: sklearn's default leaves of 20 rows cannot split them, every score would tie (AUC 0.5, p = 1)
+    assert res.status == "ok" and res.drifted is True
+    assert res.details["n_train"] == 30 and res.details["min_samples_leaf"] == 3
+    # every held-out current row scored above every held-out reference row: U = 15 · 15
+    assert res.statistic == 1.0 and res.details["u_statistic"] == 225.0
+    assert res.p_value == mannwhitneyu(np.ones(15), np.zeros(15), alternative="greater").pvalue < 1e-5
+    at_minimum = domain_classifier_test(_normal(1, 20, 3), _normal(2, 20, 3, shift=10.0))
+    assert at_minimum.drifted is True and at_minimum.details["min_samples_leaf"] == 2
+
+
+def test_domain_classifier_leaf_size_follows_the_training_rows() -> None:
+    for per_side, leaf in [(8, 1), (50, 5), (99, 9), (100, 10), (200, 20), (300, 20)]:
+        res = domain_classifier_test(_normal(1, per_side, 2), _normal(2, per_side, 2), min_rows=4)
+        assert res.details["n_train"] == per_side and res.details["min_samples_leaf"] == leaf
+    assert "min_samples_leaf" not in domain_classifier_test(_normal(1, 30, 2), _normal(2, 30, 2), model="logistic").details
+
+
+def test_domain_classifier_small_samples_same_distribution_false_positive_rate_plausible() -> None:
+    # small leaves must not turn noise into drift: held-out scores stay exchangeable under the null
+    p_values = np.array([domain_classifier_test(_normal(300 + s, 30, 3), _normal(400 + s, 30, 3), seed=s).p_value for s in range(40)])
+    assert np.count_nonzero(p_values < 0.05) <= 6
