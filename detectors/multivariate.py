@@ -140,9 +140,9 @@ def _subsample(x: np.ndarray, max_rows: int, rng: np.random.Generator) -> np.nda
     return x[np.sort(rng.choice(x.shape[0], size=max_rows, replace=False))]
 
 
-def _reference_scale(ref: np.ndarray) -> np.ndarray:
-    """Per-column reference standard deviation; 1 for a constant column so it is only centred."""
-    sd = ref.std(axis=0)
+def _column_scale(rows: np.ndarray) -> np.ndarray:
+    """Per-column standard deviation (ddof=0) of ``rows``; 1 for a constant column so it is only centred."""
+    sd = rows.std(axis=0)
     return np.where(sd > 0, sd, 1.0)
 
 
@@ -240,13 +240,16 @@ def mmd_test(
     groups of sizes n and m, ``n_permutations`` = B times, and
     ``p = (1 + #{permuted MMD²_u >= observed}) / (1 + B)``, counting the
     observed split as one of the permutations, so ``p >= 1/(B+1)`` is never 0
-    and the test is exact (Phipson & Smyth 2010). The bandwidth is a function
-    of the pooled sample, identical under every permutation, so choosing it
-    from the data keeps the test exact.
+    and the test is exact (Phipson & Smyth 2010). The column scaling and the
+    bandwidth are functions of the pooled sample only, identical under every
+    permutation, so choosing them from the data keeps the test exact.
 
-    With ``standardize`` (default) every column is divided by its reference
-    standard deviation first (a constant column by 1), so one bandwidth suits
-    columns of different units. Drift when ``p < alpha``.
+    With ``standardize`` (default) every column is first centred by the
+    pooled mean and divided by the pooled standard deviation (ddof=0; a
+    constant column by 1) of the reference and current rows together, so one
+    bandwidth suits columns of different units. Scaling by the reference
+    side alone would depend on which rows are labelled reference and break
+    the permutation test's exactness. Drift when ``p < alpha``.
 
     Cost: each side is subsampled (seeded, without replacement) to at most
     ``max_rows`` rows; the ``N×N`` kernel matrix (N <= 2·max_rows) is built
@@ -257,7 +260,7 @@ def mmd_test(
         current: shape ``(m, d)``, finite, same d.
         n_permutations: B >= 1; the smallest reachable p-value is 1/(B+1).
         alpha: significance level in (0, 1).
-        standardize: scale columns by the reference standard deviation.
+        standardize: scale columns by the pooled standard deviation.
         max_rows: rows kept per side, >= min_rows.
         min_rows: fewer rows on either side give ``"insufficient_data"``
             (default 10; at least 2, which MMD²_u needs).
@@ -287,7 +290,8 @@ def mmd_test(
     n, m = x.shape[0], y.shape[0]
     pooled = np.vstack([x, y])
     if standardize:
-        pooled = (pooled - x.mean(axis=0)) / _reference_scale(x)
+        # Pooled, not reference, moments: the same for every split, so the permutation test stays exact.
+        pooled = (pooled - pooled.mean(axis=0)) / _column_scale(pooled)
     sq = cdist(pooled, pooled, "sqeuclidean")
     sigma = _bandwidth_from_sq_distances(sq)
     kernel = np.exp(-sq / (2.0 * sigma * sigma))
@@ -356,7 +360,7 @@ def auc_mann_whitney(scores_reference: ArrayLike, scores_current: ArrayLike) -> 
     return u / (s0.size * s1.size), u, float(res.pvalue)
 
 
-# sklearn's default leaf size for gradient boosting, kept from this many training rows up.
+# sklearn's default minimum leaf size for gradient boosting; used from 200 training rows up.
 _LEAF_ROWS = 20
 
 
@@ -619,7 +623,7 @@ def pca_reconstruction_test(
             chunk_size=size,
         )
 
-    centre, scale = ref.mean(axis=0), _reference_scale(ref)
+    centre, scale = ref.mean(axis=0), _column_scale(ref)
     z_ref = (ref - centre) / scale
     z_cur = (cur - centre) / scale
     fit_rows = _subsample(z_ref, max_fit_rows, np.random.default_rng(seed))

@@ -94,12 +94,25 @@ def test_mmd_equals_naive_double_loop_on_tiny_example() -> None:
     assert 1 / 51 <= res.p_value <= 1 and res.status == "ok"
 
 
-def test_mmd_standardises_by_the_reference_standard_deviation() -> None:
+def test_mmd_standardises_by_the_pooled_standard_deviation() -> None:
     x, y = np.array(X_TINY), np.array(Y_TINY)
-    scaled = [(x - x.mean(axis=0)) / x.std(axis=0), (y - x.mean(axis=0)) / x.std(axis=0)]
+    pooled = np.vstack([x, y])
+    scaled = [(x - pooled.mean(axis=0)) / pooled.std(axis=0), (y - pooled.mean(axis=0)) / pooled.std(axis=0)]
     expected, _ = _naive_mmd2(*(s.tolist() for s in scaled))
     res = mmd_test(x * [1.0, 1000.0], y * [1.0, 1000.0], min_rows=2, n_permutations=10)
     assert res.statistic == pytest.approx(expected, rel=1e-12)
+    # Pooled sums of squares about the mean: 17.25 - 8.5²/7 = 48.5/7 and 7.25 - 5.5²/7 = 20.5/7 (× 1000² for
+    # column 1); golden value from the double loop in pure Python (statistics.pstdev) on those scaled rows.
+    assert res.statistic == pytest.approx(0.0949703557371, abs=1e-12)
+
+
+def test_mmd_scaling_does_not_depend_on_which_window_is_the_reference() -> None:
+    # Scaling by the pooled sample is the same for every split of the pooled rows, so the permutation test is
+    # exact and swapping the windows gives the same statistic; scaling by the reference side would not.
+    x, y = _normal(1, 40, 3), _normal(2, 60, 3) * [1.0, 3.0, 0.2]
+    forward, backward = mmd_test(x, y, n_permutations=20), mmd_test(y, x, n_permutations=20)
+    assert backward.statistic == pytest.approx(forward.statistic, rel=1e-12)
+    assert backward.details["bandwidth"] == pytest.approx(forward.details["bandwidth"], rel=1e-12)
 
 
 def test_mmd_vectorised_statistic_equals_naive_for_any_split() -> None:
