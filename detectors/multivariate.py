@@ -550,8 +550,14 @@ def pca_reconstruction_test(
        ``||z - ẑ||`` between the standardised row and its reconstruction from
        the kept components (in reference standard deviations, >= 0).
     4. Split the reference, in its row (time) order, into consecutive chunks
-       of ``chunk_size`` rows (default: the current window's row count); a
-       trailing partial chunk is dropped. The band is
+       of ``chunk_size`` rows; a trailing partial chunk is dropped. The
+       default chunk size is ``min(m, n // min_chunks)``: the current
+       window's row count m, or, when the reference (n rows) holds fewer than
+       ``min_chunks`` chunks that large, the size that gives exactly
+       ``min_chunks`` chunks. Smaller chunks than the current window make the
+       band wider than the spread of the current mean (the chunk means vary
+       more), so the test is then conservative: fewer false alarms, less
+       power; ``details["chunk_size_reduced"]`` says so. The band is
        ``mean ± n_std · std`` (sample std, ddof=1; default 3) of the chunk
        mean errors, or, with ``quantile`` = q, the ``1-q`` and ``q``
        quantiles of the chunk means.
@@ -574,11 +580,14 @@ def pca_reconstruction_test(
         reference: shape ``(n, d)``, rows in time order, finite.
         current: shape ``(m, d)``, finite, same d.
         variance_share: share of variance the kept components explain, in (0, 1).
-        chunk_size: rows per reference chunk, >= 2; default the current window's size.
+        chunk_size: rows per reference chunk, >= 2; default
+            ``min(m, n // min_chunks)`` (see step 4).
         n_std: half-width of the band in standard deviations of the chunk means, > 0.
         quantile: if given, in (0.5, 1): use quantile bounds instead of ``n_std``.
         min_chunks: fewer full reference chunks give ``"insufficient_data"``
-            (default 5).
+            (default 5); with the default chunk size this happens only when
+            the reference has fewer than ``2 * min_chunks`` rows (or the
+            current window fewer than 2).
         min_rows: fewer current rows give ``"insufficient_data"`` (default 10).
         max_fit_rows: reference rows used to fit the PCA.
         seed: seeds the fit subsample.
@@ -589,7 +598,8 @@ def pca_reconstruction_test(
         upper bound; ``details`` holds ``lower_threshold``,
         ``upper_threshold``, ``n_components``, ``explained_variance``,
         ``reference_chunk_mean``, ``reference_chunk_std``, ``n_chunks``,
-        ``chunk_size``.
+        ``chunk_size``, ``chunk_size_reduced`` (chunks smaller than the
+        current window: a wider, conservative band).
 
     Raises:
         ValueError: inputs not 2-D, non-finite, or with different column
@@ -611,7 +621,17 @@ def pca_reconstruction_test(
         return _insufficient(
             "pca_reconstruction", n_ref, n_cur, f"the current window needs at least {min_rows} rows", min_rows=min_rows
         )
-    size = chunk_size if chunk_size is not None else n_cur
+    # Default: chunks the size of the current window, smaller when the reference cannot hold min_chunks of them.
+    size = chunk_size if chunk_size is not None else min(n_cur, n_ref // min_chunks)
+    if size < 2:
+        return _insufficient(
+            "pca_reconstruction",
+            n_ref,
+            n_cur,
+            f"chunks of min({n_cur} current rows, {n_ref} reference rows // {min_chunks}) = {size} rows;"
+            " at least 2 are needed",
+            min_chunks=min_chunks,
+        )
     n_chunks = n_ref // size
     if n_chunks < min_chunks:
         return _insufficient(
@@ -659,6 +679,7 @@ def pca_reconstruction_test(
             "reference_chunk_std": spread,
             "n_chunks": int(n_chunks),
             "chunk_size": int(size),
+            "chunk_size_reduced": bool(size < n_cur),
         },
     )
 
@@ -890,10 +911,11 @@ def multivariate_drift(
     rows. It is in key order, which is a random order, so its chunks are
     random disjoint subsets: the band measures sampling variation, not the
     reference's variation over time. Unless ``options`` sets ``chunk_size``,
-    chunks have ``min(m, n // min_chunks)`` rows (n, m = joined reference and
-    current rows), so the reference always yields ``min_chunks`` chunks when
-    it has the rows; chunks smaller than the current window give a wider
-    band than the current mean's spread, which makes the test conservative.
+    chunks have the test's default ``min(m, n // min_chunks)`` rows (n, m =
+    joined reference and current rows), so the reference always yields
+    ``min_chunks`` chunks when it has the rows; chunks smaller than the
+    current window give a wider band than the current mean's spread, which
+    makes the test conservative.
 
     A join that leaves fewer rows than a test needs gives that test's
     ``"insufficient_data"`` result. ``n_reference`` and ``n_current`` of
@@ -949,11 +971,6 @@ def multivariate_drift(
 
     results = []
     for method in chosen:
-        kwargs = opts.get(method, {})
-        if method == "pca_reconstruction" and "chunk_size" not in kwargs:
-            size = min(y.shape[0], x.shape[0] // kwargs.get("min_chunks", 5))
-            if size >= 2:  # otherwise the test's own default reports the shortage
-                kwargs = {**kwargs, "chunk_size": size}
-        result = METHODS[method](x, y, seed=seed, **kwargs)
+        result = METHODS[method](x, y, seed=seed, **opts.get(method, {}))
         results.append(dataclasses.replace(result, details={**result.details, "columns": cols}))
     return results

@@ -395,10 +395,29 @@ def test_pca_rounding_noise_is_not_drift_when_all_variance_is_kept() -> None:
 
 def test_pca_partial_trailing_chunk_dropped_and_too_few_chunks_insufficient() -> None:
     ref = _correlated(0, 1049, 0.9)
-    assert pca_reconstruction_test(ref, _correlated(1, 100, 0.9)).details["n_chunks"] == 10
-    short = pca_reconstruction_test(ref, _correlated(1, 300, 0.9))  # 3 chunks of 300
+    full = pca_reconstruction_test(ref, _correlated(1, 100, 0.9))
+    assert full.details["n_chunks"] == 10 and full.details["chunk_size_reduced"] is False
+    short = pca_reconstruction_test(ref, _correlated(1, 300, 0.9), chunk_size=300)  # 3 chunks of 300
     assert short.status == INSUFFICIENT_DATA and short.details["chunk_size"] == 300
-    assert pca_reconstruction_test(ref, _correlated(1, 300, 0.9), min_chunks=3).status == "ok"
+    assert pca_reconstruction_test(ref, _correlated(1, 300, 0.9), chunk_size=300, min_chunks=3).status == "ok"
+    # default chunk size when the current window is too large for 5 chunks: 1049 // 5 = 209 rows
+    reduced = pca_reconstruction_test(ref, _correlated(1, 300, 0.9))
+    assert (reduced.details["chunk_size"], reduced.details["n_chunks"]) == (209, 5)
+    # fewer than 2 rows per chunk: no band can be computed
+    tiny = pca_reconstruction_test(_correlated(0, 9, 0.9), _correlated(1, 100, 0.9))
+    assert tiny.status == INSUFFICIENT_DATA and "9 reference rows // 5) = 1 rows" in tiny.details["reason"]
+
+
+def test_pca_large_current_window_uses_smaller_reference_chunks() -> None:
+    ref = _correlated(0, 3000, 0.9)
+    stable = pca_reconstruction_test(ref, _correlated(1, 1000, 0.9))
+    # 3000 // 1000 = 3 chunks of the current window's size, fewer than 5: chunks of 3000 // 5 = 600 rows instead
+    assert stable.status == "ok" and stable.drifted is False
+    assert (stable.details["chunk_size"], stable.details["n_chunks"]) == (600, 5)
+    assert stable.details["chunk_size_reduced"] is True
+    assert stable == pca_reconstruction_test(ref, _correlated(1, 1000, 0.9), chunk_size=600)
+    drifted = pca_reconstruction_test(ref, _correlated(2, 1000, 0.0))  # correlation gone, marginals unchanged
+    assert drifted.drifted is True and drifted.statistic > drifted.threshold
 
 
 def test_pca_constant_reference_columns() -> None:
@@ -701,10 +720,13 @@ def test_domain_classifier_leaf_size_follows_the_training_rows() -> None:
     for per_side, leaf in [(8, 1), (50, 5), (99, 9), (100, 10), (200, 20), (300, 20)]:
         res = domain_classifier_test(_normal(1, per_side, 2), _normal(2, per_side, 2), min_rows=4)
         assert res.details["n_train"] == per_side and res.details["min_samples_leaf"] == leaf
-    assert "min_samples_leaf" not in domain_classifier_test(_normal(1, 30, 2), _normal(2, 30, 2), model="logistic").details
+    logistic = domain_classifier_test(_normal(1, 30, 2), _normal(2, 30, 2), model="logistic")
+    assert "min_samples_leaf" not in logistic.details
 
 
 def test_domain_classifier_small_samples_same_distribution_false_positive_rate_plausible() -> None:
     # small leaves must not turn noise into drift: held-out scores stay exchangeable under the null
-    p_values = np.array([domain_classifier_test(_normal(300 + s, 30, 3), _normal(400 + s, 30, 3), seed=s).p_value for s in range(40)])
+    p_values = np.array(
+        [domain_classifier_test(_normal(300 + s, 30, 3), _normal(400 + s, 30, 3), seed=s).p_value for s in range(40)]
+    )
     assert np.count_nonzero(p_values < 0.05) <= 6
