@@ -322,23 +322,38 @@ def _share(missing: int, usable: int) -> float | None:
 def align_categories(
     reference: CategoricalProfile, current: CategoricalProfile
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """Put two categorical profiles on a common set of categories.
+    """Put two categorical profiles on the common categories the tests and distances compare.
 
-    A category only the current window has stays a category of its own (the chi-square
-    table gets a column whose reference count is 0), unless the reference was capped (has
-    ``"__other__"``): then the category may be one the reference folded away, so it is
-    folded into the current's ``"__other__"`` as well. A category that disappears counts 0.
+    When neither table is capped, the categories are the labels. A category only the current
+    window has stays a category of its own (the chi-square table gets a column whose
+    reference count is 0); a category that disappears counts 0.
+
+    When either table is capped (holds ``"__other__"``), the categories are the hash buckets
+    of :attr:`detectors.profile.CategoricalProfile.buckets`, keyed ``"bucket <i>"``. A capped
+    table names the labels most frequent *in that window*: chosen on its own noise, they
+    regress toward the mean in any other window, so a label-level test would flag nearly every
+    stable window (the winner's curse). Buckets count every label and are chosen by no count,
+    so under no drift they are two multinomial samples with the same cell probabilities and
+    the chi-square test keeps its level. Changes between labels sharing a bucket are not seen.
 
     Returns:
-        ``(reference_counts, current_counts)``; absent categories are simply absent.
+        ``(reference_counts, current_counts)``; absent or empty categories are simply absent.
+
+    Raises:
+        ValueError: the two profiles count different numbers of hash buckets.
     """
-    ref = dict(reference.counts)
-    cur = dict(current.counts)
-    if OTHER in ref:
-        folded = sum(cur.pop(c) for c in [c for c in cur if c not in ref])
-        if folded:
-            cur[OTHER] = cur.get(OTHER, 0) + folded
-    return ref, cur
+    if OTHER not in reference.counts and OTHER not in current.counts:
+        return dict(reference.counts), dict(current.counts)
+    ref_b, cur_b = reference.buckets, current.buckets
+    assert ref_b is not None and cur_b is not None
+    if ref_b.shape != cur_b.shape:
+        raise ValueError(f"the profiles count {ref_b.size} and {cur_b.size} hash buckets; "
+                         "build both with the same version")
+
+    def keyed(buckets: np.ndarray) -> dict[str, int]:
+        return {f"bucket {i}": int(n) for i, n in enumerate(buckets) if n}
+
+    return keyed(ref_b), keyed(cur_b)
 
 
 def _histogram_counts(reference: NumericProfile, current: NumericProfile) -> tuple[dict[str, int], dict[str, int]]:

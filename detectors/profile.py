@@ -4,7 +4,8 @@ A profile is built once per window (reference or current) and is all the
 detectors ever look at, so it must be small enough to store as JSON yet keep
 what the statistics need: histogram counts for PSI / Jensen–Shannon, a raw
 sample for the Kolmogorov–Smirnov test and the Wasserstein distance, moments,
-a KLL quantile sketch, and category counts for the chi-square test.
+a KLL quantile sketch, and category counts (by label, and by hash bucket for
+tables too large to keep whole) for the chi-square test.
 
 Profiles are mergeable: :func:`merge_profiles` of the profiles of two
 disjoint sets of rows (built against the same reference, with row ids that
@@ -36,6 +37,7 @@ from .sketch import (
     kll_merge,
     kll_rank_error,
     kll_sketch,
+    label_buckets,
     merge_moments,
     misra_gries,
     moment_scale,
@@ -49,12 +51,22 @@ ColumnKind = Literal["numeric", "categorical"]
 OTHER = "__other__"
 
 #: Version tag written by :meth:`Profile.to_dict`; bump when the layout changes.
-PROFILE_FORMAT = "inferwatch.profile/2"
+PROFILE_FORMAT = "inferwatch.profile/3"
 
 #: Defaults shared by :func:`build_profile` and :func:`build_profile_chunks`.
 DEFAULT_SAMPLE_SIZE = 50_000
 DEFAULT_MAX_CATEGORIES = 200
 DEFAULT_KLL_K = 200
+#: A numeric reference column with at most this many distinct finite values gets one bin per
+#: value; the same default as ``DriftConfig.discrete_max_values``.
+DEFAULT_DISCRETE_MAX_VALUES = 20
+#: Number of hash buckets every categorical profile counts its labels into.
+CATEGORY_BUCKETS = 128
+
+#: Spellings of true and false read as the reference's ``"true"`` / ``"false"``
+#: (see :func:`build_profile`); 1 and 1.0 are labelled ``"1"`` by category_label.
+_TRUE_SPELLINGS = frozenset({"true", "True", "TRUE", "1"})
+_FALSE_SPELLINGS = frozenset({"false", "False", "FALSE", "0"})
 
 _KINDS: tuple[str, ...] = get_args(ColumnKind)
 _ALL_REAL = np.array([-np.inf, np.inf])
@@ -307,13 +319,15 @@ def _kll_equal(a: bytes, b: bytes) -> bool:
     return sorted(v for v, _ in sa) == sorted(v for v, _ in sb)
 
 
-@dataclass
+@dataclass(eq=False)
 class CategoricalProfile:
     """Mergeable summary of a categorical column in one window.
 
     Attributes:
         count: number of non-missing values (>= 0); equals ``sum(counts)``.
-        missing: number of missing values (None, NaN, pandas NA).
+        missing: number of rows without a value: None, NaN, pandas NA, and
+            float +inf / -inf (an infinite float is not a category; the
+            string ``"inf"`` is an ordinary label).
         counts: category label -> number of rows (> 0). Labels are strings
             (see :func:`category_label`): booleans become ``"true"`` /
             ``"false"``, integers and integral floats are written without a
@@ -324,16 +338,33 @@ class CategoricalProfile:
         max_categories: the cap the table was built with, >= 2. A window
             built against a reference also keeps every label the reference
             names, so it can hold more labels than this.
+        buckets: int64 array, shape ``(n_buckets,)`` (``CATEGORY_BUCKETS`` =
+            128 when built here): the non-missing values counted per hash
+            bucket of their label,
+            :func:`detectors.sketch.label_buckets`, over *all* labels before
+            any were folded into ``"__other__"``; sums to ``count``. The
+            drift tests read these instead of ``counts`` when a table is
+            capped: the labels a capped table keeps were chosen by their own
+            counts, so they would look drifted in any stable window. May be
+            omitted (None) for an uncapped table, and is then computed from
+            ``counts``.
+
+    Equality compares every field, ``buckets`` included.
 
     Raises:
         ValueError: on construction, if counts are not positive or do not
-            sum to ``count``, or ``max_categories < 2``.
+            sum to ``count``, ``max_categories < 2``, or ``buckets`` is
+            omitted for a capped table, negative, does not sum to ``count``,
+            or disagrees with the named labels (an uncapped table's buckets
+            must equal those of its counts; a capped table's must be at least
+            those of its named labels).
     """
 
     count: int
     missing: int
     counts: dict[str, int]
     max_categories: int = DEFAULT_MAX_CATEGORIES
+    buckets: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.counts = {str(k): int(v) for k, v in self.counts.items()}
@@ -343,6 +374,36 @@ class CategoricalProfile:
             raise ValueError("category counts must be positive and sum to count")
         if self.max_categories < 2:
             raise ValueError(f"max_categories must be >= 2, got {self.max_categories}")
+        capped = OTHER in self.counts
+        if self.buckets is None:
+            if capped:
+                raise ValueError("a capped category table (with '__other__') needs its bucket counts")
+            self.buckets = label_buckets(self.counts, CATEGORY_BUCKETS)
+            return
+        self.buckets = np.asarray(self.buckets, dtype=np.int64)
+        if self.buckets.ndim != 1 or self.buckets.size < 1:
+            raise ValueError("buckets must be a 1-D array with at least 1 entry")
+        if np.any(self.buckets < 0) or int(self.buckets.sum()) != self.count:
+            raise ValueError("bucket counts must be non-negative and sum to count")
+        named = label_buckets({k: n for k, n in self.counts.items() if k != OTHER}, self.buckets.size)
+        if (np.any(named > self.buckets)) if capped else (not np.array_equal(named, self.buckets)):
+            raise ValueError("bucket counts disagree with the category counts")
+
+    @property
+    def capped(self) -> bool:
+        """True when labels were folded into ``"__other__"``."""
+        return OTHER in self.counts
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CategoricalProfile):
+            return NotImplemented
+        return (
+            (self.count, self.missing, self.counts, self.max_categories)
+            == (other.count, other.missing, other.counts, other.max_categories)
+            and np.array_equal(self.buckets, other.buckets)  # type: ignore[arg-type]
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, holds an array
 
 
 ColumnProfile = NumericProfile | CategoricalProfile
@@ -415,6 +476,7 @@ class Profile:
                     "missing": prof.missing,
                     "max_categories": prof.max_categories,
                     "counts": dict(prof.counts),
+                    "buckets": prof.buckets.tolist(),  # type: ignore[union-attr]
                 }
         return {"format": PROFILE_FORMAT, "n_rows": self.n_rows, "columns": columns}
 
@@ -461,6 +523,7 @@ class Profile:
                     missing=int(col["missing"]),
                     counts=dict(col["counts"]),
                     max_categories=int(col["max_categories"]),
+                    buckets=np.array(col["buckets"], dtype=np.int64),
                 )
             else:
                 raise ValueError(f"column {name!r}: unknown kind {kind!r}")
@@ -511,6 +574,7 @@ def build_profile(
     row_ids: ArrayLike | None = None,
     row_offset: int = 0,
     kll_k: int = DEFAULT_KLL_K,
+    discrete_max_values: int = DEFAULT_DISCRETE_MAX_VALUES,
 ) -> Profile:
     """Profile every column of one window.
 
@@ -531,9 +595,15 @@ def build_profile(
             other label is counted under ``"__other__"`` — the drift tests
             cannot tell a new label from one the reference folded away, and a
             label set fixed by the reference makes :func:`merge_profiles`
-            exact.
+            exact. If the reference's labels are ``"true"`` and/or
+            ``"false"`` (a boolean column), the current window's labels
+            ``"True"``, ``"TRUE"`` and ``"1"`` (from ``True``, 1, 1.0 and
+            those strings) count as ``"true"``, and ``"False"``, ``"FALSE"``
+            and ``"0"`` as ``"false"``, so a flag sent as strings or 0/1 is
+            compared value for value; other labels stay as they are.
         n_bins: number of quantile bins, >= 1, used when there is no
-            reference edge set for the column. Edges are the quantiles of the
+            reference edge set for the column and it has more than
+            ``discrete_max_values`` distinct finite values. Edges are the quantiles of the
             finite values at ``k / n_bins`` for ``k = 1 .. n_bins - 1``
             (numpy's default linear interpolation), de-duplicated; a value
             that occupies two or more consecutive quantile points (an atom
@@ -544,10 +614,22 @@ def build_profile(
             outer bins. The result has at most ``2 * n_bins + 1`` bins; a
             column without finite values gets the single bin
             ``[-inf, +inf)``.
+        discrete_max_values: a column (without reference edges) with at
+            most this many distinct finite values, >= 0, gets one bin per
+            value ``v``, ``[v, nextafter(v, +inf))``, and the gaps between
+            consecutive values and beyond the extremes as bins of their own
+            (values the reference never had land there): ``2 * d + 1`` bins
+            for ``d`` values, so a histogram test compares values, not
+            quantile bins that would hide a move from one value to another
+            inside a bin. Default 20, the threshold below which
+            ``DriftConfig(numeric_test="auto")`` tests the histogram rather
+            than the sample. 0 switches value bins off.
         sample_size: capacity of each numeric ``sample``, >= 1.
         max_categories: maximum number of labels per categorical column,
             ``"__other__"`` included, >= 2. Without a capped reference the
-            most frequent labels are kept (ties broken by label).
+            most frequent labels are kept (ties broken by label). Every label
+            is counted in the hash buckets
+            (:attr:`CategoricalProfile.buckets`) before any is folded.
         seed: seed of the sampling keys (see :func:`detectors.sketch.row_keys`),
             so the same rows always give the same sample.
         row_ids: integer array, shape ``(n_rows,)``, identifying each row
@@ -574,7 +656,7 @@ def build_profile(
         TypeError: a column whose kind cannot be inferred (see
             :func:`infer_kind`).
     """
-    _check_params(n_bins, sample_size, max_categories, kll_k)
+    _check_params(n_bins, sample_size, max_categories, kll_k, discrete_max_values)
     resolved = _resolve_kinds(frame, kinds, reference)
     keys = _frame_keys(len(frame), row_ids, row_offset, seed)
     ref_columns = reference.columns if reference is not None else {}
@@ -584,21 +666,25 @@ def build_profile(
         ref_col = ref_columns.get(name)
         if kind == "numeric":
             arr, nan = _to_float64(values, name)
-            ref_edges = ref_col.edges if isinstance(ref_col, NumericProfile) else None
-            columns[name] = _numeric_profile(arr, nan, keys, ref_edges, n_bins, sample_size, kll_k)
+            if isinstance(ref_col, NumericProfile):
+                edges = ref_col.edges
+            else:
+                edges = _reference_edges(arr[np.isfinite(arr)], n_bins, discrete_max_values)
+            columns[name] = _numeric_profile(arr, nan, keys, edges, sample_size, kll_k)
         else:
             keep, fixed = _reference_labels(ref_col)
-            missing, counts = _label_counts(values)
+            missing, counts = _label_counts(values, ref_col)
             columns[name] = CategoricalProfile(
                 count=sum(counts.values()),
                 missing=missing,
                 counts=_apply_cap(counts, max_categories, keep, fixed),
                 max_categories=max_categories,
+                buckets=label_buckets(counts, CATEGORY_BUCKETS),
             )
     return Profile(n_rows=len(frame), columns=columns)
 
 
-def _check_params(n_bins: int, sample_size: int, max_categories: int, kll_k: int) -> None:
+def _check_params(n_bins: int, sample_size: int, max_categories: int, kll_k: int, discrete_max_values: int) -> None:
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     if sample_size < 1:
@@ -607,6 +693,8 @@ def _check_params(n_bins: int, sample_size: int, max_categories: int, kll_k: int
         raise ValueError(f"max_categories must be >= 2, got {max_categories}")
     if not 8 <= kll_k <= 65535:
         raise ValueError(f"kll_k must be in [8, 65535], got {kll_k}")
+    if discrete_max_values < 0:
+        raise ValueError(f"discrete_max_values must be >= 0, got {discrete_max_values}")
 
 
 def _resolve_kinds(
@@ -684,6 +772,18 @@ def _quantile_edges(x: np.ndarray, n_bins: int) -> np.ndarray:
     return np.unique(np.concatenate([[-np.inf], inner, [np.inf]]))
 
 
+def _reference_edges(x: np.ndarray, n_bins: int, discrete_max_values: int) -> np.ndarray:
+    """Bin edges for finite ``x`` without reference edges: value bins or quantile bins (see build_profile)."""
+    if x.size == 0:
+        return _ALL_REAL
+    values = np.unique(x)
+    if values.size > discrete_max_values:
+        return _quantile_edges(x, n_bins)
+    # [v, nextafter(v)) per value; the unique() also drops a bin that would be empty because
+    # nextafter(v) is the next value, and the one past the largest double (nextafter is +inf).
+    return np.unique(np.concatenate([[-np.inf], values, np.nextafter(values, np.inf), [np.inf]]))
+
+
 def _histogram(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
     # side="right": bin i holds edges[i] <= x < edges[i+1].
     idx = np.searchsorted(edges, x, side="right") - 1
@@ -694,20 +794,14 @@ def _numeric_profile(
     arr: np.ndarray,
     nan: int,
     keys: np.ndarray,
-    ref_edges: np.ndarray | None,
-    n_bins: int,
+    edges: np.ndarray,
     sample_size: int,
     kll_k: int,
 ) -> NumericProfile:
     finite = np.isfinite(arr)
     x = arr[finite]
     count = int(x.size)
-    if ref_edges is not None:
-        edges = np.asarray(ref_edges, dtype=np.float64)
-    elif count:
-        edges = _quantile_edges(x, n_bins)
-    else:
-        edges = _ALL_REAL
+    edges = np.asarray(edges, dtype=np.float64)
     sample_keys, sample = bottom_k(keys[finite], x, sample_size)
     if count:
         lo, hi = float(np.min(x)), float(np.max(x))
@@ -745,6 +839,12 @@ def category_label(value: Hashable) -> str:
     (``np.float32(0.1)`` -> ``"0.1"``); anything else -> ``str(value)``.
     Labels from different types can coincide (``3`` and ``"3"``) and are then
     counted together.
+
+    Profiles never label float ±inf (counted as missing, see
+    :class:`CategoricalProfile`); here they give ``"inf"`` / ``"-inf"``.
+    Against a boolean reference, :func:`build_profile` reads ``"True"``,
+    ``"TRUE"`` and ``"1"`` as ``"true"`` and ``"False"``, ``"FALSE"`` and
+    ``"0"`` as ``"false"``; this function itself keeps them apart.
     """
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
@@ -759,20 +859,45 @@ def category_label(value: Hashable) -> str:
 
 
 
-def _label_counts(values: pd.Series) -> tuple[int, dict[str, int]]:
-    """(missing count, label -> count) of one categorical column, uncapped."""
+def _is_infinite_float(value: object) -> bool:
+    return isinstance(value, (float, np.floating)) and math.isinf(value)
+
+
+def _label_counts(values: pd.Series, ref_col: ColumnProfile | None = None) -> tuple[int, dict[str, int]]:
+    """(missing count, label -> count) of one categorical column, uncapped.
+
+    Float ±inf counts as missing. Against a boolean reference (``ref_col``),
+    the spellings of true and false are read as ``"true"`` / ``"false"``.
+    """
     missing_mask = values.isna().to_numpy(dtype=bool)
+    missing = int(missing_mask.sum())
     present = values[~missing_mask]
     counts: Counter[str] = Counter()
     if pdt.is_object_dtype(present.dtype):
         # Python treats True == 1 == 1.0 as one dict key, so value_counts would
         # merge them in a mixed column; label each value first.
-        counts.update(category_label(v) for v in present)
+        labels = [None if _is_infinite_float(v) else category_label(v) for v in present]
+        counts.update(labels)
+        missing += counts.pop(None, 0)  # type: ignore[call-overload]
     else:
         for value, n in present.value_counts(dropna=True).items():
-            if n:  # category dtype reports unused categories with count 0
+            if not n:  # category dtype reports unused categories with count 0
+                continue
+            if _is_infinite_float(value):
+                missing += int(n)
+            else:
                 counts[category_label(value)] += int(n)
-    return int(missing_mask.sum()), dict(counts)
+    if _is_boolean_reference(ref_col):
+        read = Counter[str]()
+        for label, n in counts.items():
+            read["true" if label in _TRUE_SPELLINGS else "false" if label in _FALSE_SPELLINGS else label] += n
+        counts = read
+    return missing, dict(counts)
+
+
+def _is_boolean_reference(ref_col: ColumnProfile | None) -> bool:
+    """The reference column is categorical and its labels are ``"true"`` and/or ``"false"``."""
+    return isinstance(ref_col, CategoricalProfile) and bool(ref_col.counts) and set(ref_col.counts) <= {"true", "false"}
 
 
 def _reference_labels(ref_col: ColumnProfile | None) -> tuple[frozenset[str], bool]:
@@ -828,7 +953,8 @@ def merge_profiles(a: Profile, b: Profile, *, reference: Profile | None = None) 
     ``build_profile(concat(frame_a, frame_b), ...)`` built with the same
     parameters and reference, except for categorical capping, below.
 
-    Categories: label counts are summed and ``"__other__"`` buckets added,
+    Categories: hash-bucket counts are summed (exact, whatever was folded),
+    label counts are summed and ``"__other__"`` counts added,
     then the capping rule of :func:`build_profile` is applied again (keeping
     the labels ``reference`` names; with a capped reference only those). This
     equals the profile of the union whenever the kept label set does not
@@ -853,7 +979,8 @@ def merge_profiles(a: Profile, b: Profile, *, reference: Profile | None = None) 
 
     Raises:
         ValueError: a column is numeric in one profile and categorical in the
-            other, numeric bin edges differ, or ``max_categories`` differ.
+            other, numeric bin edges differ, or ``max_categories`` or the
+            number of hash buckets differ.
     """
     ref_columns = reference.columns if reference is not None else {}
     columns: dict[str, ColumnProfile] = {}
@@ -912,6 +1039,9 @@ def _merge_categorical(
             f"column {name!r}: max_categories differ ({a.max_categories} and {b.max_categories}); "
             "profiles capped differently cannot be merged"
         )
+    assert a.buckets is not None and b.buckets is not None
+    if a.buckets.shape != b.buckets.shape:
+        raise ValueError(f"column {name!r}: the profiles count {a.buckets.size} and {b.buckets.size} hash buckets")
     summed = Counter(a.counts)
     summed.update(b.counts)
     return CategoricalProfile(
@@ -919,6 +1049,7 @@ def _merge_categorical(
         missing=a.missing + b.missing,
         counts=_apply_cap(summed, a.max_categories, keep, fixed),
         max_categories=a.max_categories,
+        buckets=a.buckets + b.buckets,
     )
 
 
@@ -939,6 +1070,7 @@ def build_profile_chunks(
     seed: int = 0,
     kll_k: int = DEFAULT_KLL_K,
     category_capacity: int | None = None,
+    discrete_max_values: int = DEFAULT_DISCRETE_MAX_VALUES,
 ) -> Profile:
     """Profile a source too large for memory, read in chunks, in bounded memory.
 
@@ -950,12 +1082,16 @@ def build_profile_chunks(
     the KLL sketch, and per categorical column a Misra–Gries table of at most
     ``category_capacity`` labels (:func:`detectors.sketch.misra_gries`).
     Numeric bin edges then come from ``reference`` if given, else from the
-    quantiles of the column's sample by the rule of :func:`build_profile`;
-    when the sample holds every finite value (``count <= sample_size``) they
-    are the exact edges :func:`build_profile` gives for the whole source, and
-    otherwise quantiles of a uniform sample of ``sample_size`` values (rank
-    error of order ``1 / sqrt(sample_size)``, 0.2% at the default). Edges
+    column's sample by the rule of :func:`build_profile` (value bins when the
+    sample has at most ``discrete_max_values`` distinct values, else
+    quantile bins); when the sample holds every finite value (``count <=
+    sample_size``) they are the exact edges :func:`build_profile` gives for
+    the whole source, and otherwise those of a uniform sample of
+    ``sample_size`` values (quantile rank error of order ``1 /
+    sqrt(sample_size)``, 0.2% at the default; a value too rare to be sampled
+    gets no bin of its own but is still counted, in a gap bin). Edges
     depend only on the data and the seed, never on chunk boundaries.
+    Categorical hash buckets are summed chunk by chunk, always exact.
 
     Pass 2 (skipped when no column needs it) counts each numeric column's
     values into the bins of those edges, and counts exactly, per categorical
@@ -988,8 +1124,8 @@ def build_profile_chunks(
             (those rows count as missing); a column's kind is settled by
             ``kinds``, the reference, or its dtype in the first chunk that
             has it.
-        kinds, reference, n_bins, sample_size, max_categories, seed, kll_k:
-            as in :func:`build_profile`.
+        kinds, reference, n_bins, sample_size, max_categories, seed, kll_k,
+            discrete_max_values: as in :func:`build_profile`.
         category_capacity: Misra–Gries table size, >= ``max_categories``;
             default ``4 * max_categories``.
 
@@ -1003,7 +1139,7 @@ def build_profile_chunks(
             first.
         TypeError: as :func:`build_profile`.
     """
-    _check_params(n_bins, sample_size, max_categories, kll_k)
+    _check_params(n_bins, sample_size, max_categories, kll_k, discrete_max_values)
     capacity = 4 * max_categories if category_capacity is None else category_capacity
     if capacity < max_categories:
         raise ValueError(f"category_capacity must be >= max_categories ({max_categories}), got {capacity}")
@@ -1013,6 +1149,7 @@ def build_profile_chunks(
     numeric: dict[str, NumericProfile] = {}
     cat_counts: dict[str, dict[str, int]] = {}
     cat_missing: dict[str, int] = {}
+    cat_buckets: dict[str, np.ndarray] = {}
     cat_present: dict[str, int] = {}
     cat_lossy: set[str] = set()
     rows_seen: dict[str, int] = {}
@@ -1040,10 +1177,12 @@ def build_profile_chunks(
                 arr, nan = _to_float64(values, name)
                 ref_col = ref_columns.get(name)
                 edges = ref_col.edges if isinstance(ref_col, NumericProfile) else _ALL_REAL
-                part = _numeric_profile(arr, nan, keys, edges, n_bins, sample_size, kll_k)
+                part = _numeric_profile(arr, nan, keys, edges, sample_size, kll_k)
                 numeric[name] = _merge_numeric(name, numeric[name], part) if name in numeric else part
             else:
-                missing, counts = _label_counts(values)
+                missing, counts = _label_counts(values, ref_columns.get(name))
+                buckets = label_buckets(counts, CATEGORY_BUCKETS)
+                cat_buckets[name] = cat_buckets[name] + buckets if name in cat_buckets else buckets
                 merged = Counter(cat_counts.get(name, {}))
                 merged.update(counts)
                 cat_counts[name], exact = misra_gries(merged, capacity)
@@ -1061,7 +1200,7 @@ def build_profile_chunks(
         ref_col = ref_columns.get(name)
         if isinstance(ref_col, NumericProfile):
             continue  # binned on the reference's edges in pass 1
-        edges[name] = _quantile_edges(prof.sample, n_bins) if prof.count else _ALL_REAL
+        edges[name] = _reference_edges(prof.sample, n_bins, discrete_max_values)
         if prof.count == prof.sample.size:
             # The sample holds every finite value: bin it, no second pass needed.
             numeric[name] = dataclasses.replace(prof, edges=edges[name], hist=_histogram(prof.sample, edges[name]))
@@ -1081,7 +1220,7 @@ def build_profile_chunks(
                     arr, _ = _to_float64(frame.iloc[:, i], name)
                     hists[name] += _histogram(arr[np.isfinite(arr)], edges[name])
                 elif name in candidates:
-                    _, counts = _label_counts(frame.iloc[:, i])
+                    _, counts = _label_counts(frame.iloc[:, i], ref_columns.get(name))
                     exact_counts[name].update({k: n for k, n in counts.items() if k in candidates[name]})
             del chunk, frame
         if rows_again != n_rows:
@@ -1109,5 +1248,6 @@ def build_profile_chunks(
             missing=cat_missing[name] + absent,
             counts=capped,
             max_categories=max_categories,
+            buckets=cat_buckets[name],
         )
     return Profile(n_rows=n_rows, columns=columns)

@@ -18,12 +18,16 @@ pieces (by several collectors, or chunk by chunk) and the pieces combined:
 - :func:`misra_gries`: bounded frequent-label counts (Misra & Gries, "Finding
   repeated elements", 1982) with the merge of Agarwal et al., "Mergeable
   summaries", PODS 2012.
+- :func:`label_buckets`: label counts hashed into a fixed number of buckets
+  (the hashing trick of Weinberger et al., "Feature hashing for large scale
+  multitask learning", ICML 2009); merged by adding.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 from datasketches import kll_doubles_sketch
@@ -230,3 +234,55 @@ def misra_gries(counts: Mapping[str, int], capacity: int) -> tuple[dict[str, int
     values = np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
     cut = int(np.partition(values, len(values) - capacity - 1)[len(values) - capacity - 1])
     return {k: v - cut for k, v in counts.items() if v > cut}, False
+
+
+# --------------------------------------------------------------------------- hashed label counts
+
+
+def label_hashes(labels: Iterable[str]) -> np.ndarray:
+    """Stable 64-bit hashes of labels: SplitMix64 of their CRC-32.
+
+    ``h(label) = row_keys([crc32(label.encode("utf-8"))])``: CRC-32 (the
+    zlib / IEEE 802.3 polynomial) is fixed by its standard, so a label hashes
+    the same in every process and on every machine, unlike Python's salted
+    ``hash()``. CRC is linear over GF(2), so its low bits alone would send
+    structured label sets (say the IDs "0".."499" against "500".."999") to
+    every bucket in the same proportion; the SplitMix64 finaliser (see
+    :func:`row_keys`) mixes every bit into every other.
+
+    Args:
+        labels: strings.
+
+    Returns:
+        uint64 array, one hash per label, in order.
+    """
+    crcs = np.fromiter((zlib.crc32(label.encode("utf-8")) for label in labels), dtype=np.uint64)
+    return row_keys(crcs)
+
+
+def label_buckets(counts: Mapping[str, int], n_buckets: int) -> np.ndarray:
+    """Label counts summed per hash bucket ``label_hashes(label) mod n_buckets``.
+
+    Every label is counted and none is chosen by its frequency, so bucket
+    counts of two windows drawn from one distribution are two multinomial
+    samples with the same cell probabilities, whatever the number of labels.
+    The buckets of the union of two disjoint row sets are the sum of their
+    buckets. Each distinct label is hashed once, not each row.
+
+    Args:
+        counts: label -> count (>= 0).
+        n_buckets: number of buckets, >= 1.
+
+    Returns:
+        int64 array, shape ``(n_buckets,)``, summing to ``sum(counts.values())``.
+
+    Raises:
+        ValueError: ``n_buckets < 1``.
+    """
+    if n_buckets < 1:
+        raise ValueError(f"n_buckets must be >= 1, got {n_buckets}")
+    index = (label_hashes(counts) % np.uint64(n_buckets)).astype(np.intp)
+    weights = np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
+    out = np.zeros(n_buckets, dtype=np.int64)
+    np.add.at(out, index, weights)  # integer sums: bincount's weights would go through float64
+    return out

@@ -33,6 +33,7 @@ from detectors import (
     psi,
     wasserstein_normalised,
 )
+from detectors.sketch import label_buckets
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -395,7 +396,19 @@ def test_category_dtype_drops_unused_categories() -> None:
 def test_max_categories_folds_rest_into_other() -> None:
     values = ["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d"] * 2 + ["e"]
     p = build_profile(pd.DataFrame({"c": values}), max_categories=3).columns["c"]
-    assert p == CategoricalProfile(count=15, missing=0, counts={"a": 5, "b": 4, OTHER: 6}, max_categories=3)
+    # The hash buckets count every label, the folded ones included.
+    buckets = label_buckets({"a": 5, "b": 4, "c": 3, "d": 2, "e": 1}, 128)
+    assert p == CategoricalProfile(count=15, missing=0, counts={"a": 5, "b": 4, OTHER: 6}, max_categories=3,
+                                   buckets=buckets)
+    with pytest.raises(ValueError, match="needs its bucket counts"):
+        CategoricalProfile(count=15, missing=0, counts={"a": 5, "b": 4, OTHER: 6}, max_categories=3)
+    with pytest.raises(ValueError, match="disagree"):
+        CategoricalProfile(count=15, missing=0, counts={"a": 5, "b": 4, OTHER: 6}, max_categories=3,
+                           buckets=label_buckets({"a": 4, "b": 4, "c": 7}, 128))
+    with pytest.raises(ValueError, match="disagree"):
+        CategoricalProfile(count=9, missing=0, counts={"a": 5, "b": 4}, buckets=label_buckets({"a": 9}, 128))
+    with pytest.raises(ValueError, match="sum to count"):
+        CategoricalProfile(count=9, missing=0, counts={"a": 5, "b": 4}, buckets=np.zeros(128))
 
 
 def test_current_window_keeps_reference_categories_past_the_cap() -> None:
@@ -515,10 +528,12 @@ def test_new_category_folded_into_other_when_reference_was_capped() -> None:
     ref = pd.DataFrame({"c": ["a"] * 50 + ["b"] * 30 + ["c"] * 15 + ["d"] * 5})
     cur = pd.DataFrame({"c": ["a"] * 50 + ["b"] * 30 + ["d"] * 15 + ["c"] * 5})
     r, c = _profiles(ref, cur, max_categories=3)
-    assert r.columns["c"].counts == {"a": 50, "b": 30, OTHER: 20}
+    assert r.columns["c"].counts == c.columns["c"].counts == {"a": 50, "b": 30, OTHER: 20}
     res = compare(r, c)[0]
-    # c/d were folded in the reference, so the current's d must be too: no drift visible
-    assert res.statistic == pytest.approx(0.0) and res.drifted is False
+    # c and d were folded in the label tables, but the test reads the hash buckets, which count
+    # them apart (a, b, c and d fall in four different buckets): c and d swapping is seen.
+    table = [[50, 30, 15, 5], [50, 30, 5, 15]]
+    assert res.statistic == pytest.approx(chi2_contingency(table, correction=False).statistic, rel=1e-12)
 
 
 def test_nan_none_inf_excluded_from_tests_and_counted() -> None:

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -300,27 +301,30 @@ def test_vanished_category_counts_zero() -> None:
     assert res.total_variation == pytest.approx(0.2)
 
 
-def test_capped_reference_folds_new_labels_into_other() -> None:
-    ref = pd.DataFrame({"s": ["a"] * 50 + ["b"] * 30 + ["c"] * 15 + ["d"] * 5})
-    cur = pd.DataFrame({"s": ["a"] * 40 + ["b"] * 30 + ["c"] * 10 + ["e"] * 20})
+def test_capped_reference_folds_new_labels_into_other_and_tests_buckets() -> None:
+    ref = pd.DataFrame({"s": ["a"] * 100 + ["b"] * 60 + ["c"] * 30 + ["d"] * 10})
+    cur = pd.DataFrame({"s": ["a"] * 80 + ["b"] * 60 + ["c"] * 20 + ["e"] * 40})
     r, c = _profiles(ref, cur, max_categories=3)
-    assert r.columns["s"].counts == {"a": 50, "b": 30, OTHER: 20}
-    assert c.columns["s"].counts == {"a": 40, "b": 30, OTHER: 30}
+    assert r.columns["s"].counts == {"a": 100, "b": 60, OTHER: 40}
+    assert c.columns["s"].counts == {"a": 80, "b": 60, OTHER: 60}
     (res,) = compare(r, c)
-    table = [[50, 30, 20], [40, 30, 30]]
+    # The test reads the hash buckets, where a..e fall in five different buckets: the label table.
+    assert len({int(np.flatnonzero(_bucket_counts(np.array([x])))[0]) for x in "abcde"}) == 5
+    table = [[100, 60, 30, 10, 0], [80, 60, 20, 0, 40]]
     assert res.statistic == pytest.approx(_chi2(table).statistic, rel=1e-12)
     assert res.p_value == pytest.approx(_chi2(table).pvalue, rel=1e-12)
 
 
 def test_uncapped_reference_current_overflow_is_an_unseen_other_bucket() -> None:
     # The reference (a, b) fits the cap; the current has five labels, so past the cap its new
-    # labels are counted together under "__other__", which the reference never had.
+    # labels are counted together under "__other__"; the test reads the hash buckets (a..e
+    # fall in five different ones).
     ref = pd.DataFrame({"s": ["a"] * 60 + ["b"] * 40})
     cur = pd.DataFrame({"s": ["a"] * 40 + ["b"] * 30 + ["c"] * 10 + ["d"] * 10 + ["e"] * 10})
     r, c = _profiles(ref, cur, max_categories=3)
     assert c.columns["s"].counts == {"a": 40, "b": 30, OTHER: 30}
     (res,) = compare(r, c)
-    table = [[60, 40, 0], [40, 30, 30]]
+    table = [[60, 40, 0, 0, 0], [40, 30, 10, 10, 10]]
     assert res.method == "chi2"
     assert res.statistic == pytest.approx(_chi2(table).statistic, rel=1e-12)
     assert res.drifted is True
@@ -705,3 +709,191 @@ def test_values_near_the_float64_limit_give_finite_scores():
     assert moved.wasserstein == pytest.approx(4.1 / 3 * 1e308, rel=1e-12)
     assert moved.wasserstein_normalised == pytest.approx(moved.wasserstein / ref.columns["x"].std, rel=1e-12)
     assert moved.drifted is True
+
+
+# ----------------------------------------------------------------------------- high-cardinality categories
+
+
+def _splitmix64(x: int) -> int:
+    """The (x + 1)-th output of SplitMix64 seeded with 0, in Python integers."""
+    mask = 2**64 - 1
+    z = ((x + 1) * 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def _bucket_counts(labels: np.ndarray, n_buckets: int = 128) -> np.ndarray:
+    """Rows per hash bucket, computed independently: SplitMix64(CRC-32(UTF-8 label)) mod n_buckets."""
+    out = np.zeros(n_buckets, dtype=np.int64)
+    for label in labels:
+        out[_splitmix64(zlib.crc32(str(label).encode("utf-8"))) % n_buckets] += 1
+    return out
+
+
+def _labels(rng: np.random.Generator, n: int, p: np.ndarray | None = None, k: int = 1000) -> pd.DataFrame:
+    return pd.DataFrame({"z": rng.choice(k, n, p=p).astype(str)})
+
+
+def test_capped_reference_stable_windows_rarely_flagged() -> None:
+    # 1,000 labels, cap 200: the reference keeps its 199 most frequent labels, selected on its own
+    # noise. A label-level test flagged nearly every stable window; the hash-bucket test must flag
+    # about alpha = 0.001 of them (0.2 expected in 200 trials).
+    flagged = 0
+    for trial in range(200):
+        rng = _rng(10_000 + trial)
+        r, c = _profiles(_labels(rng, 5000), _labels(rng, 5000))
+        assert OTHER in r.columns["z"].counts
+        (res,) = compare(r, c)
+        flagged += bool(res.drifted)
+    assert flagged <= 3
+
+
+def test_capped_reference_tests_hash_buckets_golden() -> None:
+    rng = _rng(70)
+    ref, cur = _labels(rng, 5000), _labels(rng, 4000)
+    (res,) = compare(*_profiles(ref, cur))
+    table = [_bucket_counts(ref["z"].to_numpy()), _bucket_counts(cur["z"].to_numpy())]
+    keep = (table[0] + table[1]) > 0
+    table = [table[0][keep], table[1][keep]]
+    assert (res.method, res.low_confidence) == ("chi2", False)
+    assert res.statistic == pytest.approx(_chi2(table).statistic, rel=1e-12)
+    assert res.p_value == pytest.approx(_chi2(table).pvalue, rel=1e-12)
+    assert res.js_distance == pytest.approx(js_distance(table[0], table[1]), rel=1e-12)
+    assert res.drifted is False
+
+
+def test_capped_reference_still_sees_real_shifts() -> None:
+    rng = _rng(71)
+    # One label holds 2% of the rows; in the current window its share is 5 times that.
+    p_ref = np.full(1000, 0.98 / 999)
+    p_ref[0] = 0.02
+    p_cur = p_ref * (0.9 / 0.98)
+    p_cur[0] = 0.10
+    r, c = _profiles(_labels(rng, 5000, p_ref), _labels(rng, 5000, p_cur))
+    (res,) = compare(r, c)
+    assert res.drifted is True and res.p_value < 1e-12
+    # A block of 200 labels (20% of the rows) stops occurring. (The bucket chi-square sees it as
+    # the uneven share of removed labels per bucket: noncentrality about n/2 * 128 / 4000, so 80
+    # on 127 degrees of freedom at 5,000 rows, about 90% power; 320 at 20,000 rows.)
+    r, c = _profiles(_labels(rng, 20_000), _labels(rng, 20_000, k=800))
+    (res,) = compare(r, c)
+    assert res.drifted is True and res.p_value < 1e-12
+    # Half the labels removed. Decimal IDs are structured: CRC-32 alone, which is linear, gives
+    # nearly the same share of them to each of its low-bit buckets, and lost most of this.
+    r, c = _profiles(_labels(rng, 5000), _labels(rng, 5000, k=500))
+    (res,) = compare(r, c)
+    assert res.drifted is True and res.p_value < 1e-12
+
+
+def test_uncapped_current_past_the_cap_tests_hash_buckets() -> None:
+    # The reference fits the cap; the current window overflows it, so the labels it keeps are
+    # selected on its own counts: buckets again.
+    rng = _rng(72)
+    ref, cur = _labels(rng, 5000, k=150), _labels(rng, 5000, k=300)
+    r, c = _profiles(ref, cur)
+    assert OTHER not in r.columns["z"].counts and OTHER in c.columns["z"].counts
+    (res,) = compare(r, c)
+    table = np.array([_bucket_counts(ref["z"].to_numpy()), _bucket_counts(cur["z"].to_numpy())])
+    table = table[:, table.sum(axis=0) > 0]
+    assert res.statistic == pytest.approx(_chi2(table).statistic, rel=1e-12)
+    assert res.drifted is True
+
+
+# ----------------------------------------------------------------------------- few distinct values: value bins
+
+
+def test_moves_within_a_quantile_bin_are_seen_for_discrete_columns() -> None:
+    rng = _rng(73)
+    ref_values = rng.integers(0, 20, 5000)
+    r = build_profile(pd.DataFrame({"d": ref_values}))
+    # The issue's reproducer: each value moves to the top of its former quantile bin.
+    quantile_edges = np.unique(np.quantile(ref_values, np.linspace(0, 1, 11)))
+    x = rng.integers(0, 20, 5000)
+    idx = np.minimum(np.searchsorted(quantile_edges, x, "right"), quantile_edges.size - 1)
+    cur_values = np.minimum(np.ceil(quantile_edges[idx]) - 1, 19).astype(int)
+    cur_values = np.maximum(cur_values, x)
+    assert not np.array_equal(cur_values, x)
+    c = build_profile(pd.DataFrame({"d": cur_values}), reference=r)
+    (res,) = compare(r, c)
+    table = [np.bincount(ref_values, minlength=20), np.bincount(cur_values, minlength=20)]
+    keep = (table[0] + table[1]) > 0
+    expected_chi2 = _chi2([table[0][keep], table[1][keep]])
+    assert (res.kind, res.method) == ("numeric", "chi2")
+    assert res.statistic == pytest.approx(expected_chi2.statistic, rel=1e-12)
+    assert res.drifted is True and res.p_value < 1e-20
+    col = r.columns["d"]
+    # Every value has a bin [v, nextafter(v)), with the gaps between values as bins too.
+    values = np.arange(20.0)
+    expected = np.unique(np.concatenate([[-np.inf, np.inf], values, np.nextafter(values, np.inf)]))
+    assert np.array_equal(col.edges, expected)
+    assert col.hist[1::2].tolist() == np.bincount(ref_values, minlength=20).tolist()
+    assert col.hist[0::2].sum() == 0
+
+
+def test_discrete_value_bins_count_unseen_values_in_gaps() -> None:
+    r = build_profile(pd.DataFrame({"d": [1, 3, 3, 7] * 10}))
+    col = r.columns["d"]
+    n1, n3, n7 = (np.nextafter(v, np.inf) for v in (1.0, 3.0, 7.0))
+    assert col.edges.tolist() == [-np.inf, 1.0, n1, 3.0, n3, 7.0, n7, np.inf]
+    assert col.hist.tolist() == [0, 10, 0, 20, 0, 10, 0]
+    c = build_profile(pd.DataFrame({"d": [0, 1, 2, 3, 5, 7, 8, 2.5]}), reference=r)
+    assert c.columns["d"].hist.tolist() == [1, 1, 2, 1, 1, 1, 1]
+    # More distinct values than discrete_max_values: quantile bins as before.
+    q = build_profile(pd.DataFrame({"d": [1, 3, 3, 7] * 10}), discrete_max_values=2, n_bins=2).columns["d"]
+    assert q.edges.tolist() == [-np.inf, 3.0, np.inf]
+    with pytest.raises(ValueError, match="discrete_max_values"):
+        build_profile(pd.DataFrame({"d": [1]}), discrete_max_values=-1)
+
+
+# ----------------------------------------------------------------------------- boolean encodings
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        pd.Series(["True"] * 50 + ["False"] * 50),
+        pd.Series([1] * 50 + [0] * 50),
+        pd.Series([1.0] * 50 + [0.0] * 50),
+        pd.Series(["true"] * 20 + ["TRUE"] * 20 + [True] * 5 + ["1"] * 5 + ["false", "FALSE", "0", 0, False] * 10,
+                  dtype=object),
+    ],
+    ids=["strings", "ints", "floats", "mixed"],
+)
+def test_boolean_reference_reads_other_encodings_of_true_and_false(encoded: pd.Series) -> None:
+    ref = pd.DataFrame({"b": [True] * 70 + [False] * 30})
+    r, c = _profiles(ref, pd.DataFrame({"b": encoded}))
+    assert c.columns["b"].counts == {"false": 50, "true": 50}
+    (res,) = compare(r, c)
+    # The golden case of test_booleans_golden: 70% vs 50% true, n = 100 each.
+    assert res.statistic == pytest.approx(25 / 3, rel=1e-12)
+    assert res.js_distance < 0.2
+
+
+def test_boolean_mapping_only_for_a_true_false_reference() -> None:
+    r, c = _profiles(pd.DataFrame({"s": ["a", "b"] * 50}), pd.DataFrame({"s": ["a", "1", "True"] * 20}))
+    assert c.columns["s"].counts == {"1": 20, "True": 20, "a": 20}
+    # Other labels next to true/false stay what they are: a new category.
+    r, c = _profiles(pd.DataFrame({"b": [True, False] * 50}), pd.DataFrame({"b": ["yes", "True", 0] * 20}))
+    assert c.columns["b"].counts == {"false": 20, "true": 20, "yes": 20}
+
+
+# ----------------------------------------------------------------------------- infinities in categorical columns
+
+
+def test_infinite_floats_in_categorical_columns_count_as_missing() -> None:
+    values = pd.Series(["a", "b"] * 40 + [np.inf] * 5 + [-np.inf] * 5 + [None] * 5 + ["inf"] * 10, dtype=object)
+    ref = pd.DataFrame({"c": pd.Series(["a", "b"] * 45 + ["inf"] * 10, dtype=object)})
+    r, c = _profiles(ref, pd.DataFrame({"c": values}))
+    col = c.columns["c"]
+    # The string "inf" is a label; the floats +inf and -inf are not values.
+    assert (col.counts, col.count, col.missing) == ({"a": 40, "b": 40, "inf": 10}, 90, 15)
+    (res,) = compare(r, c)
+    assert res.missing_share == pytest.approx(15 / 105)
+    table = [[45, 45, 10], [40, 40, 10]]
+    assert res.statistic == pytest.approx(_chi2(table).statistic, rel=1e-12)
+    floats = build_profile(pd.DataFrame({"f": [1.0, np.inf, -np.inf, np.nan, 2.5]}), kinds={"f": "categorical"})
+    assert (floats.columns["f"].counts, floats.columns["f"].missing) == ({"1": 1, "2.5": 1}, 3)
+    cats = pd.Series(pd.Categorical([1.0, np.inf, 1.0, None]))
+    prof = build_profile(pd.DataFrame({"k": cats})).columns["k"]
+    assert (prof.counts, prof.missing) == ({"1": 2}, 2)

@@ -26,6 +26,8 @@ from detectors.profile import (
 from detectors.sketch import (
     bottom_k,
     kll_load,
+    label_buckets,
+    label_hashes,
     kll_rank_error,
     merge_moments,
     misra_gries,
@@ -44,6 +46,25 @@ def test_row_keys_are_splitmix64_outputs() -> None:
         0x6E789E6AA1B965F4,
         0x06C45D188009454F,
     ]
+
+
+def test_label_hashes_are_splitmix64_of_crc32() -> None:
+    # crc32(b"a") = 0xE8B7BE43 (the standard CRC-32 check value of "a"); the 64-bit hash is the
+    # (crc + 1)-th SplitMix64 output, computed here with Python integers.
+    mask = 2**64 - 1
+    z = ((0xE8B7BE43 + 1) * 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    z ^= z >> 31
+    assert z == 0xA7A8397841EC7C8F
+    assert label_hashes(["a", "é", ""]).tolist()[0] == z
+    buckets = label_buckets({"a": 3, "true": 2, "é": 4}, 128)
+    assert buckets.dtype == np.int64 and buckets.sum() == 9
+    assert {i: int(buckets[i]) for i in np.flatnonzero(buckets)} == {z % 128: 3, 0x6A9A513DF43B0981 % 128: 2,
+                                                                     0x26F24BDFEB09E6F7 % 128: 4}
+    assert label_buckets({}, 4).tolist() == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="n_buckets"):
+        label_buckets({"a": 1}, 0)
 
 
 def test_row_keys_int64_read_as_uint64_and_distinct() -> None:
@@ -268,6 +289,9 @@ def test_merge_undercounts_a_label_one_part_folded() -> None:
     assert whole.columns["c"].counts == {"c": 10, "a": 5, OTHER: 5}  # type: ignore[union-attr]
     assert merged.counts == {"c": 9, "a": 5, OTHER: 6}  # type: ignore[union-attr]
     assert merged.count == whole.columns["c"].count == 20  # the total stays exact
+    # The hash buckets, which the drift test reads for capped tables, merge exactly.
+    assert np.array_equal(merged.buckets, whole.columns["c"].buckets)  # type: ignore[union-attr]
+    assert np.array_equal(merged.buckets, label_buckets({"a": 5, "b": 4, "c": 10, "d": 1}, 128))
 
 
 def test_merge_errors_and_one_sided_columns() -> None:
@@ -313,7 +337,7 @@ def test_round_trip_is_exact_including_sketch_bytes_and_keys() -> None:
     )
     prof = build_profile(frame, sample_size=300, max_categories=5)
     d = prof.to_dict()
-    assert d["format"] == PROFILE_FORMAT == "inferwatch.profile/2"
+    assert d["format"] == PROFILE_FORMAT == "inferwatch.profile/3"
     back = Profile.from_dict(json.loads(json.dumps(d, allow_nan=False)))
     assert back == prof
     for name in ("x", "e"):
@@ -327,6 +351,8 @@ def test_round_trip_is_exact_including_sketch_bytes_and_keys() -> None:
 def test_from_dict_rejects_format_1_and_bad_fields() -> None:
     with pytest.raises(ValueError, match="rebuild"):
         Profile.from_dict({"format": "inferwatch.profile/1", "n_rows": 0, "columns": {}})
+    with pytest.raises(ValueError, match="rebuild"):  # format 2 had no category buckets
+        Profile.from_dict({"format": "inferwatch.profile/2", "n_rows": 0, "columns": {}})
     d = build_profile(pd.DataFrame({"x": [1.0, 2.0]})).to_dict()
     d["columns"]["x"]["kll"] = "not base64!"
     with pytest.raises(ValueError, match="base64"):
@@ -406,6 +432,30 @@ def test_chunked_categories_beyond_the_misra_gries_capacity() -> None:
     whole = build_profile(frame, max_categories=4).columns["c"]
     assert chunked == whole
     assert whole.counts == {OTHER: 4000, "h1": 3000, "h2": 2000, "h3": 1000}  # type: ignore[union-attr]
+
+
+def test_chunked_builder_value_bins_buckets_and_boolean_reference() -> None:
+    rng = np.random.default_rng(12)
+    frame = pd.DataFrame({"d": rng.integers(0, 12, 3000), "z": rng.integers(0, 2000, 3000).astype(str)})
+    chunked = build_profile_chunks(_chunks(frame, 700), sample_size=5000, max_categories=50, category_capacity=60)
+    whole = build_profile(frame, sample_size=5000, max_categories=50)
+    _assert_same_summary(Profile(3000, {"d": chunked.columns["d"]}), Profile(3000, {"d": whole.columns["d"]}), frame)
+    assert chunked.columns["d"].edges.size == 2 * 12 + 2  # type: ignore[union-attr]
+    # The named labels past the Misra–Gries capacity may differ (documented); the buckets are exact.
+    z_chunked, z_whole = chunked.columns["z"], whole.columns["z"]
+    assert isinstance(z_chunked, CategoricalProfile) and isinstance(z_whole, CategoricalProfile)
+    assert np.array_equal(z_chunked.buckets, z_whole.buckets) and z_chunked.count == 3000
+    assert np.array_equal(z_whole.buckets, label_buckets(frame["z"].value_counts().to_dict(), 128))
+    # A partial sample still gives value bins; its values outside them are counted in the gaps.
+    partial = build_profile_chunks(_chunks(frame, 700), sample_size=100).columns["d"]
+    assert isinstance(partial, NumericProfile)
+    assert np.array_equal(partial.edges, whole.columns["d"].edges)  # type: ignore[union-attr]
+    assert np.array_equal(partial.hist, whole.columns["d"].hist)  # type: ignore[union-attr]
+    ref = build_profile(pd.DataFrame({"b": [True, False] * 10}))
+    flags = pd.DataFrame({"b": ["True", "False", "true", "0", 1] * 20})
+    chunked_flags = build_profile_chunks(_chunks(flags, 30), reference=ref).columns["b"]
+    assert chunked_flags == build_profile(flags, reference=ref).columns["b"]
+    assert chunked_flags.counts == {"true": 60, "false": 40}  # type: ignore[union-attr]
 
 
 def test_chunked_builder_errors_and_absent_columns() -> None:
