@@ -389,11 +389,6 @@ class CategoricalProfile:
         if (np.any(named > self.buckets)) if capped else (not np.array_equal(named, self.buckets)):
             raise ValueError("bucket counts disagree with the category counts")
 
-    @property
-    def capped(self) -> bool:
-        """True when labels were folded into ``"__other__"``."""
-        return OTHER in self.counts
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CategoricalProfile):
             return NotImplemented

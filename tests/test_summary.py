@@ -333,10 +333,13 @@ def test_round_trip_is_exact_including_sketch_bytes_and_keys() -> None:
             "e": np.full(1000, np.nan),
             "c": rng.choice(["a", "b", "c"], size=1000),
             "b": rng.random(1000) < 0.5,
+            "h": rng.integers(0, 40, 1000).astype(str),  # capped at 5: the buckets must round-trip
         }
     )
     prof = build_profile(frame, sample_size=300, max_categories=5)
     d = prof.to_dict()
+    assert OTHER in d["columns"]["h"]["counts"] and len(d["columns"]["h"]["buckets"]) == 128
+    assert sum(d["columns"]["h"]["buckets"]) == 1000
     assert d["format"] == PROFILE_FORMAT == "inferwatch.profile/3"
     back = Profile.from_dict(json.loads(json.dumps(d, allow_nan=False)))
     assert back == prof
