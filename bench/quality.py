@@ -18,15 +18,12 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from unittest import mock
 
 import numpy as np
 import pandas as pd
 
-from detectors import drift
 from detectors.drift import DriftConfig, compare, dataset_drift
 from detectors.evidently_rule import evidently_dataset_drift
 from detectors.profile import Profile, build_profile
@@ -78,34 +75,6 @@ QUICK = QualityConfig(reference=20_000, stationary=100, real_windows=50, trials=
 
 
 # --------------------------------------------------------------------------- evaluation
-
-
-def _none(*_args: object, **_kwargs: object) -> None:
-    return None
-
-
-def _none_pair(*_args: object, **_kwargs: object) -> tuple[None, None]:
-    return None, None
-
-
-@contextmanager
-def decision_only() -> Iterator[None]:
-    """Inside this block, :func:`compare` skips its two Wasserstein-1 effect sizes.
-
-    They are reported but not read by the default p-value decision, and they dominate the
-    cost of ``compare`` (scipy's ``wasserstein_distance`` sorts the 50,000-value reference
-    sample again for every numeric column of every window), so the quality run would take about ten
-    times longer with them. ``tests/test_bench.py`` checks that every decision and p-value is
-    the same with and without this block.
-    """
-    with ExitStack() as stack:
-        # Whichever of these names detectors.drift computes the distances with.
-        if hasattr(drift, "wasserstein_pair"):
-            stack.enter_context(mock.patch.object(drift, "wasserstein_pair", _none_pair))
-        for name in ("wasserstein", "wasserstein_normalised"):
-            if hasattr(drift, name):
-                stack.enter_context(mock.patch.object(drift, name, _none))
-        yield
 
 
 def ours_drifted(reference_profile: Profile, frame: pd.DataFrame, cfg: DriftConfig = DriftConfig()) -> bool:
@@ -195,7 +164,7 @@ def _trial(task: tuple[int, int]) -> tuple[float, float, float]:
 def _run(fn: Callable, tasks: Sequence, workers: int) -> list:
     if workers <= 1:
         return [fn(t) for t in tasks]
-    # fork: the workers inherit the references built by _setup and the decision_only patch.
+    # fork: the workers inherit the references built by _setup.
     with mp.get_context("fork").Pool(workers) as pool:
         return pool.map(fn, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
 
@@ -222,17 +191,16 @@ class QualityResult:
 
 def run_quality(cfg: QualityConfig = QualityConfig(), real: bool = True) -> QualityResult:
     """Run the stationary and drift scenarios (see the module docstring)."""
-    with decision_only():
-        _setup(cfg, real)
-        tasks = [("synthetic", i) for i in range(cfg.stationary)]
-        if real:
-            tasks += [("real", i) for i in range(cfg.real_windows)]
-        verdicts = np.array(_run(_stationary, tasks, cfg.workers), dtype=bool).reshape(-1, 3)
-        stationary = {"synthetic": verdicts[: cfg.stationary]}
-        if real:
-            stationary["real"] = verdicts[cfg.stationary:]
-        trials = [(s, t) for s in range(len(SCENARIOS)) for t in range(cfg.trials)]
-        delays = np.array(_run(_trial, trials, cfg.workers), dtype=float).reshape(len(SCENARIOS), cfg.trials, 3)
+    _setup(cfg, real)
+    tasks = [("synthetic", i) for i in range(cfg.stationary)]
+    if real:
+        tasks += [("real", i) for i in range(cfg.real_windows)]
+    verdicts = np.array(_run(_stationary, tasks, cfg.workers), dtype=bool).reshape(-1, 3)
+    stationary = {"synthetic": verdicts[: cfg.stationary]}
+    if real:
+        stationary["real"] = verdicts[cfg.stationary:]
+    trials = [(s, t) for s in range(len(SCENARIOS)) for t in range(cfg.trials)]
+    delays = np.array(_run(_trial, trials, cfg.workers), dtype=float).reshape(len(SCENARIOS), cfg.trials, 3)
     return QualityResult(cfg, stationary, list(delays))
 
 

@@ -115,7 +115,7 @@ def neg_log10_p(p: float, log_p: float | None = None) -> float | None:
     function) is used if it is finite. Otherwise None.
     """
     if p >= _TINY:
-        return max(-math.log10(p), 0.0)
+        return max(-math.log10(p), 0.0) + 0.0  # + 0.0 turns -0.0 (p = 1) into 0.0
     if log_p is not None and math.isfinite(log_p):
         return -log_p / _LN10
     return None

@@ -307,8 +307,21 @@ def wasserstein_pair(
     u = finite_sample(ref_sample, "ref_sample")
     v = finite_sample(cur_sample, "cur_sample")
     w, scale = _w1_scaled(u, v)
-    # divide in scaled units so a huge W1 over a huge std stays finite
-    return w * scale, w / (max(ref_std or 0.0, std_floor) / scale)
+    # dividing in scaled units keeps a huge W1 over a huge std finite
+    return w * scale, w / (wasserstein_divisor(ref_std, std_floor) / scale)
+
+
+def wasserstein_divisor(ref_std: float | None, std_floor: float = STD_FLOOR) -> float:
+    """The divisor of :func:`wasserstein_normalised`: ``ref_std``, or ``std_floor`` when that is 0 or None.
+
+    The floor stands in only for a zero spread (a constant reference column), so a column in
+    tiny units (std 1e-300) is still divided by its own spread.
+
+    Raises:
+        ValueError: ``ref_std`` negative or NaN, ``std_floor`` not > 0.
+    """
+    _check_std(ref_std, std_floor)
+    return ref_std if ref_std else std_floor
 
 
 def _check_std(ref_std: float | None, std_floor: float) -> None:
@@ -356,12 +369,14 @@ def wasserstein_normalised(
     ``W1 = integral |F_ref(x) - F_cur(x)| dx`` over the two empirical CDFs
     (Kantorovich 1942; Vaserstein 1969), computed by
     ``scipy.stats.wasserstein_distance``, then divided by
-    ``max(ref_std, std_floor)``. Dividing by the reference spread makes the
+    ``ref_std`` (``std_floor`` when that is 0 or None). Dividing by the reference spread makes the
     number comparable across columns: 0.1 means "the mass moved one tenth of
     a reference standard deviation on average".
 
     A constant reference column has ``std == 0``; the floor (default 1e-12,
-    absolute, in the column's units) keeps the result finite. Then an
+    absolute, in the column's units) replaces it then — and only then, so a
+    column measured in tiny units (std 1e-300) is still divided by its own
+    spread — and keeps the result finite. Then an
     unchanged current window gives 0 and any departure from the constant
     gives a very large but finite value (``W1 / 1e-12``), which is the honest
     reading: the column moved by infinitely many reference deviations. A

@@ -53,6 +53,7 @@ from .distance import (
     js_distance,
     psi,
     total_variation_distance,
+    wasserstein_divisor,
     wasserstein_pair,
 )
 from .evidently_rule import evidently_column_drift
@@ -60,6 +61,7 @@ from .multiple_testing import adjust_p_values
 from .profile import OTHER, CategoricalProfile, ColumnKind, ColumnProfile, NumericProfile, Profile, kind_of
 from .two_sample import (
     anderson_darling_test,
+    ks_and_wasserstein_sorted,
     cramer_von_mises_test,
     epps_singleton_test,
     ks_test,
@@ -198,6 +200,13 @@ class DriftConfig:
         check(self.min_count >= 1, f"min_count must be >= 1, got {self.min_count}")
         check(0.0 < self.psi_eps < 1.0, f"psi_eps must be in (0, 1), got {self.psi_eps}")
         check(self.std_floor > 0, f"std_floor must be > 0, got {self.std_floor}")
+        # anderson_darling's p-value is floored at 0.001 (scipy's table): below that level it
+        # could never flag anything
+        uses_ad = "anderson_darling" in (self.numeric_test, *self.column_tests.values())
+        check(not (uses_ad and self.mode == "recommended" and self.decision in ("p_value", "both")
+                   and (self.correction != "none" or self.alpha <= 0.001)),
+              "anderson_darling reports p-values no smaller than 0.001, so a p-value decision with it needs "
+              "correction='none' and alpha > 0.001 (or decision='effect_size')")
 
 
 @dataclass(frozen=True)
@@ -231,7 +240,7 @@ class ColumnDrift:
         hellinger: Hellinger distance in ``[0, 1]``.
         total_variation: total variation distance in ``[0, 1]``.
         wasserstein: Wasserstein-1 distance of the samples, in the column's units (numeric).
-        wasserstein_normalised: the same divided by ``max(reference std, std_floor)`` (numeric).
+        wasserstein_normalised: the same divided by the reference std (``std_floor`` when it is 0) (numeric).
         n_reference: usable values in the reference window.
         n_current: usable values in the current window (0 if the column is absent).
         missing_share: share of the current window's rows without a usable value (missing,
@@ -276,7 +285,13 @@ class ColumnDrift:
         return bool(self.drifted) or bool(self.missing_drifted)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the fields as a JSON-safe dict (str, int, float, bool, None)."""
+        """Return the fields as a dict of str, int, float, bool and None.
+
+        Floats are never NaN, but a statistic can be ±inf where the test defines it so (Welch's
+        t and Epps–Singleton between two different constants, Fisher's odds ratio with an
+        empty cell) and ``neg_log10_p`` can be inf; ``json.dumps`` writes those as
+        ``Infinity``, PostgreSQL and Prometheus store them as infinities.
+        """
         return asdict(self)
 
 
@@ -459,6 +474,7 @@ def _column(reference: ColumnProfile, current: ColumnProfile | None, n_rows_curr
                         None, missing_p)
 
     distances: dict[str, float | None] = {"wasserstein": None, "wasserstein_normalised": None}
+    ks_result: TestResult | None = None
     if isinstance(reference, NumericProfile):
         assert isinstance(current, NumericProfile)
         if not np.array_equal(reference.edges, current.edges):
@@ -467,8 +483,16 @@ def _column(reference: ColumnProfile, current: ColumnProfile | None, n_rows_curr
                 "build the current profile with build_profile(..., reference=reference_profile)"
             )
         ref_hist, cur_hist = reference.hist, current.hist
-        distances["wasserstein"], distances["wasserstein_normalised"] = wasserstein_pair(
-            reference.sample, current.sample, reference.std, cfg.std_floor)
+        ref_sorted, cur_sorted = _sorted_sample(reference), np.sort(current.sample)
+        if method == "ks" and cfg.mode == "recommended" and max(abs(ref_sorted[[0, -1]]).max(),
+                                                                 abs(cur_sorted[[0, -1]]).max()) <= 2.0**500:
+            # KS and W1 share one pass over the merged sorted samples (identical to the separate calls)
+            ks_result, raw = ks_and_wasserstein_sorted(ref_sorted, cur_sorted)
+            distances["wasserstein"] = raw
+            distances["wasserstein_normalised"] = raw / wasserstein_divisor(reference.std, cfg.std_floor)
+        else:
+            distances["wasserstein"], distances["wasserstein_normalised"] = wasserstein_pair(
+                ref_sorted, cur_sorted, reference.std, cfg.std_floor)
         distances.update(psi=psi(ref_hist, cur_hist, cfg.psi_eps), js_distance=js_distance(ref_hist, cur_hist),
                          hellinger=hellinger_distance(ref_hist, cur_hist),
                          total_variation=total_variation_distance(ref_hist, cur_hist))
@@ -493,7 +517,7 @@ def _column(reference: ColumnProfile, current: ColumnProfile | None, n_rows_curr
         return _Pending(base, None, missing_p)
 
     try:
-        test = _run_test(method, reference, current)
+        test = ks_result or _run_test(method, reference, current)
     except StatisticUndefined:
         return _Pending(_insufficient(column, kind, method, n_ref, n_cur, missing_share, ref_missing_share),
                         None, missing_p)
@@ -505,6 +529,16 @@ def _column(reference: ColumnProfile, current: ColumnProfile | None, n_rows_curr
     else:
         base["threshold"] = cfg.alpha if cfg.decision == "p_value" else threshold
     return _Pending(base, test.p_value, missing_p)
+
+
+def _sorted_sample(profile: NumericProfile) -> np.ndarray:
+    """The profile's sample in ascending order, sorted once per profile object: a reference
+    profile serves every window, so its sort is cached on it (the sample is never mutated)."""
+    cached = profile.__dict__.get("_sorted_sample")
+    if cached is None or cached.size != profile.sample.size:
+        cached = np.sort(profile.sample)
+        profile.__dict__["_sorted_sample"] = cached
+    return cached
 
 
 def _values(profile: ColumnProfile) -> pd.Series:

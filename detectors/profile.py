@@ -43,6 +43,7 @@ from .sketch import (
     moment_scale,
     moments,
     row_keys,
+    sample_candidates,
 )
 
 ColumnKind = Literal["numeric", "categorical"]
@@ -124,9 +125,10 @@ class NumericProfile:
             ``moment_scale``: ``sum((x - mean)**2) == m2 * moment_scale**2``;
             0.0 when ``count == 0``. Merged with Chan et al. (1979), see
             :func:`detectors.sketch.merge_moments`.
-        moment_scale: a power of two, 1.0 unless some ``|x| > 2**500`` (then
-            the moments are kept in scaled units so the squares cannot
-            overflow; see :func:`detectors.sketch.moment_scale`).
+        moment_scale: a power of two, 1.0 unless the largest ``|x|`` is above
+            ``2**500`` or below ``2**-500`` (then the moments are kept in scaled
+            units so the squares neither overflow nor underflow; see
+            :func:`detectors.sketch.moment_scale`).
         edges: float64 array, shape ``(k + 1,)`` for ``k >= 1`` bins, strictly
             increasing, ``edges[0] == -inf`` and ``edges[-1] == +inf`` so every
             finite value falls in some bin. Bin ``i`` is the half-open
@@ -654,6 +656,7 @@ def build_profile(
     _check_params(n_bins, sample_size, max_categories, kll_k, discrete_max_values)
     resolved = _resolve_kinds(frame, kinds, reference)
     keys = _frame_keys(len(frame), row_ids, row_offset, seed)
+    candidates = sample_candidates(keys, sample_size)
     ref_columns = reference.columns if reference is not None else {}
     columns: dict[str, ColumnProfile] = {}
     for i, (name, kind) in enumerate(resolved.items()):
@@ -665,7 +668,7 @@ def build_profile(
                 edges = ref_col.edges
             else:
                 edges = _reference_edges(arr[np.isfinite(arr)], n_bins, discrete_max_values)
-            columns[name] = _numeric_profile(arr, nan, keys, edges, sample_size, kll_k)
+            columns[name] = _numeric_profile(arr, nan, keys, edges, sample_size, kll_k, candidates)
         else:
             keep, fixed = _reference_labels(ref_col)
             missing, counts = _label_counts(values, ref_col)
@@ -779,10 +782,9 @@ def _reference_edges(x: np.ndarray, n_bins: int, discrete_max_values: int) -> np
     return np.unique(np.concatenate([[-np.inf], values, np.nextafter(values, np.inf), [np.inf]]))
 
 
-def _histogram(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    # side="right": bin i holds edges[i] <= x < edges[i+1].
-    idx = np.searchsorted(edges, x, side="right") - 1
-    return np.bincount(idx, minlength=edges.size - 1).astype(np.int64)
+def _histogram(x_sorted: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    # bin i holds edges[i] <= x < edges[i+1]: the values below edges[i+1] minus those below edges[i]
+    return np.diff(np.searchsorted(x_sorted, edges, side="left")).astype(np.int64)
 
 
 def _numeric_profile(
@@ -792,14 +794,22 @@ def _numeric_profile(
     edges: np.ndarray,
     sample_size: int,
     kll_k: int,
+    candidates: np.ndarray | None = None,
 ) -> NumericProfile:
     finite = np.isfinite(arr)
-    x = arr[finite]
+    all_finite = bool(finite.all())
+    x = arr if all_finite else arr[finite]
     count = int(x.size)
     edges = np.asarray(edges, dtype=np.float64)
-    sample_keys, sample = bottom_k(keys[finite], x, sample_size)
+    if all_finite and candidates is not None:
+        # the frame's bottom-k rows in key order, found once per frame (see sample_candidates)
+        sample_keys, sample = keys[candidates], x[candidates]
+    else:
+        sample_keys, sample = bottom_k(keys[finite], x, sample_size)
+    # one sort serves the histogram, min/max and the sketch (datasketches compacts sorted input faster)
+    x_sorted = np.sort(x)
     if count:
-        lo, hi = float(np.min(x)), float(np.max(x))
+        lo, hi = float(x_sorted[0]), float(x_sorted[-1])
         scale = moment_scale(lo, hi)
         mean, m2 = moments(x, scale)
     else:
@@ -817,11 +827,11 @@ def _numeric_profile(
         m2=m2,
         moment_scale=scale,
         edges=edges,
-        hist=_histogram(x, edges),
+        hist=_histogram(x_sorted, edges),
         sample_size=sample_size,
         sample=sample,
         sample_keys=sample_keys,
-        kll=kll_sketch(x, kll_k),
+        kll=kll_sketch(x_sorted, kll_k),
     )
 
 
@@ -1198,7 +1208,7 @@ def build_profile_chunks(
         edges[name] = _reference_edges(prof.sample, n_bins, discrete_max_values)
         if prof.count == prof.sample.size:
             # The sample holds every finite value: bin it, no second pass needed.
-            numeric[name] = dataclasses.replace(prof, edges=edges[name], hist=_histogram(prof.sample, edges[name]))
+            numeric[name] = dataclasses.replace(prof, edges=edges[name], hist=_histogram(np.sort(prof.sample), edges[name]))
         else:
             pass2_numeric.append(name)
 
@@ -1213,7 +1223,7 @@ def build_profile_chunks(
             for i, name in enumerate(str(c) for c in frame.columns):
                 if name in hists:
                     arr, _ = _to_float64(frame.iloc[:, i], name)
-                    hists[name] += _histogram(arr[np.isfinite(arr)], edges[name])
+                    hists[name] += _histogram(np.sort(arr[np.isfinite(arr)]), edges[name])
                 elif name in candidates:
                     _, counts = _label_counts(frame.iloc[:, i], ref_columns.get(name))
                     exact_counts[name].update({k: n for k, n in counts.items() if k in candidates[name]})

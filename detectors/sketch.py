@@ -79,6 +79,28 @@ def row_keys(row_ids: ArrayLike, seed: int = 0) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+def sample_candidates(keys: np.ndarray, k: int) -> np.ndarray | None:
+    """The rows of a frame's bottom-k sample in key order, or None when keys repeat.
+
+    With distinct keys, :func:`bottom_k` of any column without missing or infinite values is
+    that column's values at these rows, so a frame orders its keys once instead of once per
+    column. Repeated keys (repeated row ids) need the per-column tie-break by value: None.
+
+    Args:
+        keys: uint64 array, shape ``(n,)``.
+        k: sample size, >= 1.
+
+    Returns:
+        int64 indices, shape ``(min(n, k),)``, ascending by key; or None.
+    """
+    idx = np.argpartition(keys, k - 1)[:k] if keys.size > k else np.arange(keys.size)
+    idx = idx[np.argsort(keys[idx], kind="stable")]
+    chosen = keys[idx]
+    if np.any(chosen[1:] == chosen[:-1]) or (keys.size > k and np.count_nonzero(keys == chosen[-1]) > 1):
+        return None
+    return idx
+
+
 def bottom_k(keys: np.ndarray, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` rows with the smallest keys, ordered by (key, value).
 
@@ -112,14 +134,16 @@ def bottom_k(keys: np.ndarray, values: np.ndarray, k: int) -> tuple[np.ndarray, 
 def moment_scale(lo: float, hi: float) -> float:
     """Power of two that moments of values in ``[lo, hi]`` are computed in units of.
 
-    1.0 unless ``max(|lo|, |hi|) > 2**500``; then the power of two just above
-    that magnitude (at most ``2**1023``, the largest a double holds), so scaled
-    values stay below 2 in magnitude and their squared deviations below 16:
-    they never overflow. Scaling by a power of two is exact in binary floating
-    point, so results are as accurate as unscaled ones.
+    1.0 unless ``m = max(|lo|, |hi|)`` is above ``2**500`` or below ``2**-500``
+    (and not 0); then the power of two just above ``m`` (at most ``2**1023``,
+    the largest a double holds), so scaled values lie in ``[0.5, 2)`` in
+    magnitude at the extreme: their squared deviations neither overflow (huge
+    values) nor underflow to 0 (values like 1e-300, whose squares would).
+    Scaling by a power of two is exact in binary floating point, so results are
+    as accurate as unscaled ones.
     """
     m = max(abs(lo), abs(hi))
-    if m <= _SCALE_ABOVE:
+    if m == 0.0 or 1.0 / _SCALE_ABOVE <= m <= _SCALE_ABOVE:
         return 1.0
     return math.ldexp(1.0, min(math.frexp(m)[1], 1023))
 
@@ -153,11 +177,18 @@ def merge_moments(
     """
     na, ma, m2a, sa = a
     nb, mb, m2b, sb = b
+    # an empty side has no values, so its scale (1.0) says nothing: keep the other side's
     if nb == 0:
-        return na, ma, m2a * (sa / max(sa, sb)) ** 2, max(sa, sb)
+        return na, ma, m2a, sa
     if na == 0:
-        return nb, mb, m2b * (sb / max(sa, sb)) ** 2, max(sa, sb)
+        return nb, mb, m2b, sb
     assert ma is not None and mb is not None
+    # a side whose values are all 0 has moments 0 in any units: its scale (1.0) must not
+    # decide the union's, which comes from the other side's magnitude
+    if ma == 0.0 and m2a == 0.0:
+        sa = sb
+    if mb == 0.0 and m2b == 0.0:
+        sb = sa
     s = max(sa, sb)
     n = na + nb
     delta = mb / s - ma / s

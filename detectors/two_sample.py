@@ -31,6 +31,7 @@ from scipy.stats import (
     cramervonmises_2samp,
     epps_singleton_2samp,
     ks_2samp,
+    kstwo,
     mannwhitneyu,
     norm,
     ttest_ind,
@@ -60,6 +61,7 @@ __all__ = [
     "contingency_table",
     "cramer_von_mises_test",
     "epps_singleton_test",
+    "ks_and_wasserstein_sorted",
     "ks_test",
     "mann_whitney_u_test",
     "welch_t_test",
@@ -113,6 +115,62 @@ def ks_test(ref_sample: ArrayLike, cur_sample: ArrayLike) -> TestResult:
     d, p = float(res.statistic), float(res.pvalue)
     n_e = u.size * v.size / (u.size + v.size)
     return TestResult(d, p, "ks", neg_log10_p=neg_log10_p(p, math.log(2.0) - 2.0 * n_e * d * d))
+
+
+#: Above this sample size scipy's ks_2samp uses the asymptotic p-value (its ``MAX_AUTO_N``).
+KS_EXACT_MAX_N = 10_000
+# Values beyond this magnitude go through the rescaling path of distance.wasserstein.
+_LARGE = 2.0**500
+
+
+def ks_and_wasserstein_sorted(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple[TestResult, float]:
+    """Kolmogorov–Smirnov test and Wasserstein-1 distance of two ascending samples in one pass.
+
+    Both statistics are functionals of the same two empirical CDFs: over the merged values
+    ``z``, ``D = max |F_ref(z) - F_cur(z)|`` and ``W1 = sum |F_ref(z_i) - F_cur(z_i)| (z_(i+1) - z_i)``.
+    Sorting dominates their cost, so this merges the two sorted samples once (linear time for
+    two sorted runs) and evaluates both CDFs there; a reference sample sorted once serves every
+    window. The arithmetic mirrors ``scipy.stats.ks_2samp`` (asymptotic p-value
+    ``kstwo.sf(D, round(n m / (n + m)))`` for samples above ``KS_EXACT_MAX_N``) and
+    ``scipy.stats.wasserstein_distance`` step for step, so the numbers are identical (tests
+    assert equality); smaller samples, where scipy computes the exact p-value, and values
+    beyond ``2**500`` in magnitude go through :func:`ks_test` and
+    :func:`detectors.distance.wasserstein` directly.
+
+    Args:
+        ref_sorted: reference values, shape ``(n,)``, n >= 1, finite, ascending.
+        cur_sorted: current values, shape ``(m,)``, m >= 1, finite, ascending.
+
+    Returns:
+        ``(ks_test(ref, cur), wasserstein(ref, cur))``.
+
+    Raises:
+        ValueError: not 1-D or non-finite values (ordering is the caller's promise and is
+            not checked).
+        StatisticUndefined: an empty sample.
+    """
+    from .distance import wasserstein
+
+    u, v = _samples(ref_sorted, cur_sorted)
+    n1, n2 = u.size, v.size
+    if max(n1, n2) <= KS_EXACT_MAX_N or max(abs(u[0]), abs(u[-1]), abs(v[0]), abs(v[-1])) > _LARGE:
+        return ks_test(u, v), wasserstein(u, v)
+    merged = np.concatenate((u, v))
+    merged.sort(kind="mergesort")
+    cdf_u = u.searchsorted(merged, "right") / n1
+    cdf_v = v.searchsorted(merged, "right") / n2
+    diffs = cdf_u - cdf_v
+    # as ks_2samp: the larger of the two one-sided deviations, minus side clipped at 0
+    min_s = float(np.clip(-diffs[np.argmin(diffs)], 0, 1))
+    max_s = float(diffs[np.argmax(diffs)])
+    d = min_s if min_s > max_s else max_s
+    m, n = sorted([float(n1), float(n2)], reverse=True)
+    p = float(np.clip(kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
+    n_e = n1 * n2 / (n1 + n2)
+    test = TestResult(d, p, "ks", neg_log10_p=neg_log10_p(p, math.log(2.0) - 2.0 * n_e * d * d))
+    # as wasserstein_distance: |F_u - F_v| at every merged value but the last, times the gaps
+    w1 = float(np.vecdot(np.abs(diffs[:-1]), np.diff(merged)))
+    return test, w1
 
 
 def anderson_darling_test(

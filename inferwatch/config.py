@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -95,7 +95,7 @@ class DriftSettings(_Section):
                                                   "welch_t or epps_singleton")
     categorical_test: str = Field("auto", description="auto (chi2 / Fisher / merged rare categories), chi2, g_test")
     decision: Literal["p_value", "effect_size", "both", "calibrated"] = Field(
-        "p_value", description="what makes a column drifted")
+        "p_value", validate_default=True, description="what makes a column drifted")
     numeric_effect_threshold: float = Field(0.1, gt=0, description="Wasserstein-1 in reference std units")
     categorical_effect_threshold: float = Field(0.1, gt=0, le=1, description="Jensen-Shannon distance (base 2)")
     false_alarm_rate: float = Field(0.001, gt=0, lt=1, description="per-window rate of the calibrated decision")
@@ -118,6 +118,17 @@ class DriftSettings(_Section):
             raise ValueError(f"must be 'auto' or one of {sorted(known)}")
         return v
 
+    @field_validator("decision")
+    @classmethod
+    def _decidable(cls, v: str, info) -> str:
+        # anderson_darling's p-value is floored at 0.001 (scipy's table): it could never pass a
+        # stricter level, which would silently hide every drift
+        if v in ("p_value", "both") and info.data.get("numeric_test") == "anderson_darling" and (
+                info.data.get("correction") != "none" or info.data.get("alpha", 1.0) <= 0.001):
+            raise ValueError("numeric_test anderson_darling reports p-values no smaller than 0.001, so a p-value "
+                             "decision needs correction: none and alpha > 0.001 (or decision: effect_size)")
+        return v
+
 
 class AlertConfig(_Section):
     """The dataset-drift webhook."""
@@ -132,16 +143,24 @@ class AlertConfig(_Section):
     k_of_n: tuple[int, int] = Field((1, 1), description="fire while k of the last n windows with a verdict "
                                                          "drifted (without fire_share)")
 
-    @model_validator(mode="after")
-    def _hysteresis(self) -> AlertConfig:
-        k, n = self.k_of_n
-        if not 1 <= k <= n:
-            raise ValueError(f"k_of_n needs 1 <= k <= n, got {list(self.k_of_n)}")
-        if self.resolve_share is not None and self.fire_share is None:
+    @field_validator("resolve_share")
+    @classmethod
+    def _hysteresis(cls, v: float | None, info) -> float | None:
+        fire = info.data.get("fire_share")
+        if v is not None and fire is None:
             raise ValueError("resolve_share needs fire_share")
-        if self.resolve_share is not None and self.resolve_share > self.fire_share:
+        if v is not None and v > fire:
             raise ValueError("resolve_share must not exceed fire_share")
-        return self
+        return v
+
+    @field_validator("k_of_n")
+    @classmethod
+    def _k_of_n(cls, v: tuple[int, int]) -> tuple[int, int]:
+        k, n = v
+        if not 1 <= k <= n:
+            raise ValueError(f"needs 1 <= k <= n, got {list(v)}")
+        return v
+
     timeout_seconds: float = Field(5.0, gt=0)
     external_url: str = "http://127.0.0.1:9108"
 

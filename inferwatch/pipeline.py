@@ -235,7 +235,9 @@ class Pipeline:
             features = compare(ref, profile, self.drift_cfg, names["feature"])
             col_results = features + compare(ref, profile, self.drift_cfg, names["prediction"])
             drift = self.settings.drift
-            ds = dataset_drift(features, drift.share_threshold, drift.min_drifted_columns)
+            # Evidently's dataset rule is half of the columns unless a share is configured
+            share_rule = drift.share_threshold if drift.share_threshold or drift.mode != "evidently" else 0.5
+            ds = dataset_drift(features, share_rule, drift.min_drifted_columns)
             share, n_columns, n_drifted, dataset_drifted = ds.share, ds.n_columns, ds.n_drifted, ds.drifted
             status = "ok" if ds.share is not None else "insufficient_data"
             drifted_cols = tuple(sorted(column_role(r.column)[1] for r in features if r.any_drift))

@@ -255,7 +255,9 @@ def test_tiny_windows_with_min_count_one_never_crash_nor_nan(test_name: str, n: 
     cases = [(rng.normal(size=n), rng.normal(size=n)), (np.ones(n), np.ones(n)), (np.ones(n), np.full(n, 2.0))]
     for ref, cur in cases:
         r, c = _profiles(pd.DataFrame({"x": ref}), pd.DataFrame({"x": cur}))
-        results = compare(r, c, DriftConfig(numeric_test=test_name, min_count=1))
+        # anderson_darling's p-value is floored at 0.001, so it needs an uncorrected level above that
+        level = {"correction": "none", "alpha": 0.01} if test_name == "anderson_darling" else {}
+        results = compare(r, c, DriftConfig(numeric_test=test_name, min_count=1, **level))
         # A test undefined for so few values (Epps–Singleton below 5, ...) says so instead of failing.
         assert results[0].status in ("ok", "insufficient_data")
         _assert_no_nan(results)
@@ -709,6 +711,28 @@ def test_values_near_the_float64_limit_give_finite_scores():
     assert moved.wasserstein == pytest.approx(4.1 / 3 * 1e308, rel=1e-12)
     assert moved.wasserstein_normalised == pytest.approx(moved.wasserstein / ref.columns["x"].std, rel=1e-12)
     assert moved.drifted is True
+
+
+def test_anderson_darling_with_an_unreachable_level_is_refused():
+    with pytest.raises(ValueError, match="anderson_darling"):
+        DriftConfig(numeric_test="anderson_darling")  # Bonferroni at 0.001: p >= 0.001 could never pass
+    with pytest.raises(ValueError, match="anderson_darling"):
+        DriftConfig(column_tests={"x": "anderson_darling"}, correction="none", alpha=0.001)
+    rng = _rng(3)
+    r, c = _profiles(pd.DataFrame({"x": rng.normal(size=2000)}), pd.DataFrame({"x": rng.normal(1.0, 1, 2000)}))
+    res = compare(r, c, DriftConfig(numeric_test="anderson_darling", correction="none", alpha=0.01))[0]
+    assert (res.method, res.p_value, res.drifted) == ("anderson_darling", 0.001, True)
+    assert DriftConfig(numeric_test="anderson_darling", decision="effect_size").numeric_test == "anderson_darling"
+
+
+def test_wasserstein_keeps_the_scale_of_columns_in_tiny_units():
+    rng = _rng(4)
+    x = rng.normal(size=3000)
+    r, c = _profiles(pd.DataFrame({"x": x * 1e-300}), pd.DataFrame({"x": (x[:1000] + 0.5) * 1e-300}))
+    r1, c1 = _profiles(pd.DataFrame({"x": x}), pd.DataFrame({"x": x[:1000] + 0.5}))
+    tiny, unit = compare(r, c)[0], compare(r1, c1)[0]
+    assert tiny.wasserstein_normalised == pytest.approx(unit.wasserstein_normalised, rel=1e-9)
+    assert 0.45 < unit.wasserstein_normalised < 0.55
 
 
 # ----------------------------------------------------------------------------- high-cardinality categories

@@ -551,3 +551,20 @@ def test_anderson_darling_needs_four_pooled_values() -> None:
         _quietly(stats.anderson_ksamp, [[0.0], [1.0, 2.0, 3.0]], variant="midrank").statistic
     )
     assert anderson_darling_test([7.0], [7.0]).p_value == 1.0  # one shared constant: defined
+
+
+@pytest.mark.parametrize("n1,n2,decimals", [(50_000, 50_000, None), (20_000, 15_000, 1), (12_000, 500, 0),
+                                            (300, 100, None), (11_000, 11_000, 2)])
+def test_one_pass_ks_and_wasserstein_equal_scipy_exactly(n1, n2, decimals):
+    from scipy.stats import ks_2samp, wasserstein_distance
+
+    from detectors.two_sample import ks_and_wasserstein_sorted
+
+    rng = np.random.default_rng(n1 + n2)
+    u, v = rng.normal(size=n1), rng.normal(0.03, 1.1, size=n2)
+    if decimals is not None:  # ties within and across the samples
+        u, v = np.round(u, decimals), np.round(v, decimals)
+    test, w1 = ks_and_wasserstein_sorted(np.sort(u), np.sort(v))
+    ref = ks_2samp(u, v)
+    assert (test.statistic, test.p_value, test.method) == (ref.statistic, ref.pvalue, "ks")
+    assert w1 == wasserstein_distance(u, v)

@@ -543,3 +543,19 @@ def test_ten_million_rows_in_bounded_memory() -> None:
     assert size_big <= size_small * 1.01
     # Peak memory is one chunk plus bounded state: the same for 2e6 and 1e7 rows.
     assert peak_big <= peak_small * 1.1
+
+
+@pytest.mark.parametrize("repeated", [False, True])
+def test_frame_wide_sample_rows_equal_per_column_bottom_k(repeated):
+    from detectors.sketch import bottom_k, row_keys
+
+    rng = np.random.default_rng(11)
+    n, k = 5_000, 300
+    ids = rng.integers(0, 1_000, n) if repeated else rng.permutation(n) + 10**9
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.integers(0, 50, n).astype(float)})
+    prof = build_profile(frame, row_ids=ids, sample_size=k)
+    keys = row_keys(ids)
+    for name in ("a", "b"):
+        want_keys, want_values = bottom_k(keys, frame[name].to_numpy(), k)
+        col = prof.columns[name]
+        assert np.array_equal(col.sample_keys, want_keys) and np.array_equal(col.sample, want_values)
