@@ -112,8 +112,9 @@ class DriftConfig:
             :func:`compare` call produces: the distribution test of each column with enough
             data, and the missing-share test of each column where either window has a
             missing value.
-        numeric_test: ``"auto"`` (Kolmogorov–Smirnov; the categorical test on the histogram
-            when the reference has at most ``discrete_max_values`` distinct values) or a key of
+        numeric_test: ``"auto"`` (Kolmogorov–Smirnov; the categorical test on the histogram,
+            whose bins are then one per value, when the reference has at most
+            ``discrete_max_values`` distinct values) or a key of
             :data:`NUMERIC_TESTS`.
         categorical_test: ``"auto"`` (chi-square of homogeneity; Fisher's exact test for a
             2×2 table, or rare categories merged and the result marked low-confidence, when
@@ -121,7 +122,8 @@ class DriftConfig:
         column_tests: per-column override of the two fields above, column -> test name.
         discrete_max_values: a numeric column whose reference sample has at most this many
             distinct values (>= 1) is tested as categorical over its histogram bins by
-            ``"auto"``. Default 20.
+            ``"auto"``; with :func:`~detectors.profile.build_profile`'s default of the same
+            value those bins are one per value. Default 20.
         decision: ``"p_value"`` (adjusted p-value < alpha; default), ``"effect_size"``
             (effect size >= its threshold), ``"both"`` (both must hold; for very large
             windows), or ``"calibrated"`` (the column's Jensen–Shannon distance above the
@@ -235,7 +237,8 @@ class ColumnDrift:
         effect_size_name: which effect size, a name in :data:`EFFECT_SIZES`.
         threshold: the threshold ``drifted`` was decided against: ``alpha`` for p-value
             decisions, the effect-size threshold, or the calibrated threshold.
-        psi: Population Stability Index >= 0 (nats), over histogram bins / categories.
+        psi: Population Stability Index >= 0 (nats), over histogram bins / categories (hash
+            buckets when a category table is capped, see :func:`align_categories`).
         js_distance: Jensen–Shannon distance, base 2, in ``[0, 1]``.
         hellinger: Hellinger distance in ``[0, 1]``.
         total_variation: total variation distance in ``[0, 1]``.
@@ -618,8 +621,8 @@ def compare(
 
     Per column: the test chosen by ``cfg`` (see :class:`DriftConfig`), the distances (PSI,
     Jensen–Shannon, Hellinger and total variation over the reference-edged histogram or the
-    union of categories; Wasserstein-1 raw and normalised over the samples), and the
-    missing-share test. Then all p-values of the call are adjusted together
+    union of categories, or their hash buckets for a capped table; Wasserstein-1 raw and
+    normalised over the samples), and the missing-share test. Then all p-values of the call are adjusted together
     (``cfg.correction``) and each column's ``drifted`` decided by ``cfg.decision``.
 
     Args:

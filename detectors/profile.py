@@ -21,8 +21,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import math
+import os
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -572,6 +574,7 @@ def build_profile(
     row_offset: int = 0,
     kll_k: int = DEFAULT_KLL_K,
     discrete_max_values: int = DEFAULT_DISCRETE_MAX_VALUES,
+    threads: int | None = None,
 ) -> Profile:
     """Profile every column of one window.
 
@@ -641,6 +644,10 @@ def build_profile(
             accurate and larger (rank error 0.0133 at ``k = 200``; see
             :attr:`NumericProfile.quantile_rank_error`).
 
+        threads: numeric columns profiled in parallel by this many threads
+            (numpy's sorting and arithmetic release the GIL); None picks
+            ``min(4, os.cpu_count())`` for frames of at least 100,000 rows and 1
+            below. The profile is the same whatever the count.
     Returns:
         A :class:`Profile` with one entry per column of ``frame``.
 
@@ -659,16 +666,31 @@ def build_profile(
     candidates = sample_candidates(keys, sample_size)
     ref_columns = reference.columns if reference is not None else {}
     columns: dict[str, ColumnProfile] = {}
+
+    def numeric(i: int, name: str) -> NumericProfile:
+        ref_col = ref_columns.get(name)
+        arr, nan = _to_float64(frame.iloc[:, i], name)
+        if isinstance(ref_col, NumericProfile):
+            edges = ref_col.edges
+        else:
+            edges = _reference_edges(arr[np.isfinite(arr)], n_bins, discrete_max_values)
+        return _numeric_profile(arr, nan, keys, edges, sample_size, kll_k, candidates)
+
+    numeric_columns = [(i, name) for i, (name, kind) in enumerate(resolved.items()) if kind == "numeric"]
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if threads is None:
+        threads = min(4, os.cpu_count() or 1) if len(frame) >= 100_000 else 1
+    if threads > 1 and len(numeric_columns) > 1:
+        with ThreadPoolExecutor(min(threads, len(numeric_columns))) as pool:
+            done = dict(zip((n for _, n in numeric_columns), pool.map(lambda c: numeric(*c), numeric_columns)))
+    else:
+        done = {name: numeric(i, name) for i, name in numeric_columns}
     for i, (name, kind) in enumerate(resolved.items()):
         values = frame.iloc[:, i]
         ref_col = ref_columns.get(name)
         if kind == "numeric":
-            arr, nan = _to_float64(values, name)
-            if isinstance(ref_col, NumericProfile):
-                edges = ref_col.edges
-            else:
-                edges = _reference_edges(arr[np.isfinite(arr)], n_bins, discrete_max_values)
-            columns[name] = _numeric_profile(arr, nan, keys, edges, sample_size, kll_k, candidates)
+            columns[name] = done[name]
         else:
             keep, fixed = _reference_labels(ref_col)
             missing, counts = _label_counts(values, ref_col)

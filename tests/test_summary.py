@@ -559,3 +559,16 @@ def test_frame_wide_sample_rows_equal_per_column_bottom_k(repeated):
         want_keys, want_values = bottom_k(keys, frame[name].to_numpy(), k)
         col = prof.columns[name]
         assert np.array_equal(col.sample_keys, want_keys) and np.array_equal(col.sample, want_values)
+
+
+def test_threads_do_not_change_the_profile():
+    rng = np.random.default_rng(12)
+    n = 120_000
+    frame = pd.DataFrame({f"x{i}": rng.normal(size=n) for i in range(4)} | {"c": rng.choice(["a", "b"], n)})
+    frame.loc[::7, "x1"] = np.nan
+    ref = build_profile(frame.iloc[:20_000], threads=1)
+    one = build_profile(frame, reference=ref, threads=1)
+    assert build_profile(frame, reference=ref, threads=3) == one
+    assert build_profile(frame, reference=ref) == one  # None: threads for a frame this size
+    with pytest.raises(ValueError, match="threads"):
+        build_profile(frame, threads=0)
