@@ -35,7 +35,9 @@ The recommended default (``DriftConfig()``), and why it differs from Evidently's
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -646,7 +648,15 @@ def compare(
     unknown = [c for c in names if c not in reference.columns]
     if unknown:
         raise ValueError(f"columns not in the reference profile: {unknown}")
-    pending = [_column(reference.columns[n], current.columns.get(n), current.n_rows, n, cfg) for n in names]
+    def one(name: str) -> _Pending:
+        return _column(reference.columns[name], current.columns.get(name), current.n_rows, name, cfg)
+
+    if current.n_rows >= 100_000 and len(names) > 1:
+        # large samples: sorting and searching release the GIL, so columns overlap
+        with ThreadPoolExecutor(min(4, (os.cpu_count() or 1) + 1, len(names))) as pool:
+            pending = list(pool.map(one, names))
+    else:
+        pending = [one(n) for n in names]
     return _decide(pending, current.n_rows, cfg)
 
 

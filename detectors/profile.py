@@ -644,10 +644,12 @@ def build_profile(
             accurate and larger (rank error 0.0133 at ``k = 200``; see
             :attr:`NumericProfile.quantile_rank_error`).
 
-        threads: numeric columns profiled in parallel by this many threads
+        threads: columns profiled in parallel by this many threads
             (numpy's sorting and arithmetic release the GIL); None picks
-            ``min(4, os.cpu_count())`` for frames of at least 100,000 rows and 1
-            below. The profile is the same whatever the count.
+            ``min(4, os.cpu_count() + 1)`` for frames of at least 100,000 rows
+            and 1 below (a thread building a KLL sketch holds the GIL, so one
+            thread more than the cores keeps them busy).
+            The profile is the same whatever the count.
     Returns:
         A :class:`Profile` with one entry per column of ``frame``.
 
@@ -665,7 +667,6 @@ def build_profile(
     keys = _frame_keys(len(frame), row_ids, row_offset, seed)
     candidates = sample_candidates(keys, sample_size)
     ref_columns = reference.columns if reference is not None else {}
-    columns: dict[str, ColumnProfile] = {}
 
     def numeric(i: int, name: str) -> NumericProfile:
         ref_col = ref_columns.get(name)
@@ -676,31 +677,31 @@ def build_profile(
             edges = _reference_edges(arr[np.isfinite(arr)], n_bins, discrete_max_values)
         return _numeric_profile(arr, nan, keys, edges, sample_size, kll_k, candidates)
 
-    numeric_columns = [(i, name) for i, (name, kind) in enumerate(resolved.items()) if kind == "numeric"]
+    def categorical(i: int, name: str) -> CategoricalProfile:
+        ref_col = ref_columns.get(name)
+        keep, fixed = _reference_labels(ref_col)
+        missing, counts = _label_counts(frame.iloc[:, i], ref_col)
+        return CategoricalProfile(
+            count=sum(counts.values()),
+            missing=missing,
+            counts=_apply_cap(counts, max_categories, keep, fixed),
+            max_categories=max_categories,
+            buckets=label_buckets(counts, CATEGORY_BUCKETS),
+        )
+
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     if threads is None:
-        threads = min(4, os.cpu_count() or 1) if len(frame) >= 100_000 else 1
-    if threads > 1 and len(numeric_columns) > 1:
-        with ThreadPoolExecutor(min(threads, len(numeric_columns))) as pool:
-            done = dict(zip((n for _, n in numeric_columns), pool.map(lambda c: numeric(*c), numeric_columns)))
+        # one more thread than cores: a thread in the KLL sketch holds the GIL
+        threads = min(4, (os.cpu_count() or 1) + 1) if len(frame) >= 100_000 else 1
+    tasks = [(numeric if kind == "numeric" else categorical, i, name)
+             for i, (name, kind) in enumerate(resolved.items())]
+    if threads > 1 and len(tasks) > 1:
+        with ThreadPoolExecutor(min(threads, len(tasks))) as pool:
+            built = list(pool.map(lambda t: t[0](t[1], t[2]), tasks))
     else:
-        done = {name: numeric(i, name) for i, name in numeric_columns}
-    for i, (name, kind) in enumerate(resolved.items()):
-        values = frame.iloc[:, i]
-        ref_col = ref_columns.get(name)
-        if kind == "numeric":
-            columns[name] = done[name]
-        else:
-            keep, fixed = _reference_labels(ref_col)
-            missing, counts = _label_counts(values, ref_col)
-            columns[name] = CategoricalProfile(
-                count=sum(counts.values()),
-                missing=missing,
-                counts=_apply_cap(counts, max_categories, keep, fixed),
-                max_categories=max_categories,
-                buckets=label_buckets(counts, CATEGORY_BUCKETS),
-            )
+        built = [fn(i, name) for fn, i, name in tasks]
+    columns = {name: prof for (_, _, name), prof in zip(tasks, built)}
     return Profile(n_rows=len(frame), columns=columns)
 
 
