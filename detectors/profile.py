@@ -257,10 +257,12 @@ class NumericProfile:
 
         0.0 while the KLL sketch holds every value (``count`` up to about its
         ``k``); otherwise datasketches' ``get_normalized_rank_error(k, False)``,
-        a bound that holds with 99% confidence (0.0133 for ``k = 200``).
+        a bound that holds with 99% confidence (0.0133 for ``k = 200``), plus a
+        tenth of it for the grouping of large windows (see
+        :func:`detectors.sketch.kll_sketch`).
         """
         sketch = kll_load(self.kll)
-        return kll_rank_error(sketch.k) if sketch.is_estimation_mode() else 0.0
+        return 1.1 * kll_rank_error(sketch.k) if sketch.is_estimation_mode() else 0.0
 
     def quantiles(self, qs: ArrayLike) -> np.ndarray:
         """Quantiles of the finite values from the KLL sketch.
@@ -854,7 +856,7 @@ def _numeric_profile(
         sample_size=sample_size,
         sample=sample,
         sample_keys=sample_keys,
-        kll=kll_sketch(x_sorted, kll_k),
+        kll=kll_sketch(x_sorted, kll_k, presorted=True),
     )
 
 

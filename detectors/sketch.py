@@ -200,7 +200,21 @@ def merge_moments(
 # --------------------------------------------------------------------------- KLL
 
 
-def kll_sketch(x: np.ndarray, k: int) -> bytes:
+#: From this many sorted values on, :func:`kll_sketch` inserts one value per group (see there).
+KLL_COARSEN_FROM = 1 << 16
+
+
+def kll_group_size(n: int, k: int) -> int:
+    """Group size ``g`` :func:`kll_sketch` uses for ``n`` sorted values: 1 below
+    :data:`KLL_COARSEN_FROM`, else the largest power of two with ``g <= sqrt(n)`` and
+    ``g / n <= kll_rank_error(k) / 10``."""
+    if n < KLL_COARSEN_FROM:
+        return 1
+    limit = min(math.isqrt(n), int(n * kll_rank_error(k) / 10))
+    return 1 << (max(limit, 1).bit_length() - 1)
+
+
+def kll_sketch(x: np.ndarray, k: int, presorted: bool = False) -> bytes:
     """Serialised ``datasketches.kll_doubles_sketch(k)`` of the values ``x``.
 
     Holds every value exactly while ``len(x) <= k``; beyond that it keeps
@@ -209,10 +223,35 @@ def kll_sketch(x: np.ndarray, k: int) -> bytes:
     :func:`kll_rank_error` (with 99% confidence). Compaction is randomised
     inside datasketches, so the bytes of a sketch beyond ``k`` values are not
     reproducible run to run.
+
+    Inserting is the sketch's whole cost (about 25 ns a value), so for ``presorted`` input of
+    ``n >= KLL_COARSEN_FROM`` values the sketch is built from groups: with ``g =
+    kll_group_size(n, k)``, the first value of each run of ``g`` consecutive sorted values is
+    inserted once and the sketch merged with copies of itself ``log2(g)`` times, so it counts
+    that value ``g`` times; the last ``1..g`` values (the maximum among them) are inserted one
+    by one. The sketch then counts ``n`` values, its minimum and maximum are exact, and every
+    value's rank moves by less than ``g``: the rank error grows by at most ``g / n``, a tenth
+    of :func:`kll_rank_error` — also after merges, since a merged sketch's shift is at most
+    the sum of the parts' ``g`` over the sum of their ``n``. For 10**6 values that is about
+    3,000 insertions instead of 10**6.
+
+    Args:
+        x: float64 values, shape ``(n,)``, finite; ascending when ``presorted``.
+        k: the sketch's parameter, 8..65535.
+        presorted: ``x`` is ascending (the grouping relies on it).
     """
     sketch = kll_doubles_sketch(k)
-    if x.size:
-        sketch.update(np.ascontiguousarray(x, dtype=np.float64))
+    n = int(x.size)
+    g = kll_group_size(n, k) if presorted else 1
+    if g == 1:
+        if n:
+            sketch.update(np.ascontiguousarray(x, dtype=np.float64))
+        return bytes(sketch.serialize())
+    head = (n - 1) // g * g  # full groups, leaving 1..g values (the maximum last) for one-by-one
+    sketch.update(np.ascontiguousarray(x[0:head:g], dtype=np.float64))
+    for _ in range(g.bit_length() - 1):
+        sketch.merge(kll_doubles_sketch.deserialize(sketch.serialize()))
+    sketch.update(np.ascontiguousarray(x[head:], dtype=np.float64))
     return bytes(sketch.serialize())
 
 

@@ -149,7 +149,8 @@ def test_quantiles_beyond_capacity_within_rank_error() -> None:
     p = build_profile(pd.DataFrame({"x": x}), kll_k=200).columns["x"]
     assert isinstance(p, NumericProfile)
     eps = p.quantile_rank_error
-    assert eps == kll_rank_error(200) and eps == pytest.approx(0.01329, abs=1e-5)
+    # the KLL bound, plus a tenth for the grouping of large sorted windows
+    assert eps == 1.1 * kll_rank_error(200) and kll_rank_error(200) == pytest.approx(0.01329, abs=1e-5)
     qs = np.linspace(0.01, 0.99, 99)
     ranks = np.searchsorted(np.sort(x), p.quantiles(qs), side="right") / x.size
     assert np.max(np.abs(ranks - qs)) <= eps
@@ -572,3 +573,31 @@ def test_threads_do_not_change_the_profile():
     assert build_profile(frame, reference=ref) == one  # None: threads for a frame this size
     with pytest.raises(ValueError, match="threads"):
         build_profile(frame, threads=0)
+
+
+@pytest.mark.parametrize("n", [65_536, 1_000_001, 3_000_000])
+def test_grouped_kll_of_a_large_window_keeps_count_extremes_and_rank_bound(n):
+    from detectors.sketch import KLL_COARSEN_FROM, kll_group_size, kll_load, kll_merge, kll_rank_error, kll_sketch
+
+    rng = np.random.default_rng(n)
+    x = np.sort(rng.standard_cauchy(n))
+    g = kll_group_size(n, 200)
+    assert n >= KLL_COARSEN_FROM and g >= 2 and g / n <= kll_rank_error(200) / 10 and g * g <= n
+    sketch = kll_load(kll_sketch(x, 200, presorted=True))
+    assert (sketch.n, sketch.get_min_value(), sketch.get_max_value()) == (n, x[0], x[-1])
+    qs = np.linspace(0.005, 0.995, 199)
+    ranks = np.searchsorted(x, np.array(sketch.get_quantiles(qs)), side="right") / n
+    assert np.max(np.abs(ranks - qs)) <= 1.1 * kll_rank_error(200)
+    # two grouped halves merged: the shifts add up to at most (g1 + g2) / n
+    half = n // 2
+    merged = kll_load(kll_merge(kll_sketch(x[:half], 200, presorted=True), kll_sketch(x[half:], 200, presorted=True)))
+    assert merged.n == n and (merged.get_min_value(), merged.get_max_value()) == (x[0], x[-1])
+    ranks = np.searchsorted(x, np.array(merged.get_quantiles(qs)), side="right") / n
+    assert np.max(np.abs(ranks - qs)) <= 1.1 * kll_rank_error(200)
+
+
+def test_small_or_unsorted_input_is_sketched_value_by_value():
+    from detectors.sketch import kll_group_size
+
+    assert kll_group_size(65_535, 200) == 1 and kll_group_size(65_536, 200) == 64
+    assert kll_group_size(10**6, 200) == 512  # sqrt(1e6) = 1000 -> 512
