@@ -39,8 +39,12 @@ def contingency_table(ref_counts: Counts, cur_counts: Counts) -> tuple[list[Hash
         ``(categories, table)`` with ``table`` int64 of shape ``(2, k)``.
 
     Raises:
+        TypeError: a window's counts are not a mapping (category -> count).
         ValueError: a count is negative or not an integer.
     """
+    for name, counts in (("ref_counts", ref_counts), ("cur_counts", cur_counts)):
+        if not isinstance(counts, Mapping):
+            raise TypeError(f"{name} must map category -> count, got {type(counts).__name__}")
     categories = list(ref_counts) + [c for c in cur_counts if c not in ref_counts]
     table = np.array(
         [[ref_counts.get(c, 0) for c in categories], [cur_counts.get(c, 0) for c in categories]],

@@ -568,3 +568,39 @@ def test_one_pass_ks_and_wasserstein_equal_scipy_exactly(n1, n2, decimals):
     ref = ks_2samp(u, v)
     assert (test.statistic, test.p_value, test.method) == (ref.statistic, ref.pvalue, "ks")
     assert w1 == wasserstein_distance(u, v)
+
+
+def test_cramer_von_mises_tail_beyond_scipys_precision():
+    from scipy.stats import cramervonmises_2samp
+
+    from detectors.two_sample import cramer_von_mises_test
+
+    rng = np.random.default_rng(8)
+    ref = rng.normal(size=5000)
+    results = [cramer_von_mises_test(ref, rng.normal(s, 1, 5000)) for s in (0.3, 1.0, 5.0)]
+    # scipy's 1 - cdf grows again with the shift (4.6e-9, 8.9e-8, 2.1e-7); the tail keeps falling
+    assert [r.statistic for r in results] == sorted(r.statistic for r in results)
+    assert results[0].neg_log10_p < results[1].neg_log10_p < results[2].neg_log10_p
+    assert results[2].p_value == 0.0 and 300 < results[2].neg_log10_p < math.inf
+    # below the switch the p-value is scipy's
+    near_u, near_v = rng.normal(size=500), rng.normal(0.2, 1, 500)
+    near = cramer_von_mises_test(near_u, near_v)
+    assert near.p_value == cramervonmises_2samp(near_u, near_v).pvalue
+    assert near.neg_log10_p == pytest.approx(-math.log10(near.p_value))
+
+
+def test_cramer_von_mises_tail_joins_the_series():
+    from scipy.stats import norm
+    from scipy.stats._hypotests import _cdf_cvm_inf
+
+    # the leading term against scipy's series where that is still accurate
+    for x, rel in ((3.0, 0.013), (3.5, 0.014)):
+        series = 1 - _cdf_cvm_inf(np.array([x]))[0]
+        assert 2 * math.sqrt(2) * norm.sf(math.pi * math.sqrt(x)) == pytest.approx(series, rel=rel)
+
+
+def test_category_counts_must_be_mappings():
+    from detectors.categorical import chi2_homogeneity
+
+    with pytest.raises(TypeError, match="ref_counts must map category -> count"):
+        chi2_homogeneity([30, 30, 40], {"A": 20})
