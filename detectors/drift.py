@@ -47,7 +47,6 @@ import pandas as pd
 from ._checks import StatisticUndefined, TestResult
 from .calibration import bootstrap_histogram_statistics, min_null_size, threshold_from_null
 from .categorical import categorical_test, category_distances, chi2_homogeneity, contingency_table, g_test
-from .categorical import two_proportion_z_test
 from .distance import (
     PSI_EPS,
     STD_FLOOR,
@@ -252,8 +251,9 @@ class ColumnDrift:
             NaN or ±inf), in ``[0, 1]``; 1.0 when the column is absent from a non-empty
             window; None for a window without rows.
         reference_missing_share: the same share in the reference, None without rows.
-        missing_p_value: two-proportion z-test of the two missing shares; None when not
-            tested (neither window has a missing value, too few rows, or switched off).
+        missing_p_value: test of the two missing shares (chi-square on the 2×2 table, Fisher's
+            exact test when an expected count is below 5); None when not tested (neither
+            window has a missing value, too few rows, or switched off).
         missing_drifted: the missing share drifted (adjusted p-value < alpha); None when
             not tested.
     """
@@ -428,7 +428,14 @@ def _insufficient(column: str, kind: ColumnKind, method: str, n_ref: int, n_cur:
 
 def _missing_test(ref: ColumnProfile, cur: ColumnProfile | None, n_rows_current: int,
                   cfg: DriftConfig) -> float | None:
-    """p-value of the two-proportion z-test on the missing shares, or None when not tested."""
+    """p-value of the test of the missing shares, or None when not tested.
+
+    The 2×2 table (missing, present) × (reference, current) goes through
+    :func:`~detectors.categorical.categorical_test`: chi-square (the two-proportion z-test
+    squared) when every expected count is at least 5, else Fisher's exact test — one missing
+    value in a small window against a reference without any is an expected-count-0.02 cell,
+    where the normal approximation would report p = 1e-12 instead of the exact 0.02.
+    """
     # Evidently drops missing values without testing their share; its mode must not add a signal.
     if not cfg.test_missing_share or cfg.mode == "evidently":
         return None
@@ -440,7 +447,8 @@ def _missing_test(ref: ColumnProfile, cur: ColumnProfile | None, n_rows_current:
     ref_rows, cur_rows = ref_usable + ref_missing, cur_usable + cur_missing
     if ref_rows < cfg.min_count or cur_rows < cfg.min_count or (ref_missing == 0 and cur_missing == 0):
         return None
-    return two_proportion_z_test(ref_missing, ref_rows, cur_missing, cur_rows).p_value
+    return categorical_test({"missing": ref_missing, "present": ref_usable},
+                            {"missing": cur_missing, "present": cur_usable}).p_value
 
 
 def _effect(kind: ColumnKind, values: Mapping[str, float | None], cfg: DriftConfig) -> tuple[str, float | None, float]:

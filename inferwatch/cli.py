@@ -130,6 +130,11 @@ def windows(model: Optional[str] = typer.Option(None, "--model", "-m"),
     store.close()
 
 
+def _true(value) -> bool:
+    """A stored boolean that is set and true (None, NaN: not set)."""
+    return value is not None and value == value and bool(value)
+
+
 def drift_table(store, model: str | None = None) -> Table:
     """A rich table of closed windows: start, records, drift share and the drifted features."""
     table = Table(title="Drift per window")
@@ -140,7 +145,8 @@ def drift_table(store, model: str | None = None) -> Table:
     for row in ws.itertuples():
         res = store.list_drift_results(int(row.id))
         drifted = [] if res.empty else sorted(
-            c.split(".", 1)[1] for c, d, r in zip(res.column_name, res.drifted, res.role) if d and r == "feature")
+            c.split(".", 1)[1] for c, d, m, r in zip(res.column_name, res.drifted, res.missing_drifted, res.role)
+            if (_true(d) or _true(m)) and r == "feature")
         share = "-" if row.drift_share is None or row.drift_share != row.drift_share else f"{row.drift_share:.2f}"
         verdict = "-" if row.dataset_drifted is None or row.dataset_drifted != row.dataset_drifted else (
             "[bold red]DRIFT[/bold red]" if row.dataset_drifted else "no")

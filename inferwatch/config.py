@@ -155,10 +155,12 @@ class AlertConfig(_Section):
 
     @field_validator("k_of_n")
     @classmethod
-    def _k_of_n(cls, v: tuple[int, int]) -> tuple[int, int]:
+    def _k_of_n(cls, v: tuple[int, int], info) -> tuple[int, int]:
         k, n = v
         if not 1 <= k <= n:
             raise ValueError(f"needs 1 <= k <= n, got {list(v)}")
+        if n > 1 and info.data.get("fire_share") is not None:
+            raise ValueError("k of n windows applies to the dataset verdict; it cannot be combined with fire_share")
         return v
 
     timeout_seconds: float = Field(5.0, gt=0)

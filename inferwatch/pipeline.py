@@ -87,6 +87,8 @@ class Pipeline:
         self._references: dict[tuple[str, str], tuple[tuple[str, int], Profile]] = {}
         self._pending_metrics: list[tuple[ClosedWindow, list[dict]]] = []
         self._pending_alerts: list[tuple[str, str, str]] = []
+        # (model, version, column, role) -> method label of its published series
+        self._published_method: dict[tuple[str, str, str, str], str] = {}
         # undelivered messages left by an earlier run are retried on the first batch
         self._outbox_failures = 1 if store.pending_outbox(limit=1) else 0
         self._outbox_retry_at_ms = 0
@@ -300,12 +302,20 @@ class Pipeline:
         m.window_start.labels(*mv).set(w.key.start_ms / 1000)
         _set_or_remove(m.dataset_drift_share, mv, w.drift_share)
         _set_or_remove(m.dataset_drift_detected, mv, None if w.dataset_drifted is None else float(w.dataset_drifted))
+        method_gauges = (m.drift_statistic, m.drift_p_value, m.drift_neg_log10_p, m.drift_detected, m.psi,
+                         m.js_distance)
         for r in results:
             name = column_role(r["column_name"])[1]
             _set_or_remove(m.missing_share, (*mv, name, r["role"]), r["missing_share"])
             _set_or_remove(m.missing_share_drift, (*mv, name, r["role"]),
                            None if r["missing_drifted"] is None else float(r["missing_drifted"]))
             labels = (*mv, name, r["role"], r["method"])
+            # a column whose test changed (chi2 -> fisher_exact, ...) drops its old series
+            previous = self._published_method.get(labels[:4])
+            if previous is not None and previous != r["method"]:
+                for gauge in method_gauges:
+                    _set_or_remove(gauge, (*labels[:4], previous), None)
+            self._published_method[labels[:4]] = r["method"]
             for gauge, value in ((m.drift_statistic, r["statistic"]), (m.drift_p_value, r["p_value"]),
                                  (m.drift_neg_log10_p, r["neg_log10_p"]),
                                  (m.drift_detected, None if r["drifted"] is None else float(r["drifted"])),

@@ -97,3 +97,8 @@ def test_k_of_n_needs_k_between_1_and_n():
             load_config(None, alerting={"k_of_n": bad})
     with pytest.raises(ConfigError, match="drift.numeric_test"):
         load_config(None, drift={"numeric_test": "t_test"})
+
+
+def test_k_of_n_cannot_be_combined_with_fire_share():
+    with pytest.raises(ConfigError, match="alerting.k_of_n"):
+        load_config(None, alerting={"fire_share": 0.05, "k_of_n": [3, 3]})

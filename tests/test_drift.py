@@ -921,3 +921,17 @@ def test_infinite_floats_in_categorical_columns_count_as_missing() -> None:
     cats = pd.Series(pd.Categorical([1.0, np.inf, 1.0, None]))
     prof = build_profile(pd.DataFrame({"k": cats})).columns["k"]
     assert (prof.counts, prof.missing) == ({"1": 2}, 2)
+
+
+def test_one_missing_value_in_a_small_window_is_not_drift():
+    # expected count 0.02 in the current window's missing cell: Fisher's exact test, not the normal approximation
+    rng = _rng(21)
+    ref = pd.DataFrame({"x": rng.normal(size=50_000)})
+    cur = pd.DataFrame({"x": rng.normal(size=1_000)})
+    cur.loc[0, "x"] = np.nan
+    r, c = _profiles(ref, cur)
+    res = compare(r, c)[0]
+    assert res.missing_p_value == pytest.approx(1_000 / 51_000, rel=1e-9) and res.missing_drifted is False
+    cur.loc[:299, "x"] = np.nan  # 30 % missing is drift
+    res = compare(r, build_profile(cur, reference=r))[0]
+    assert res.missing_drifted is True and res.drifted is False

@@ -236,3 +236,30 @@ def test_alert_fires_on_k_of_the_last_n_windows(db_url, tmp_path):
            for ms in windows.window_start_ms]
     assert starts == [day[2], day[4]]  # fired by the second drifted day, resolved by the second stable one
     store.close()
+
+
+def test_a_column_whose_test_changes_drops_its_old_series(tmp_path):
+    from collector.windows import WindowKey
+    from inferwatch.pipeline import ClosedWindow
+
+    settings = _settings(f"sqlite:///{tmp_path / 'm.db'}")
+    store = open_store(settings)
+    metrics = Metrics()
+    pipeline = Pipeline(settings, store, metrics, log_dead_letter, "g")
+    key = WindowKey("m", "1", 0, 0)
+
+    def publish(method, p):
+        row = {"column_name": "features.c", "role": "feature", "method": method, "statistic": 1.0, "p_value": p,
+               "neg_log10_p": 1.0, "drifted": p < 0.001, "psi": 0.1, "js_distance": 0.1, "missing_share": 0.0,
+               "missing_drifted": None}
+        pipeline._publish(ClosedWindow(1, key, 1, 100, "watermark", "ok", 0.0, (), False), [row])
+
+    def series(method):
+        labels = {"model": "m", "model_version": "1", "column": "c", "role": "feature", "method": method}
+        return metrics.registry.get_sample_value("inferwatch_drift_detected", labels)
+
+    publish("chi2", 1e-9)
+    assert series("chi2") == 1.0
+    publish("fisher_exact", 0.5)
+    assert series("fisher_exact") == 0.0 and series("chi2") is None  # no stale "drifted" left behind
+    store.close()
