@@ -88,7 +88,8 @@ class DriftSettings(_Section):
 
     mode: Literal["recommended", "evidently"] = Field(
         "recommended", description="recommended rule, or Evidently 0.7's default data-drift rule")
-    alpha: float = Field(0.001, gt=0, lt=1, description="level of the adjusted p-values (family-wise for bonferroni)")
+    alpha: float = Field(0.001, gt=0, lt=1, allow_inf_nan=False,
+                         description="level of the adjusted p-values (family-wise for bonferroni)")
     correction: Literal["bonferroni", "holm", "bh", "none"] = Field(
         "bonferroni", description="multiple-testing correction across the columns of a window")
     numeric_test: str = Field("auto", description="auto, ks, anderson_darling, cramer_von_mises, mann_whitney_u, "
@@ -96,12 +97,15 @@ class DriftSettings(_Section):
     categorical_test: str = Field("auto", description="auto (chi2 / Fisher / merged rare categories), chi2, g_test")
     decision: Literal["p_value", "effect_size", "both", "calibrated"] = Field(
         "p_value", validate_default=True, description="what makes a column drifted")
-    numeric_effect_threshold: float = Field(0.1, gt=0, description="Wasserstein-1 in reference std units")
-    categorical_effect_threshold: float = Field(0.1, gt=0, le=1, description="Jensen-Shannon distance (base 2)")
-    false_alarm_rate: float = Field(0.001, gt=0, lt=1, description="per-window rate of the calibrated decision")
+    numeric_effect_threshold: float = Field(0.1, gt=0, allow_inf_nan=False,
+                                            description="Wasserstein-1 in reference std units")
+    categorical_effect_threshold: float = Field(0.1, gt=0, le=1, allow_inf_nan=False,
+                                                description="Jensen-Shannon distance (base 2)")
+    false_alarm_rate: float = Field(0.001, gt=0, lt=1, allow_inf_nan=False,
+                                    description="per-window rate of the calibrated decision")
     test_missing_share: bool = Field(True, description="test each column's missing-value share against the reference")
     min_count: int = Field(30, gt=0, description="fewer values on either side -> insufficient data")
-    psi_eps: float = Field(1e-4, gt=0, lt=1)
+    psi_eps: float = Field(1e-4, gt=0, lt=1, allow_inf_nan=False)
     min_drifted_columns: int = Field(1, gt=0, description="dataset drift needs at least this many drifted features")
     share_threshold: float | None = Field(None, gt=0, le=1,
                                           description="and, if set, at least this share of features drifted")

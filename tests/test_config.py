@@ -102,3 +102,9 @@ def test_k_of_n_needs_k_between_1_and_n():
 def test_k_of_n_cannot_be_combined_with_fire_share():
     with pytest.raises(ConfigError, match="alerting.k_of_n"):
         load_config(None, alerting={"fire_share": 0.05, "k_of_n": [3, 3]})
+
+
+def test_drift_thresholds_must_be_finite():
+    for key, value in (("numeric_effect_threshold", float("inf")), ("alpha", float("nan"))):
+        with pytest.raises(ConfigError, match=f"drift.{key}.*finite"):
+            load_config(None, drift={key: value})
