@@ -497,13 +497,15 @@ def _column(reference: ColumnProfile, current: ColumnProfile | None, n_rows_curr
             )
         ref_hist, cur_hist = reference.hist, current.hist
         ref_sorted, cur_sorted = _sorted_sample(reference), np.sort(current.sample)
-        if method == "ks" and cfg.mode == "recommended" and max(abs(ref_sorted[[0, -1]]).max(),
-                                                                 abs(cur_sorted[[0, -1]]).max()) <= 2.0**500:
+        if method == "ks" and cfg.mode == "recommended":
             # KS and W1 share one pass over the merged sorted samples (identical to the separate calls)
             ks_result, raw = ks_and_wasserstein_sorted(ref_sorted, cur_sorted)
+        else:
+            raw = None
+        if raw is not None and math.isfinite(raw):
             distances["wasserstein"] = raw
             distances["wasserstein_normalised"] = raw / wasserstein_divisor(reference.std, cfg.std_floor)
-        else:
+        else:  # no KS, or a distance beyond float64 that only the rescaled division keeps finite
             distances["wasserstein"], distances["wasserstein_normalised"] = wasserstein_pair(
                 ref_sorted, cur_sorted, reference.std, cfg.std_floor)
         distances.update(psi=psi(ref_hist, cur_hist, cfg.psi_eps), js_distance=js_distance(ref_hist, cur_hist),

@@ -113,7 +113,12 @@ def ks_test(ref_sample: ArrayLike, cur_sample: ArrayLike) -> TestResult:
     u, v = _samples(ref_sample, cur_sample)
     res = ks_2samp(u, v, alternative="two-sided")
     d, p = float(res.statistic), float(res.pvalue)
-    n_e = u.size * v.size / (u.size + v.size)
+    return _ks_result(d, p, u.size, v.size)
+
+
+def _ks_result(d: float, p: float, n1: int, n2: int) -> TestResult:
+    """KS result whose ``-log10 p`` falls back to the asymptotic tail ``2 exp(-2 n_e D²)`` when p underflows."""
+    n_e = n1 * n2 / (n1 + n2)
     return TestResult(d, p, "ks", neg_log10_p=neg_log10_p(p, math.log(2.0) - 2.0 * n_e * d * d))
 
 
@@ -168,8 +173,7 @@ def ks_and_wasserstein_sorted(ref_sorted: np.ndarray, cur_sorted: np.ndarray) ->
     d = min_s if min_s > max_s else max_s
     m, n = sorted([float(n1), float(n2)], reverse=True)
     p = float(np.clip(kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
-    n_e = n1 * n2 / (n1 + n2)
-    test = TestResult(d, p, "ks", neg_log10_p=neg_log10_p(p, math.log(2.0) - 2.0 * n_e * d * d))
+    test = _ks_result(d, p, n1, n2)
     # as wasserstein_distance: |F_u - F_v| at every merged value but the last, times the gaps
     w1 = float(np.vecdot(np.abs(diffs[:-1]), np.diff(merged)))
     return test, w1
