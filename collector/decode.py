@@ -57,6 +57,16 @@ class RejectReason(str, Enum):
     INVALID_TIMESTAMP = "invalid_timestamp"
     TOO_MANY_FEATURES = "too_many_features"
     FUTURE_TIMESTAMP = "future_timestamp"
+    UNKNOWN_FORMAT = "unknown_format"
+    UNSUPPORTED_CONTENT = "unsupported_content"
+    INVALID_PROTOBUF = "invalid_protobuf"
+    INVALID_BASE64 = "invalid_base64"
+    INVALID_CSV = "invalid_csv"
+    SHAPE_MISMATCH = "shape_mismatch"
+    ERROR_RESPONSE = "error_response"
+    NO_DATA = "no_data"
+    NO_SCHEMA = "no_schema"
+    DECODER_ERROR = "decoder_error"
 
 
 class RecordError(ValueError):
