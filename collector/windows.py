@@ -1,19 +1,24 @@
-"""Tumbling event-time windows per model version, with a watermark, allowed lateness and a
-maximum-records cut.
+"""Event-time windows per model version — tumbling or sliding — with a watermark, allowed
+lateness and a maximum-records cut, shared by every member of a consumer group.
 
-A record with event time ``t`` belongs to the window starting at
-``origin + floor((t - origin) / length) * length`` (``origin`` defaults to the Unix epoch, UTC). Each window is split into *segments* of at most
-``max_records`` rows: a full segment closes at once, so memory per window stays bounded.
+A window is ``[start, start + length)``. Starts lie on ``origin + k * slide`` (``origin``
+defaults to the Unix epoch, UTC); ``slide == length`` gives tumbling windows (each record in
+exactly one window), ``slide < length`` sliding windows (each record in ``length / slide``
+windows). Each window is split into *segments* of at most ``max_records`` rows: a full segment
+closes at once, so memory per window stays bounded.
 
 Event time advances per source partition. The watermark of a model version is, over the
-assigned partitions still behind their end (a backlog to read), the lowest highest-event-time of
-that model version seen there — unknown, so no window closes, while such a partition has not
-delivered one yet; once every partition has caught up, the highest of them. Minus the allowed
-lateness. A partition read behind the others therefore never makes its records late, and an
-empty or quiet partition does not hold the others back. A
-window closes when the watermark passes its end, or when its model version has received nothing
-for ``idle_close_ms`` of wall-clock time. A record whose window has already closed is *late*: it
-is counted and kept out of the closed window.
+partitions of the subscribed topics still behind their end (a backlog to read), the lowest
+highest-event-time of that model version seen there — unknown, so no window closes, while such
+a partition has not delivered one yet; once every partition has caught up, the highest of them.
+Minus the allowed lateness. A partition read behind the others therefore never makes its
+records late, and an empty or quiet partition does not hold the others back. With several
+collector processes in one consumer group, every partition's highest event time and caught-up
+state come from the shared database (:meth:`EventTimeWindows.sync`), so a window closes only
+when the watermark of *every* partition — whoever reads it — has passed its end. A window also
+closes when its model version has received nothing for ``idle_close_ms`` of wall-clock time.
+A record whose windows have all closed is *late*: it is counted and kept out of them; a record
+within the allowed lateness lands in its own window.
 
 This class only keeps the bookkeeping (row counts per open segment, watermarks); the rows
 themselves are stored by the caller, in the same transaction as the consumer offsets.
@@ -21,9 +26,8 @@ themselves are stored by the caller, in the same transaction as the consumer off
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,12 +45,13 @@ class WindowKey:
 
 @dataclass
 class Assignment:
-    """Result of :meth:`TumblingWindows.assign`.
+    """Result of :meth:`EventTimeWindows.assign_batch`.
 
     Attributes:
-        parts: (window key, rows) for each open segment that received rows, in key order.
-        late: rows whose window had already closed.
-        on_time: every other row, in input order.
+        parts: (window key, rows) for each open segment that received rows, in key order. With
+            sliding windows a row appears once per window it belongs to.
+        late: rows that landed in no window (every window of theirs had closed).
+        on_time: every other row, once each, in input order.
     """
 
     parts: list[tuple[WindowKey, pd.DataFrame]]
@@ -54,31 +59,39 @@ class Assignment:
     on_time: pd.DataFrame
 
 
-class TumblingWindows:
+class EventTimeWindows:
     """Bookkeeping of open windows.
 
     Args:
         length_ms: window length in milliseconds (> 0).
         max_records: rows per segment before it is cut (> 0).
-        allowed_lateness_ms: how far behind the highest event time a record may be (>= 0).
-        origin_ms: a window boundary (epoch ms); every other boundary is a multiple of the
-            length away from it.
+        allowed_lateness_ms: how far behind the watermark a record may be (>= 0).
+        origin_ms: a window boundary (epoch ms); every other start is a multiple of the slide
+            away from it.
+        slide_ms: distance between consecutive window starts; None or ``length_ms`` for
+            tumbling windows. Must divide ``length_ms``.
 
     Raises:
-        ValueError: a non-positive length or max_records, or a negative lateness.
+        ValueError: a non-positive length, slide or max_records, a negative lateness, or a
+            slide that does not divide the length.
     """
 
-    def __init__(self, length_ms: int, max_records: int, allowed_lateness_ms: int = 0, origin_ms: int = 0) -> None:
-        if length_ms <= 0 or max_records <= 0 or allowed_lateness_ms < 0:
-            raise ValueError("window length and max_records must be > 0 and allowed lateness >= 0")
+    def __init__(self, length_ms: int, max_records: int, allowed_lateness_ms: int = 0, origin_ms: int = 0,
+                 slide_ms: int | None = None) -> None:
+        slide_ms = length_ms if slide_ms is None else slide_ms
+        if length_ms <= 0 or max_records <= 0 or allowed_lateness_ms < 0 or slide_ms <= 0:
+            raise ValueError("window length, slide and max_records must be > 0 and allowed lateness >= 0")
+        if length_ms % slide_ms:
+            raise ValueError(f"the slide ({slide_ms} ms) must divide the window length ({length_ms} ms)")
         self.length_ms = int(length_ms)
+        self.slide_ms = int(slide_ms)
         self.max_records = int(max_records)
         self.allowed_lateness_ms = int(allowed_lateness_ms)
         self.origin_ms = int(origin_ms)
         self.open: dict[WindowKey, int] = {}
         # highest event time per (model, version, topic, partition)
         self.max_event_time: dict[tuple[str, str, str, int], int] = {}
-        # assigned partitions -> caught up with their end? None: every partition seen is behind
+        # partitions -> caught up with their end? None: every partition seen is behind
         self._sources: dict[tuple[str, int], bool] | None = None
         self._closed_starts: set[tuple[str, str, int]] = set()
         self._next_segment: dict[tuple[str, str, int], int] = {}
@@ -87,8 +100,8 @@ class TumblingWindows:
     # --- restore ---------------------------------------------------------------------
     def restore(self, open_counts: dict[tuple[str, str, int, int], int],
                 max_event_time: dict[tuple[str, str, str, int], int],
-                closed: list[tuple[str, str, int, int, str]], now_ms: int) -> None:
-        """Rebuild the state from the store.
+                closed: Iterable[tuple[str, str, int, int, str]], now_ms: int) -> None:
+        """Rebuild the state from the store (one process, at start).
 
         Args:
             open_counts: rows per open (model, version, start, segment).
@@ -96,8 +109,28 @@ class TumblingWindows:
             closed: (model, version, start, segment, close_reason) of closed windows.
             now_ms: wall-clock now; idle timers restart from here.
         """
+        self.sync(open_counts, max_event_time, {(m, v): now_ms for m, v, _t, _p in max_event_time}, closed)
+
+    def sync(self, open_counts: dict[tuple[str, str, int, int], int],
+             max_event_time: dict[tuple[str, str, str, int], int],
+             last_arrival_ms: dict[tuple[str, str], int],
+             closed: Iterable[tuple[str, str, int, int, str]] = (),
+             sources: dict[tuple[str, int], bool] | None = None) -> None:
+        """Take the consumer group's shared state as stored (called at the start of each
+        batch transaction, under the store's window lock).
+
+        Args:
+            open_counts: rows per open (model, version, start, segment), all members.
+            max_event_time: highest event time per (model, version, topic, partition).
+            last_arrival_ms: wall-clock time of the last record per (model, version).
+            closed: closed windows (model, version, start, segment, close_reason) that rows
+                about to be assigned may fall into; added to those already known.
+            sources: every partition of the subscribed topics mapped to whether it has caught
+                up with its end; None keeps the current ones.
+        """
         self.open = {WindowKey(*k): n for k, n in open_counts.items()}
         self.max_event_time = dict(max_event_time)
+        self._last_arrival_ms = dict(last_arrival_ms)
         for m, v, start, seg, reason in closed:
             key = (m, v, start)
             self._next_segment[key] = max(self._next_segment.get(key, 0), seg + 1)
@@ -106,7 +139,17 @@ class TumblingWindows:
         for k in self.open:
             key = (k.model, k.model_version, k.start_ms)
             self._next_segment[key] = max(self._next_segment.get(key, 0), k.segment)
-        self._last_arrival_ms = {(m, v): now_ms for m, v, _t, _p in self.max_event_time}
+        if sources is not None:
+            self._sources = dict(sources)
+
+    def start_range(self, event_time_ms: np.ndarray) -> tuple[int, int]:
+        """(first, last) window start any of these event times belongs to (non-empty input)."""
+        t = np.asarray(event_time_ms, dtype=np.int64)
+        last = self._last_start(t)
+        return int(last.min()) - self.length_ms + self.slide_ms, int(last.max())
+
+    def _last_start(self, t: np.ndarray) -> np.ndarray:
+        return ((t - self.origin_ms) // self.slide_ms) * self.slide_ms + self.origin_ms
 
     # --- ingest ----------------------------------------------------------------------
     def set_sources(self, sources: dict[tuple[str, int], bool]) -> None:
@@ -169,21 +212,26 @@ class TumblingWindows:
                           pd.concat([r for _, r in on_time], ignore_index=True) if on_time else pd.DataFrame())
 
     def _place(self, frame: pd.DataFrame, parts: list[tuple[WindowKey, pd.DataFrame]]) -> np.ndarray:
-        """Append ``frame``'s on-time rows to ``parts`` by segment; returns the late-row mask."""
-        t = frame["event_time_ms"].to_numpy(np.int64) - self.origin_ms
-        starts = (t // self.length_ms) * self.length_ms + self.origin_ms
-        late_mask = np.zeros(len(frame), dtype=bool)
-        grouped = frame.assign(_start=starts).groupby(["model", "model_version", "_start"], sort=True)
-        for (model, version, start), idx in grouped.indices.items():
+        """Append ``frame``'s rows to ``parts`` by segment of every open window they belong to;
+        returns the mask of rows that landed in none (late)."""
+        last = self._last_start(frame["event_time_ms"].to_numpy(np.int64))
+        n_windows = self.length_ms // self.slide_ms  # windows covering each record
+        row = np.tile(np.arange(len(frame)), n_windows)
+        starts = (last[None, :] - self.slide_ms * np.arange(n_windows)[:, None]).ravel()
+        keys = pd.DataFrame({"model": frame["model"].to_numpy()[row],
+                             "model_version": frame["model_version"].to_numpy()[row], "_start": starts})
+        placed = np.zeros(len(frame), dtype=bool)
+        for (model, version, start), idx in keys.groupby(["model", "model_version", "_start"], sort=True).indices.items():
             start = int(start)
             mv_key = (model, version, start)
             wm = self.watermark(model, version)
             if mv_key in self._closed_starts or (wm is not None and start + self.length_ms <= wm):
-                late_mask[idx] = True
                 continue
+            members = np.sort(row[idx])  # input order within the window
+            placed[members] = True
             seg = self._next_segment.get(mv_key, 0)
             count = self.open.get(WindowKey(model, version, start, seg), 0)
-            rows = frame.iloc[idx]
+            rows = frame.iloc[members]
             pos = 0
             while pos < len(rows):
                 take = min(self.max_records - count, len(rows) - pos)
@@ -195,7 +243,7 @@ class TumblingWindows:
                 if count >= self.max_records:
                     seg, count = seg + 1, 0
             self._next_segment[mv_key] = seg
-        return late_mask
+        return ~placed
 
     # --- closing ---------------------------------------------------------------------
     def due(self, now_ms: int, idle_close_ms: int | None) -> list[tuple[WindowKey, str]]:

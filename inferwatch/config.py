@@ -51,9 +51,11 @@ class KafkaConfig(_Section):
 
 
 class WindowConfig(_Section):
-    """Tumbling event-time windows."""
+    """Event-time windows: tumbling, or sliding when ``slide_seconds`` is set."""
 
     length_seconds: int = Field(3600, gt=0, le=10 * 366 * 86_400)
+    slide_seconds: int | None = Field(None, gt=0, description="sliding windows: a new window starts every "
+                                                              "slide; must divide length_seconds (null: tumbling)")
     max_records: int = Field(100_000, gt=0, description="a window segment is cut at this many records")
     allowed_lateness_seconds: int = Field(0, ge=0)
     idle_close_seconds: int | None = Field(300, gt=0, description="close ended windows of a model idle this long")
@@ -61,6 +63,14 @@ class WindowConfig(_Section):
                                            description="reject timestamps further ahead of the wall clock")
     origin: datetime = Field(datetime(1970, 1, 1, tzinfo=timezone.utc),
                              description="a window boundary; others are whole lengths away from it")
+
+    @field_validator("slide_seconds")
+    @classmethod
+    def _divides(cls, v: int | None, info) -> int | None:
+        length = info.data.get("length_seconds")
+        if v is not None and length is not None and (v > length or length % v):
+            raise ValueError(f"must divide length_seconds ({length}), e.g. {length // 4 or 1}")
+        return v
 
     @field_validator("origin")
     @classmethod

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -22,7 +23,7 @@ from alerting.dataset_drift import ALERT_NAME, AlertEvent, next_state, webhook_b
 from alerting.webhook import DeliveryError, post_json
 from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, Rejected, decode_json_batch
 from collector.message import Message, next_offsets
-from collector.windows import TumblingWindows, WindowKey
+from collector.windows import EventTimeWindows, WindowKey
 from detectors import DriftConfig, KOfNAlarm, Profile, build_profile, compare, dataset_drift, kind_of
 from inferwatch.config import Settings
 from inferwatch.metrics import Metrics
@@ -80,9 +81,6 @@ class Pipeline:
         self.metrics = metrics
         self.dead_letter = dead_letter
         self.group_id = group_id
-        w = settings.window
-        self.windows = TumblingWindows(w.length_seconds * 1000, w.max_records, w.allowed_lateness_seconds * 1000,
-                                       w.origin_ms)
         self.drift_cfg = drift_config(settings)
         self._references: dict[tuple[str, str], tuple[tuple[str, int], Profile]] = {}
         self._pending_metrics: list[tuple[ClosedWindow, list[dict]]] = []
@@ -93,21 +91,76 @@ class Pipeline:
         self._outbox_failures = 1 if store.pending_outbox(limit=1) else 0
         self._outbox_retry_at_ms = 0
         with store.transaction() as conn:
-            self.windows.restore(store.open_windows(conn), store.load_watermarks(conn),
-                                 store.closed_windows(conn), now_ms())
-            self._bootstrap_counts = store.reference_partial_counts(conn)
+            self._restore(conn, now_ms())
+
+    def _new_windows(self) -> EventTimeWindows:
+        w = self.settings.window
+        slide = None if w.slide_seconds is None else w.slide_seconds * 1000
+        return EventTimeWindows(w.length_seconds * 1000, w.max_records, w.allowed_lateness_seconds * 1000,
+                                w.origin_ms, slide)
+
+    def _restore(self, conn, now: int) -> None:
+        """Rebuild every piece of in-memory bookkeeping from the store (at start, and after a
+        transaction that failed: what it changed in memory was rolled back in the database)."""
+        self.windows = self._new_windows()
+        self.windows.restore(self.store.open_windows(conn), self.store.load_watermarks(conn),
+                             self.store.closed_windows(conn), now)
+        self._bootstrap_counts = self.store.reference_partial_counts(conn)
+        self._stale = False
+
+    def _sync(self, conn, batch: Sequence[tuple[tuple[str, int], pd.DataFrame]], now: int,
+              sources: dict[tuple[str, int], bool] | None,
+              partitions: Iterable[tuple[str, int]] | None) -> None:
+        """Take the state the members of the consumer group share from the store (under its
+        window lock): open windows, watermarks, last arrivals, closed windows the batch's rows
+        may fall into, and every partition's caught-up state."""
+        self.store.lock_windows(conn)
+        if self._stale:
+            self._restore(conn, now)
+        spans: dict[tuple[str, str], tuple[int, int]] = {}
+        for _source, frame in batch:
+            if frame.empty:
+                continue
+            for (model, version), t in frame.groupby(["model", "model_version"])["event_time_ms"]:
+                lo, hi = self.windows.start_range(t.to_numpy())
+                old = spans.get((model, version), (lo, hi))
+                spans[(model, version)] = (min(lo, old[0]), max(hi, old[1]))
+        shared_sources = None
+        if sources is not None:
+            stored = self.store.load_partition_states(conn)
+            universe = set(partitions) if partitions is not None else (
+                set(sources) | {tp for tp in stored if tp[0] in {t for t, _ in sources}})
+            # a partition nobody has reported on yet counts as behind: it may hold records
+            shared_sources = {tp: stored.get(tp, False) for tp in universe} if sources else {}
+            shared_sources.update(sources)
+        self.windows.sync(self.store.open_windows(conn), self.store.load_watermarks(conn),
+                          self.store.last_arrivals(conn), self.store.closed_windows_between(conn, spans),
+                          shared_sources)
+
+    @contextmanager
+    def _transaction(self) -> Iterator:
+        """A store transaction; if it fails, the in-memory bookkeeping it changed is dropped."""
+        try:
+            with self.store.transaction() as conn:
+                yield conn
+        except BaseException:
+            self._stale = True
+            self._pending_metrics.clear()
+            self._pending_alerts.clear()
+            raise
 
     # --- batches -------------------------------------------------------------------------
     def process(self, messages: Sequence[Message], now: int | None = None,
-                sources: dict[tuple[str, int], bool] | None = None) -> list[ClosedWindow]:
+                sources: dict[tuple[str, int], bool] | None = None,
+                partitions: Iterable[tuple[str, int]] | None = None) -> list[ClosedWindow]:
         """Decode, window and store one batch; close due windows. Returns the windows closed.
 
-        ``sources`` maps the assigned partitions to whether they have caught up with their end
-        (see :mod:`collector.windows`); None for a single in-process source.
+        ``sources`` maps the partitions this member reads to whether they have caught up with
+        their end (see :mod:`collector.windows`); None for a single in-process source.
+        ``partitions``: every partition of the subscribed topics (read by any member), when
+        known; each holds the watermark back until its reader reports it caught up.
         """
         now = now_ms() if now is None else now
-        if sources is not None:
-            self.windows.set_sources(sources)
         kafka = self.settings.kafka
         future = self.settings.window.max_future_seconds
         max_event_time = None if future is None else now + future * 1000
@@ -119,17 +172,22 @@ class Pipeline:
             batch.append((source, decoded.frame))
         if rejected:
             self.dead_letter(rejected)
-        assignment = self.windows.assign_batch(batch, now)
-        parts, late_rows, on_time = assignment.parts, assignment.late, assignment.on_time
         offsets = next_offsets(messages)
-        with self.store.transaction() as conn:
+        with self._transaction() as conn:
+            self._sync(conn, batch, now, sources, partitions)
+            assignment = self.windows.assign_batch(batch, now)
+            parts, late_rows, on_time = assignment.parts, assignment.late, assignment.on_time
             for key, rows in parts:
                 self.store.add_window_partial(conn, key.model, key.model_version, key.start_ms, key.segment, rows)
             self._feed_bootstrap_references(conn, on_time)
             if offsets:
                 self.store.save_offsets(conn, self.group_id, offsets)
+            touched = {(m, v) for m, v in on_time.groupby(["model", "model_version"]).groups} if len(on_time) else set()
             self.store.save_watermarks(conn, {k: t for k, t in self.windows.max_event_time.items()
-                                              if (k[2], k[3]) in offsets})
+                                              if (k[2], k[3]) in offsets and (k[0], k[1]) in touched},
+                                       {mv: now for mv in touched})
+            if sources:
+                self.store.save_partition_states(conn, sources)
             closed = self._close(conn, self.windows.due(now, self._idle_ms()), now)
         for r in rejected:
             self.metrics.records_rejected.labels(r.reason.value).inc()
@@ -140,24 +198,25 @@ class Pipeline:
         self._after_commit(closed)
         return closed
 
-    def tick(self, now: int | None = None, sources: dict[tuple[str, int], bool] | None = None) -> list[ClosedWindow]:
-        """Close windows of idle models (called when a poll returns nothing)."""
+    def tick(self, now: int | None = None, sources: dict[tuple[str, int], bool] | None = None,
+             partitions: Iterable[tuple[str, int]] | None = None) -> list[ClosedWindow]:
+        """Report this member's partitions and close windows that are due on wall-clock time
+        (idle models) or on the shared watermark (another member's progress)."""
         now = now_ms() if now is None else now
-        if sources is not None:
-            self.windows.set_sources(sources)
-        due = self.windows.due(now, self._idle_ms())
-        if not due:
-            return []
-        with self.store.transaction() as conn:
-            closed = self._close(conn, due, now)
+        with self._transaction() as conn:
+            self._sync(conn, [], now, sources, partitions)
+            if sources:
+                self.store.save_partition_states(conn, sources)
+            closed = self._close(conn, self.windows.due(now, self._idle_ms()), now)
         self._after_commit(closed)
         return closed
 
     def close_all(self, reason: str = "end_of_input") -> list[ClosedWindow]:
         """Close every open window (end of a finite input such as a replayed file)."""
-        due = [(k, reason) for k in sorted(self.windows.open)]
-        with self.store.transaction() as conn:
-            closed = self._close(conn, due, now_ms())
+        now = now_ms()
+        with self._transaction() as conn:
+            self._sync(conn, [], now, None, None)
+            closed = self._close(conn, [(k, reason) for k in sorted(self.windows.open)], now)
         self._after_commit(closed)
         return closed
 
@@ -213,8 +272,14 @@ class Pipeline:
         closed = []
         for key, reason in due:
             rows = self.store.take_window_partials(conn, key.model, key.model_version, key.start_ms, key.segment)
-            closed.append(self._close_one(conn, key, reason, rows, now))
             self.windows.mark_closed(key, reason)
+            if rows.empty:
+                continue
+            # rows a member added to a window just closed (its partition had been caught up)
+            # are stored as a further segment of it, never dropped or merged twice
+            segment = self.store.next_free_segment(conn, key.model, key.model_version, key.start_ms, key.segment)
+            closed.append(self._close_one(conn, WindowKey(key.model, key.model_version, key.start_ms, segment),
+                                          reason, rows, now))
         return closed
 
     def _close_one(self, conn, key: WindowKey, reason: str, rows: pd.DataFrame, now: int) -> ClosedWindow:

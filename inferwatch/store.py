@@ -121,6 +121,15 @@ watermarks = sa.Table(
     sa.Column("topic", sa.Text, primary_key=True),
     sa.Column("partition", sa.Integer, primary_key=True),
     sa.Column("max_event_time_ms", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
+)
+
+partition_states = sa.Table(
+    "partition_states", metadata,
+    sa.Column("topic", sa.Text, primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
+    sa.Column("caught_up", sa.Boolean, nullable=False),
+    sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
 )
 
 alert_states = sa.Table(
@@ -165,6 +174,10 @@ def frame_from_bytes(payload: bytes) -> pd.DataFrame:
     """Inverse of :func:`frame_to_bytes`."""
     with pa.ipc.open_stream(io.BytesIO(payload)) as reader:
         return reader.read_all().to_pandas()
+
+
+# any fixed 64-bit number: the key of the advisory lock the members of a group share
+WINDOW_LOCK_KEY = 0x1F_77A7C4
 
 
 def split_statements(sql_text: str) -> list[str]:
@@ -220,9 +233,23 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One database transaction: committed on normal exit, rolled back on an exception."""
+        """One database transaction: committed on normal exit, rolled back on an exception.
+
+        On SQLite the transaction takes the write lock at once (``BEGIN IMMEDIATE``), so two
+        processes never both read and then fail to upgrade to writing."""
         with self.engine.begin() as conn:
+            if self.dialect == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
+
+    def lock_windows(self, conn: Connection) -> None:
+        """Serialise the window bookkeeping of the members of a consumer group for the rest of
+        this transaction: each member reads the shared state (open windows, watermarks,
+        partition states), adds its rows and closes what is due without another member
+        changing that state in between. PostgreSQL: a transaction-level advisory lock;
+        SQLite: already held (the transaction began IMMEDIATE)."""
+        if self.dialect == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WINDOW_LOCK_KEY})")
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -362,11 +389,56 @@ class Store:
             rows = conn.execute(sa.select(c.topic, c.partition, c.next_offset).where(c.group_id == group_id))
             return {(t, int(p)): int(o) for t, p, o in rows}
 
-    def save_watermarks(self, conn: Connection, marks: dict[tuple[str, str, str, int], int]) -> None:
-        """Upsert the highest event time seen per (model, version, topic, partition)."""
-        for (model, version, topic, partition), ms in marks.items():
+    def save_watermarks(self, conn: Connection, marks: dict[tuple[str, str, str, int], int],
+                        arrived: dict[tuple[str, str], int] | None = None) -> None:
+        """Upsert the highest event time seen per (model, version, topic, partition), with the
+        wall-clock time a record of that model version last arrived (``arrived``; now if
+        absent)."""
+        arrived = arrived or {}
+        for (model, version, topic, partition), ms in sorted(marks.items()):
             _upsert(conn, watermarks, {"model": model, "model_version": version, "topic": topic,
-                                       "partition": partition}, {"max_event_time_ms": ms})
+                                       "partition": partition},
+                    {"max_event_time_ms": ms, "updated_at_ms": arrived.get((model, version), now_ms())})
+
+    def last_arrivals(self, conn: Connection) -> dict[tuple[str, str], int]:
+        """Wall-clock time a record last arrived per (model, version), over all partitions."""
+        c = watermarks.c
+        q = sa.select(c.model, c.model_version, sa.func.max(c.updated_at_ms)).group_by(c.model, c.model_version)
+        return {(m, v): int(ms) for m, v, ms in conn.execute(q)}
+
+    def save_partition_states(self, conn: Connection, states: dict[tuple[str, int], bool]) -> None:
+        """Upsert whether each (topic, partition) read by this member has caught up with its end."""
+        now = now_ms()
+        for (topic, partition), caught_up in sorted(states.items()):
+            _upsert(conn, partition_states, {"topic": topic, "partition": partition},
+                    {"caught_up": bool(caught_up), "updated_at_ms": now})
+
+    def load_partition_states(self, conn: Connection) -> dict[tuple[str, int], bool]:
+        """Whether each (topic, partition) has caught up with its end, as last reported."""
+        c = partition_states.c
+        return {(t, int(p)): bool(u) for t, p, u in conn.execute(sa.select(c.topic, c.partition, c.caught_up))}
+
+    def closed_windows_between(self, conn: Connection, spans: dict[tuple[str, str], tuple[int, int]]
+                               ) -> list[tuple[str, str, int, int, str]]:
+        """Closed windows (model, version, start, segment, close_reason) of each model version
+        whose start lies in its inclusive span."""
+        c = windows.c
+        out = []
+        for (model, version), (lo, hi) in spans.items():
+            q = sa.select(c.model, c.model_version, c.window_start_ms, c.segment, c.close_reason).where(
+                (c.model == model) & (c.model_version == version) & (c.window_start_ms >= lo)
+                & (c.window_start_ms <= hi))
+            out.extend((m, v, int(s), int(g), r) for m, v, s, g, r in conn.execute(q))
+        return out
+
+    def next_free_segment(self, conn: Connection, model: str, model_version: str, window_start_ms: int,
+                          segment: int) -> int:
+        """``segment`` if no closed window has that key yet, else one past the highest stored."""
+        c = windows.c
+        top = conn.execute(sa.select(sa.func.max(c.segment)).where(
+            (c.model == model) & (c.model_version == model_version) & (c.window_start_ms == window_start_ms))
+        ).scalar()
+        return segment if top is None or top < segment else int(top) + 1
 
     def load_watermarks(self, conn: Connection) -> dict[tuple[str, str, str, int], int]:
         """Highest event time seen per (model, version, topic, partition)."""

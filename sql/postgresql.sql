@@ -101,15 +101,27 @@ CREATE TABLE IF NOT EXISTS consumer_offsets (
     PRIMARY KEY (group_id, topic, partition)
 );
 
--- Highest event time seen per model version and source partition; the watermark of a model
--- version is the lowest of its partitions' values, minus the allowed lateness.
+-- Highest event time seen per model version and source partition, and when (wall clock) a
+-- record of it last arrived there; shared by the members of a consumer group, the watermark
+-- of a model version is the lowest of its partitions' values, minus the allowed lateness.
 CREATE TABLE IF NOT EXISTS watermarks (
     model              TEXT    NOT NULL,
     model_version      TEXT    NOT NULL,
     topic              TEXT    NOT NULL,
     partition          INTEGER NOT NULL,
     max_event_time_ms  BIGINT  NOT NULL,
+    updated_at_ms      BIGINT  NOT NULL,
     PRIMARY KEY (model, model_version, topic, partition)
+);
+
+-- Whether each source partition has been read up to its end, as last reported by the member
+-- reading it; a partition with a backlog holds the watermark back.
+CREATE TABLE IF NOT EXISTS partition_states (
+    topic          TEXT     NOT NULL,
+    partition      INTEGER  NOT NULL,
+    caught_up      BOOLEAN  NOT NULL,
+    updated_at_ms  BIGINT   NOT NULL,
+    PRIMARY KEY (topic, partition)
 );
 
 -- Current state of each alert (firing or resolved) per model version.

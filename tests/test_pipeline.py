@@ -263,3 +263,41 @@ def test_a_column_whose_test_changes_drops_its_old_series(tmp_path):
     publish("fisher_exact", 0.5)
     assert series("fisher_exact") == 0.0 and series("chi2") is None  # no stale "drifted" left behind
     store.close()
+
+
+def _json_messages(topic: str, partition: int, times: list[int], first_offset: int = 0) -> list[Message]:
+    import json
+
+    return [Message(topic, partition, first_offset + i, json.dumps(
+        {"model": "m", "model_version": "1", "timestamp": t, "request_id": f"{partition}-{first_offset + i}",
+         "features": {"x": i % 7}, "predictions": {"p": 0.5}}).encode()) for i, t in enumerate(times)]
+
+
+def test_members_of_a_group_share_windows_and_close_each_only_once(db_url):
+    """Two members on one database, each reading one of the two partitions: a window closes
+    only when both partitions' watermarks have passed its end, with both members' rows."""
+    hour = 3_600_000
+    settings = _settings(db_url, window={"length_seconds": 3600, "idle_close_seconds": None})
+    store = open_store(settings)
+    a = Pipeline(settings, store, Metrics(), log_dead_letter, group_id="g")
+    b = Pipeline(settings, store, Metrics(), log_dead_letter, group_id="g")
+    everything = [("t", 0), ("t", 1)]
+    # member a reads partition 0 to its end, into the third window; b has not reported yet
+    assert a.process(_json_messages("t", 0, [10, 20, 2 * hour]), sources={("t", 0): True},
+                     partitions=everything) == []
+    # b reads partition 1 (behind its end) up to the second window: the first may close now,
+    # holding a's two rows and b's one
+    closed = b.process(_json_messages("t", 1, [30, hour + 5]), sources={("t", 1): False}, partitions=everything)
+    assert [(w.key.start_ms, w.record_count, w.reason) for w in closed] == [(0, 3, "watermark")]
+    # a learns from the store that partition 1 holds the watermark at hour + 5: nothing more closes
+    assert a.tick(sources={("t", 0): True}, partitions=everything) == []
+    # b catches up too: every partition is at its end, the watermark is the highest time (2 h)
+    closed = b.tick(sources={("t", 1): True}, partitions=everything)
+    assert [(w.key.start_ms, w.record_count) for w in closed] == [(hour, 1)]
+    # a record of the closed first window arriving at a is late, not a second close
+    a.process(_json_messages("t", 0, [40], first_offset=3), sources={("t", 0): True}, partitions=everything)
+    windows = store.list_windows()
+    assert sorted(zip(windows["window_start_ms"], windows["segment"], windows["record_count"])) == [
+        (0, 0, 3), (hour, 0, 1)]
+    assert store.load_offsets("g") == {("t", 0): 4, ("t", 1): 2}
+    store.close()
