@@ -67,6 +67,7 @@ class RejectReason(str, Enum):
     NO_DATA = "no_data"
     NO_SCHEMA = "no_schema"
     DECODER_ERROR = "decoder_error"
+    TOO_MANY_MODELS = "too_many_models"
 
 
 class RecordError(ValueError):
