@@ -23,6 +23,9 @@ class Metrics:
                                         ["reason"], registry=r)
         self.records_late = Counter("inferwatch_records_late_total",
                                     "Records whose window had already closed.", ["model"], registry=r)
+        self.values_capped = Counter("inferwatch_values_capped_total",
+                                     "Values replaced by __other__ because a column reached its category cap.",
+                                     ["model", "reason"], registry=r)
         self.windows_closed = Counter("inferwatch_windows_closed_total", "Windows closed, by reason.",
                                       ["model", "reason"], registry=r)
         mv = ["model", "model_version"]

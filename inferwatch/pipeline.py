@@ -21,7 +21,8 @@ import pandas as pd
 
 from alerting.dataset_drift import ALERT_NAME, AlertEvent, next_state, webhook_body
 from alerting.webhook import DeliveryError, post_json
-from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, Rejected, decode_json_batch
+from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, Rejected, RejectReason, decode_json_batch
+from collector.limits import CategoryLimit, ModelLimit
 from collector.message import Message, next_offsets
 from collector.windows import EventTimeWindows, WindowKey
 from detectors import DriftConfig, KOfNAlarm, Profile, build_profile, compare, dataset_drift, kind_of
@@ -90,8 +91,10 @@ class Pipeline:
         # undelivered messages left by an earlier run are retried on the first batch
         self._outbox_failures = 1 if store.pending_outbox(limit=1) else 0
         self._outbox_retry_at_ms = 0
+        self.category_limit = CategoryLimit(settings.kafka.max_categories)
         with store.transaction() as conn:
             self._restore(conn, now_ms())
+            self.model_limit = ModelLimit(settings.kafka.max_models, store.tracked_models(conn))
 
     def _new_windows(self) -> EventTimeWindows:
         w = self.settings.window
@@ -165,11 +168,27 @@ class Pipeline:
         future = self.settings.window.max_future_seconds
         max_event_time = None if future is None else now + future * 1000
         batch, rejected = [], []
+        capped: dict[str, int] = {}
         # decoded per partition: event time (and so the watermark) advances per partition
         for source, group in groupby(messages, key=lambda m: (m.topic, m.partition)):
-            decoded = decode_json_batch(list(group), kafka.max_message_bytes, kafka.max_features, max_event_time)
+            group = list(group)
+            decoded = decode_json_batch(group, kafka.max_message_bytes, kafka.max_features, max_event_time)
             rejected.extend(decoded.rejected)
-            batch.append((source, decoded.frame))
+            frame = decoded.frame
+            admitted = self.model_limit.admit(frame)
+            if not admitted.all():
+                # one row per accepted message, in order
+                refused = {id(r.message) for r in decoded.rejected}
+                accepted = [m for m in group if id(m) not in refused]
+                rejected.extend(Rejected(accepted[i], RejectReason.TOO_MANY_MODELS,
+                                         f"model {frame['model'].iat[i]!r} version {frame['model_version'].iat[i]!r}: "
+                                         f"{self.model_limit.max_models} model versions are tracked already "
+                                         "(kafka.max_models)") for i in np.flatnonzero(~admitted))
+                frame = frame[admitted].reset_index(drop=True)
+            frame, replaced = self.category_limit.apply(frame)
+            for model, n in replaced.items():
+                capped[model] = capped.get(model, 0) + n
+            batch.append((source, frame))
         if rejected:
             self.dead_letter(rejected)
         offsets = next_offsets(messages)
@@ -191,6 +210,8 @@ class Pipeline:
             closed = self._close(conn, self.windows.due(now, self._idle_ms()), now)
         for r in rejected:
             self.metrics.records_rejected.labels(r.reason.value).inc()
+        for model, n in capped.items():
+            self.metrics.values_capped.labels(model, "too_many_categories").inc(n)
         for model, n in on_time.groupby("model").size().items() if len(on_time) else []:
             self.metrics.records_ingested.labels(model).inc(int(n))
         for model, n in late_rows.groupby("model").size().items() if len(late_rows) else []:

@@ -400,6 +400,14 @@ class Store:
                                        "partition": partition},
                     {"max_event_time_ms": ms, "updated_at_ms": arrived.get((model, version), now_ms())})
 
+    def tracked_models(self, conn: Connection) -> set[tuple[str, str]]:
+        """(model, version) pairs the store holds windows, open rows or watermarks of."""
+        out: set[tuple[str, str]] = set()
+        for table in (watermarks, window_partials, windows):
+            q = sa.select(table.c.model, table.c.model_version).distinct()
+            out.update((m, v) for m, v in conn.execute(q))
+        return out
+
     def last_arrivals(self, conn: Connection) -> dict[tuple[str, str], int]:
         """Wall-clock time a record last arrived per (model, version), over all partitions."""
         c = watermarks.c

@@ -301,3 +301,33 @@ def test_members_of_a_group_share_windows_and_close_each_only_once(db_url):
         (0, 0, 3), (hour, 0, 1)]
     assert store.load_offsets("g") == {("t", 0): 4, ("t", 1): 2}
     store.close()
+
+
+def test_records_of_models_beyond_the_cap_are_dead_lettered_with_their_reason(db_url):
+    import json
+
+    settings = _settings(db_url, kafka={"max_models": 2, "max_categories": 2},
+                         window={"length_seconds": 3600, "idle_close_seconds": None})
+    store = open_store(settings)
+    dead = []
+    metrics = Metrics()
+    pipe = Pipeline(settings, store, metrics, dead.extend, group_id="g")
+    msgs = [Message("t", 0, i, json.dumps({"model": f"m{i % 3}", "model_version": "1", "timestamp": 1000 + i,
+                                           "request_id": f"r{i}", "features": {"c": f"v{i}"},
+                                           "predictions": {"p": 1}}).encode()) for i in range(6)]
+    pipe.process(msgs)
+    # m0 and m1 are tracked; both records of m2 are dead-lettered, naming the key to raise
+    assert [(r.message.offset, r.reason.value) for r in dead] == [(2, "too_many_models"), (5, "too_many_models")]
+    assert "kafka.max_models" in dead[0].detail
+    assert metrics.records_rejected.labels("too_many_models")._value.get() == 2
+    assert metrics.records_ingested.labels("m0")._value.get() == 2
+    # each model keeps its first two categories: m0 saw v0, v3 -> none capped yet
+    assert metrics.values_capped.labels("m0", "too_many_categories")._value.get() == 0
+    pipe.process([Message("t", 0, 6, json.dumps({"model": "m0", "model_version": "1", "timestamp": 2000,
+                                                 "request_id": "r6", "features": {"c": "new"},
+                                                 "predictions": {"p": 1}}).encode())])
+    assert metrics.values_capped.labels("m0", "too_many_categories")._value.get() == 1
+    # a restart knows the tracked pairs from the store
+    again = Pipeline(settings, store, Metrics(), dead.extend, group_id="g")
+    assert again.model_limit.known == {("m0", "1"), ("m1", "1")}
+    store.close()
