@@ -1,0 +1,129 @@
+"""Flat JSON prediction logs read through a configured field mapping (format ``mapped_json``).
+
+One JSON object per message. :class:`collector.formats.config.JsonMapping` says which dotted
+key path holds the model, version, timestamp, request id, label and latency, and which paths
+or patterns are features and predictions, e.g. for the line::
+
+    {"ts": 1714564800.25, "svc": {"model": "churn", "version": 3}, "trace_id": "t-1",
+     "input": {"tenure": 12, "plan": "pro"}, "feat_age": 41, "score": 0.83}
+
+the mapping ``{model: svc.model, model_version: svc.version, timestamp: ts,
+timestamp_unit: s, request_id: trace_id, features: ["input.*", "feat_*"], predictions: [score]}``
+gives features ``tenure``, ``plan``, ``feat_age`` and prediction ``score``. A missing feature
+is a missing value; a list of numbers becomes ``name[i]`` columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from collector.decode import RecordError, RejectReason
+from collector.formats.columns import DecodedBuilder, check_width, column, scalar
+from collector.formats.common import event_time, load_object, payload, position_id, require_model, text_id
+from collector.formats.config import FormatConfig, JsonMapping, Limits
+from collector.message import Message
+from collector.record import FEATURE_PREFIX, PREDICTION_PREFIX, Decoded
+
+_MISSING = object()
+_UNIT_MS = {"s": 1000.0, "ms": 1.0, "us": 0.001, "ns": 0.000001}
+
+
+def lookup(obj: object, path: str) -> object:
+    """The value at a dotted key path, or a sentinel when absent."""
+    for key in path.split("."):
+        if not isinstance(obj, dict) or key not in obj:
+            return _MISSING
+        obj = obj[key]
+    return obj
+
+
+def _get(obj: dict, path: str | None) -> object:
+    if path is None:
+        return None
+    v = lookup(obj, path)
+    return None if v is _MISSING else v
+
+
+def select(obj: dict, patterns: Sequence[str], prefix: str, row: dict, where: str) -> None:
+    """Add the columns the patterns pick from ``obj`` to ``row`` (named ``prefix + last key``).
+
+    Raises:
+        RecordError: a picked value that is an object or a list of non-scalars.
+    """
+    for pattern in patterns:
+        if pattern.endswith("*"):
+            parent_path, _, stem = pattern[:-1].rpartition(".")
+            parent = lookup(obj, parent_path) if parent_path else obj
+            if not isinstance(parent, dict):
+                continue
+            picked = [(k, v) for k, v in parent.items() if k.startswith(stem)]
+        else:
+            v = lookup(obj, pattern)
+            picked = [(pattern.rpartition(".")[2], None if v is _MISSING else v)]
+        for name, v in picked:
+            if isinstance(v, list):
+                for i, x in enumerate(v):
+                    row[f"{prefix}{name}[{i}]"] = scalar(x, f"{where}.{name}[{i}]")
+            else:
+                row[prefix + name] = scalar(v, f"{where}.{name}")
+
+
+def timestamp_value(value: object, mapping: JsonMapping) -> object:
+    """A numeric timestamp converted to epoch milliseconds by the configured unit; text as is."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value * _UNIT_MS[mapping.timestamp_unit]
+    return value
+
+
+def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> Decoded:
+    """Decode flat JSON log lines through ``fmt.mapping``.
+
+    Returns:
+        One whole record per line (label and latency when mapped); rejected lines.
+
+    Raises:
+        ValueError: ``fmt`` has no mapping (a configuration error, not a message error).
+    """
+    mapping = fmt.mapping
+    if mapping is None:
+        raise ValueError("mapping: format mapped_json needs a field mapping")
+    out = DecodedBuilder()
+    zone = fmt.zone()
+    metas: list[tuple] = []
+    rows: list[dict] = []
+
+    def one(msg: Message) -> None:
+        obj = load_object(payload(msg, limits))
+        model = _get(obj, mapping.model)
+        if model is not None and not isinstance(model, str):
+            raise RecordError(RejectReason.WRONG_TYPE, f"{mapping.model}: the model name must be a string")
+        model = require_model(model or fmt.model, f"the line ({mapping.model or 'no model path'})")
+        version = _get(obj, mapping.model_version)
+        if version is not None and (isinstance(version, bool) or not isinstance(version, (str, int))):
+            raise RecordError(RejectReason.WRONG_TYPE, f"{mapping.model_version}: the version must be a string")
+        version = str(version) if version is not None and version != "" else (fmt.model_version or "")
+        ts = timestamp_value(_get(obj, mapping.timestamp), mapping)
+        t = event_time(ts, mapping.timestamp or "timestamp", msg, limits, zone)
+        rid = text_id(_get(obj, mapping.request_id), mapping.request_id or "request_id") or position_id(msg)
+        label = scalar(_get(obj, mapping.label), mapping.label or "label")
+        latency = _get(obj, mapping.latency_ms)
+        if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float))
+                                    or not 0 <= latency < float("inf")):
+            raise RecordError(RejectReason.WRONG_TYPE, f"{mapping.latency_ms}: latency must be a number >= 0")
+        row: dict[str, object] = {}
+        select(obj, mapping.features, FEATURE_PREFIX, row, "features")
+        select(obj, mapping.predictions, PREDICTION_PREFIX, row, "predictions")
+        check_width(len(row), limits.max_features, "features and predictions")
+        metas.append((model, version, t, rid, label, float("nan") if latency is None else float(latency)))
+        rows.append(row)
+
+    out.run(messages, one)
+    if rows:
+        names: dict[str, None] = {}
+        for r in rows:
+            names.update(dict.fromkeys(r))
+        cols = {name: column([r.get(name) for r in rows], name) for name in names}
+        model, version, t, rid, label, latency = zip(*metas)
+        out.add("records", len(rows), model=model, model_version=version, event_time_ms=t, request_ids=rid,
+                columns=cols, label=label, latency_ms=latency)
+    return out.build()
