@@ -18,6 +18,10 @@ Python API::
         use(broker.bootstrap_servers)
         broker.restart()          # same port, same log dir, data kept
 
+    # plus a SASL_PLAINTEXT listener (mechanism PLAIN) with these users
+    with KafkaBroker(sasl_plain_users={"inferwatch": "secret"}) as broker:
+        use(broker.sasl_bootstrap_servers)
+
 This module also holds the small process/port helpers that
 ``postgres_local.py`` and ``tests/conftest.py`` reuse.
 """
@@ -383,6 +387,10 @@ class KafkaBroker:
         start_timeout: seconds to wait for the broker to answer.
         detach: leave the broker running when this Python process exits
             (used by the ``start`` command); otherwise an atexit hook stops it.
+        sasl_plain_users: user name -> password; when given, the broker also
+            listens on a SASL_PLAINTEXT listener (mechanism PLAIN, see
+            ``sasl_bootstrap_servers``) that accepts exactly these users.  The
+            PLAINTEXT listener stays open for tests and admin tools.
     """
 
     def __init__(
@@ -392,6 +400,7 @@ class KafkaBroker:
         version: str = KAFKA_VERSION,
         start_timeout: float = START_TIMEOUT,
         detach: bool = False,
+        sasl_plain_users: dict[str, str] | None = None,
     ) -> None:
         self._owns_dir = directory is None
         self.dir = Path(directory or tempfile.mkdtemp(prefix="inferwatch-kafka-")).resolve()
@@ -400,6 +409,8 @@ class KafkaBroker:
         self.detach = detach
         self.port: int | None = None
         self.controller_port: int | None = None
+        self.sasl_plain_users = dict(sasl_plain_users or {})
+        self.sasl_port: int | None = None
         self._proc: subprocess.Popen | None = None
         self._pid: int | None = None
         self._atexit_registered = False
@@ -439,6 +450,13 @@ class KafkaBroker:
         return f"{HOST}:{self.port}"
 
     @property
+    def sasl_bootstrap_servers(self) -> str:
+        """``127.0.0.1:PORT`` of the SASL_PLAINTEXT listener (needs ``sasl_plain_users``)."""
+        if self.sasl_port is None:
+            raise ServiceError("broker has no SASL listener: pass sasl_plain_users and call start()")
+        return f"{HOST}:{self.sasl_port}"
+
+    @property
     def pid(self) -> int | None:
         """Pid of the broker JVM, if known."""
         return self._pid
@@ -465,11 +483,15 @@ class KafkaBroker:
             self.port, self.controller_port = free_port(), free_port()
             while self.controller_port == self.port:
                 self.controller_port = free_port()
+        if self.sasl_plain_users and self.sasl_port is None:
+            self.sasl_port = free_port()
+            while self.sasl_port in (self.port, self.controller_port):
+                self.sasl_port = free_port()
         self._write_config()
         if not (self.data_dir / "meta.properties").exists():
             self._format(java, classpath)
-        for port in (self.port, self.controller_port):
-            if port_in_use(port):
+        for port in (self.port, self.controller_port, self.sasl_port):
+            if port is not None and port_in_use(port):
                 raise ServiceError(f"port {HOST}:{port} of the Kafka dir {self.dir} is taken")
 
         log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
@@ -558,20 +580,43 @@ class KafkaBroker:
             if "=" in line and not line.startswith("#")
         )
         ports = re.findall(r"//[^:]+:(\d+)", props.get("listeners", ""))
-        if len(ports) == 2:
+        if len(ports) in (2, 3):
             self.port, self.controller_port = int(ports[0]), int(ports[1])
+        if len(ports) == 3 and self.sasl_plain_users:
+            self.sasl_port = int(ports[2])
+
+    def _sasl_config(self) -> tuple[str, str]:
+        """The extra listener and its settings ('' and '' without SASL users)."""
+        if not self.sasl_plain_users:
+            return "", ""
+        for value in (*self.sasl_plain_users, *self.sasl_plain_users.values()):
+            # kept out: they would need both JAAS and .properties escaping
+            if not value or any(c in value for c in '"\\\n\r ;='):
+                raise ServiceError(f"SASL user names and passwords must not be empty or contain "
+                                   f"quotes, backslashes, spaces, ';', '=' or line breaks: {value!r}")
+        users = " ".join(f'user_{name}="{pw}"' for name, pw in sorted(self.sasl_plain_users.items()))
+        settings = (
+            "sasl.enabled.mechanisms=PLAIN\n"
+            # The broker's own PLAIN login module checks clients against user_<name>="<password>".
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};\n"
+        )
+        return f",SASL_PLAINTEXT://{HOST}:{self.sasl_port}", settings
 
     def _write_config(self) -> None:
+        sasl_listener, sasl_settings = self._sasl_config()
         self.config_file.write_text(
             "# Generated by inferwatch scripts/kafka_local.py: single-node KRaft.\n"
             "process.roles=broker,controller\n"
             "node.id=1\n"
             f"controller.quorum.bootstrap.servers={HOST}:{self.controller_port}\n"
-            f"listeners=PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}\n"
-            f"advertised.listeners=PLAINTEXT://{HOST}:{self.port}\n"
+            f"listeners=PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}{sasl_listener}\n"
+            f"advertised.listeners=PLAINTEXT://{HOST}:{self.port}{sasl_listener}\n"
             "controller.listener.names=CONTROLLER\n"
             "inter.broker.listener.name=PLAINTEXT\n"
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+            f"{',SASL_PLAINTEXT:SASL_PLAINTEXT' if sasl_listener else ''}\n"
+            f"{sasl_settings}"
             f"log.dirs={self.data_dir}\n"
             # One broker: every internal topic must live with replication 1.
             "offsets.topic.replication.factor=1\n"
