@@ -112,10 +112,10 @@ def decode_body(body: object, side: str, fmt: FormatConfig, limits: Limits, wher
         return oip.json_body(body, side, fmt, limits, where)
     if side == "request":
         n, cols = body_columns(body, side, FEATURE_PREFIX, fmt.feature_names, "f", where, "feature_names",
-                               limits.max_features)
+                               limits.max_features, strict=True)
     else:
         n, cols = body_columns(body, side, PREDICTION_PREFIX, fmt.prediction_names, "p", where,
-                               "prediction_names", limits.max_features)
+                               "prediction_names", limits.max_features, strict=True)
     if n == 0:
         raise RecordError(RejectReason.NO_DATA, f"{where}: batch of 0 rows")
     return oip.Body(n, cols, None, None, None)

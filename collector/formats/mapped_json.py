@@ -10,7 +10,8 @@ or patterns are features and predictions, e.g. for the line::
 the mapping ``{model: svc.model, model_version: svc.version, timestamp: ts,
 timestamp_unit: s, request_id: trace_id, features: ["input.*", "feat_*"], predictions: [score]}``
 gives features ``tenure``, ``plan``, ``feat_age`` and prediction ``score``. A missing feature
-is a missing value; a list of numbers becomes ``name[i]`` columns.
+is a missing value (a line with none of them is rejected as ``no_data``: it is no prediction
+log); a list of numbers becomes ``name[i]`` columns.
 """
 
 from __future__ import annotations
@@ -44,12 +45,16 @@ def _get(obj: dict, path: str | None) -> object:
     return None if v is _MISSING else v
 
 
-def select(obj: dict, patterns: Sequence[str], prefix: str, row: dict, where: str) -> None:
+def select(obj: dict, patterns: Sequence[str], prefix: str, row: dict, where: str) -> int:
     """Add the columns the patterns pick from ``obj`` to ``row`` (named ``prefix + last key``).
+
+    Returns:
+        How many keys the patterns found in ``obj``.
 
     Raises:
         RecordError: a picked value that is an object or a list of non-scalars.
     """
+    found = 0
     for pattern in patterns:
         if pattern.endswith("*"):
             parent_path, _, stem = pattern[:-1].rpartition(".")
@@ -60,12 +65,15 @@ def select(obj: dict, patterns: Sequence[str], prefix: str, row: dict, where: st
         else:
             v = lookup(obj, pattern)
             picked = [(pattern.rpartition(".")[2], None if v is _MISSING else v)]
+            found -= v is _MISSING
+        found += len(picked)
         for name, v in picked:
             if isinstance(v, list):
                 for i, x in enumerate(v):
                     row[f"{prefix}{name}[{i}]"] = scalar(x, f"{where}.{name}[{i}]")
             else:
                 row[prefix + name] = scalar(v, f"{where}.{name}")
+    return found
 
 
 def timestamp_value(value: object, mapping: JsonMapping) -> object:
@@ -111,7 +119,8 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
                                     or not 0 <= latency < float("inf")):
             raise RecordError(RejectReason.WRONG_TYPE, f"{mapping.latency_ms}: latency must be a number >= 0")
         row: dict[str, object] = {}
-        select(obj, mapping.features, FEATURE_PREFIX, row, "features")
+        if not select(obj, mapping.features, FEATURE_PREFIX, row, "features"):
+            raise RecordError(RejectReason.NO_DATA, f"features: none of {mapping.features} is in the line")
         select(obj, mapping.predictions, PREDICTION_PREFIX, row, "predictions")
         check_width(len(row), limits.max_features, "features and predictions")
         metas.append((model, version, t, rid, label, float("nan") if latency is None else float(latency)))

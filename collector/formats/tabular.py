@@ -141,23 +141,35 @@ def rows_columns(rows: object, prefix: str, names: Sequence[str] | None, default
 
 
 def body_columns(obj: object, side: str, prefix: str, names: Sequence[str] | None, default: str,
-                 where: str, key: str, max_columns: int) -> tuple[int, dict[str, np.ndarray]]:
+                 where: str, key: str, max_columns: int, strict: bool = False) -> tuple[int, dict[str, np.ndarray]]:
     """Columns of a V1-style JSON body (see the module docstring).
 
     Args:
         side: ``request`` (looks for ``instances``/``inputs``) or ``response``
             (``predictions``/``outputs``).
+        strict: the body must be an object with one of those keys holding a list or an
+            object (the KServe V1 and TensorFlow protocols); else any JSON shape is read.
 
     Raises:
-        RecordError: as :func:`rows_columns`.
+        RecordError: as :func:`rows_columns`; ``missing_field`` / ``wrong_type`` when
+            ``strict`` and the key is missing or holds a scalar; ``wrong_type`` for ``null``.
     """
+    keys = REQUEST_KEYS if side == "request" else RESPONSE_KEYS
+    if obj is None:
+        raise RecordError(RejectReason.WRONG_TYPE, f"{where}: null is no payload")
     if isinstance(obj, dict):
-        for k in REQUEST_KEYS if side == "request" else RESPONSE_KEYS:
+        for k in keys:
             if k in obj:
                 inner = obj[k]
                 if isinstance(inner, dict):  # columnar {"inputs": {"a": [..], "b": [..]}}
                     return columnar(inner, prefix, f"{where}.{k}", max_columns)
+                if strict and not isinstance(inner, list):
+                    raise RecordError(RejectReason.WRONG_TYPE, f"{where}.{k}: must be a list or an object")
                 return rows_columns(inner, prefix, names, default, f"{where}.{k}", key, max_columns)
+    if strict:
+        raise RecordError(RejectReason.MISSING_FIELD if isinstance(obj, dict) else RejectReason.NOT_AN_OBJECT,
+                          f"{where}: an object with {' or '.join(keys)} expected")
+    if isinstance(obj, dict):
         if obj and all(isinstance(v, list) for v in obj.values()):
             return columnar(obj, prefix, where, max_columns)
         return object_columns([obj], prefix, where, max_columns)
