@@ -82,7 +82,11 @@ def _text(part: dict, where: str) -> tuple[str, str]:
     raise RecordError(RejectReason.UNSUPPORTED_CONTENT, f"{where}.encoding: {encoding[:32]!r} is not CSV, JSON or BASE64")
 
 
-def _side_columns(part: object, side: str, fmt: FormatConfig, limits: Limits, where: str):
+def _side_columns(part: object, side: str, fmt: FormatConfig, limits: Limits, where: str,
+                  n_in: int | None = None) -> tuple[int, dict[str, np.ndarray]]:
+    """Columns of one capture side. ``n_in`` (output side): the input's row count, so that a
+    CSV answer of one line holding one value per input row (as XGBoost gives) is read as
+    ``n_in`` rows."""
     if not isinstance(part, dict):
         raise RecordError(RejectReason.WRONG_TYPE, f"{where}: must be an object")
     text, kind = _text(part, where)
@@ -90,20 +94,14 @@ def _side_columns(part: object, side: str, fmt: FormatConfig, limits: Limits, wh
                                    else (PREDICTION_PREFIX, fmt.prediction_names, "p", "prediction_names"))
     if kind == "csv":
         rows = csv_rows(text, f"{where}.data")
-        return rows, csv_columns(rows, prefix, names, default, f"{where}.data", key, limits.max_features)
+        if n_in is not None and n_in > 1 and len(rows) == 1 and len(rows[0]) == n_in:
+            rows = [[v] for v in rows[0]]
+        return csv_columns(rows, prefix, names, default, f"{where}.data", key, limits.max_features)
     if kind == "jsonlines":
         obj = [load_json(line, f"{where}.data") for line in text.splitlines() if line.strip()]
     else:
         obj = load_json(text, f"{where}.data")
-    return None, body_columns(obj, side, prefix, names, default, f"{where}.data", key, limits.max_features)
-
-
-def _one_row_per_value(rows: list[list[str]] | None, n_in: int, fmt: FormatConfig, limits: Limits, where: str):
-    """A CSV output of one line holding one value per input row (as some containers answer)."""
-    if rows is None or len(rows) != 1 or len(rows[0]) != n_in or n_in < 2:
-        return None
-    return csv_columns([[v] for v in rows[0]], PREDICTION_PREFIX, fmt.prediction_names, "p", where,
-                       "prediction_names", limits.max_features)
+    return body_columns(obj, side, prefix, names, default, f"{where}.data", key, limits.max_features)
 
 
 def _labels(gt: dict) -> list[object]:
@@ -165,17 +163,14 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
         cols: dict[str, np.ndarray] = {}
         n_in = n_out = None
         if has_in:
-            _, (n_in, c) = _side_columns(capture["endpointInput"], "request", fmt, limits, "captureData.endpointInput")
+            n_in, c = _side_columns(capture["endpointInput"], "request", fmt, limits, "captureData.endpointInput")
             cols.update(c)
         if has_out:
-            rows, (n_out, c) = _side_columns(capture["endpointOutput"], "response", fmt, limits,
-                                             "captureData.endpointOutput")
+            n_out, c = _side_columns(capture["endpointOutput"], "response", fmt, limits,
+                                     "captureData.endpointOutput", n_in)
             if n_in is not None and n_out != n_in:
-                fixed = _one_row_per_value(rows, n_in, fmt, limits, "captureData.endpointOutput.data")
-                if fixed is None:
-                    raise RecordError(RejectReason.SHAPE_MISMATCH, f"captureData: {n_in} input rows but "
-                                                                   f"{n_out} output rows")
-                n_out, c = fixed
+                raise RecordError(RejectReason.SHAPE_MISMATCH, f"captureData: {n_in} input rows but "
+                                                               f"{n_out} output rows")
             cols.update(c)
         n = n_in if n_in is not None else n_out
         if not n:

@@ -1,0 +1,223 @@
+"""Serving-fleet formats, part 3: log lines written to files — SageMaker data capture and ground
+truth, BentoML monitoring logs, flat JSON logs through a field mapping."""
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from collector.decode import RejectReason
+from collector.formats import FormatConfig, Limits, decode_messages
+from collector.formats import bentoml, mapped_json, sagemaker
+from collector.formats.files import iter_messages
+from collector.message import Message
+
+DATA = Path(__file__).parent / "data" / "formats"
+LIMITS = Limits()
+T0 = 1714564800000  # 2024-05-01T12:00:00Z
+CAPTURE = DATA / "sagemaker" / "datacapture"
+
+
+def msg(value, topic="t", ts=T0, offset=0):
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value).encode()
+    return Message(topic=topic, partition=0, offset=offset, value=value, timestamp_ms=ts)
+
+
+def reasons(decoded):
+    return [r.reason for r in decoded.rejected]
+
+
+def texts(series):
+    return [None if pd.isna(v) else v for v in series.tolist()]
+
+
+# --- SageMaker -------------------------------------------------------------------------------
+
+def test_sagemaker_capture_csv_json_and_base64():
+    fmt = FormatConfig(format="sagemaker", feature_names=["age", "calls", "minutes", "msgs"])
+    out = decode_messages(list(iter_messages([CAPTURE])), fmt, LIMITS)
+    assert out.rejected == []
+    r = out.records
+    e = "aaaaaaaa-bbbb-cccc-dddd-00000000000"
+    # inferenceId when the capture has one, else eventId; a batch of 2 CSV rows gets #0, #1
+    assert list(r["request_id"]) == ["inf-1", f"{e}2#0", f"{e}2#1", "inf-3", f"{e}4"]
+    assert list(r["model"]) == ["xgb-churn"] * 5  # the endpoint, from the capture path
+    assert list(r["serving.endpoint"]) == ["AllTraffic"] * 5  # the variant
+    assert list(r["event_time_ms"]) == [T0 + 349000, T0 + 360500, T0 + 360500, T0 + 420000, T0 + 480000]
+    assert list(r["features.age"]) == [69.0, 94.0, 31.0, 12.0, 5.0]
+    assert list(r["features.minutes"]) == [153.7, 197.1, 88.0, 77.5, 60.25]
+    assert r["predictions.p0"].tolist()[:3] == [0.0254181120544672, 0.91, 0.07]
+    assert r["predictions.p0"].tolist()[4] == 0.5
+    assert r["predictions.score"].dtype == np.float64
+    assert texts(r["predictions.score"]) == [None, None, None, 0.625, None]
+    assert r["predictions.predicted_label"].tolist()[3] == 1.0
+    assert list(r["model_version"]) == [""] * 5
+    assert r["label"].isna().all()
+
+
+def test_sagemaker_ground_truth_joins_by_the_captures_request_ids():
+    out = decode_messages(list(iter_messages([DATA / "sagemaker" / "groundtruth"])),
+                          FormatConfig(format="sagemaker", model="xgb-churn"), LIMITS)
+    assert out.rejected == [] and len(out.records) == 0
+    e = "aaaaaaaa-bbbb-cccc-dddd-000000000002"
+    assert list(out.labels["request_id"]) == ["inf-1", f"{e}#0", f"{e}#1", "inf-3"]
+    assert list(out.labels["label"]) == ["1", "1", "0", "0"]
+    assert list(out.labels["model"]) == ["xgb-churn"] * 4
+    # no event time in ground-truth lines: the file's modification time stands in
+    path = next((DATA / "sagemaker" / "groundtruth").rglob("*.jsonl"))
+    assert set(out.labels["event_time_ms"]) == {int(path.stat().st_mtime * 1000)}
+
+
+def capture(inp, out, meta=None):
+    body = {"captureData": {}, "eventMetadata": meta or {"eventId": "ev", "inferenceTime": "2024-05-01T12:00:00Z"},
+            "eventVersion": "0"}
+    if inp is not None:
+        body["captureData"]["endpointInput"] = {"observedContentType": "text/csv", "mode": "INPUT", **inp}
+    if out is not None:
+        body["captureData"]["endpointOutput"] = {"observedContentType": "text/csv", "mode": "OUTPUT", **out}
+    return msg(body)
+
+
+def test_sagemaker_shapes_of_inputs_and_outputs():
+    fmt = FormatConfig(model="m", prediction_names=["score"])
+    out = sagemaker.decode([
+        # XGBoost answering a 3-row CSV batch on one line
+        capture({"data": "1,2\n3,4\n5,6", "encoding": "CSV"}, {"data": "0.1,0.2,0.3", "encoding": "CSV"}),
+        # input capture only: a request half
+        capture({"data": "7,8", "encoding": "CSV"}, None),
+        # JSON lines payload in BASE64
+        capture({"observedContentType": "application/jsonlines", "encoding": "BASE64",
+                 "data": base64.b64encode(b'{"a": 1}\n{"a": 2}\n').decode()},
+                {"data": json.dumps([0.4, 0.6]), "encoding": "JSON"}),
+    ], fmt, LIMITS)
+    assert out.rejected == []
+    assert list(out.records["request_id"]) == ["ev#0", "ev#1", "ev#2", "ev#0", "ev#1"]
+    assert list(out.records["predictions.score"]) == [0.1, 0.2, 0.3, 0.4, 0.6]
+    assert out.records["features.f1"].tolist()[:3] == [2.0, 4.0, 6.0]
+    assert out.records["features.a"].tolist()[3:] == [1.0, 2.0]
+    assert list(out.requests["features.f0"]) == [7.0] and list(out.requests["serving.batch_size"]) == [1.0]
+
+
+def test_sagemaker_bad_lines():
+    good_in = {"data": "1,2", "encoding": "CSV"}
+    cases = [
+        (capture({"data": "@@@", "encoding": "BASE64"}, None), RejectReason.INVALID_BASE64, "endpointInput.data"),
+        (capture(good_in, {"data": "0.1\n0.2\n0.3", "encoding": "CSV"}), RejectReason.SHAPE_MISMATCH,
+         "1 input rows but 3 output rows"),
+        (capture({"data": "1,2\n3", "encoding": "CSV"}, None), RejectReason.SHAPE_MISMATCH, "CSV rows"),
+        (capture(good_in, {"data": "x", "encoding": "PARQUET"}), RejectReason.UNSUPPORTED_CONTENT, "encoding"),
+        (capture({"observedContentType": "image/jpeg", "encoding": "BASE64",
+                  "data": base64.b64encode(b"\xff\xd8\xff\xe0").decode()}, None),
+         RejectReason.UNSUPPORTED_CONTENT, "binary"),
+        (capture(good_in, None, meta={"inferenceTime": "2024-05-01T12:00:00Z"}), RejectReason.MISSING_FIELD, "eventId"),
+        (capture(good_in, None, meta={"eventId": "e", "inferenceTime": "noon"}), RejectReason.INVALID_TIMESTAMP,
+         "inferenceTime"),
+        (capture(None, None), RejectReason.NO_DATA, "neither"),
+        (msg({"eventMetadata": {"eventId": "e"}}), RejectReason.MISSING_FIELD, "captureData"),
+        (capture({"data": '{"instances": [[1, [2]]]}', "encoding": "JSON"}, None), RejectReason.WRONG_TYPE,
+         "instances"),
+    ]
+    out = sagemaker.decode([m for m, _, _ in cases], FormatConfig(model="m"), LIMITS)
+    assert reasons(out) == [r for _, r, _ in cases]
+    for rejected, (_, _, word) in zip(out.rejected, cases):
+        assert word in rejected.detail, rejected.detail
+    # no model configured and no capture path to take the endpoint from
+    out = sagemaker.decode([capture(good_in, None)], FormatConfig(), LIMITS)
+    assert reasons(out) == [RejectReason.MISSING_FIELD] and "`model`" in out.rejected[0].detail
+
+
+# --- BentoML ---------------------------------------------------------------------------------
+
+def test_bentoml_schema_and_data_lines():
+    out = decode_messages(list(iter_messages([DATA / "bentoml"])), FormatConfig(format="bentoml"), LIMITS)
+    assert out.rejected == []
+    r = out.records
+    assert list(r["model"]) == ["iris_clf"] * 2  # the monitor name
+    assert list(r["model_version"]) == ["qojf5xauugwqtgxi"] * 2  # the bento version
+    assert list(r["request_id"]) == ["11405418069391516449", "4023178112348713371"]
+    # local time without offset, read as UTC by default
+    assert list(r["event_time_ms"]) == [T0 + 123, T0 + 1500]
+    assert list(r["features.sepal_len"]) == [5.1, 6.7] and list(r["features.color"]) == ["blue", "red"]
+    assert list(r["features.embedding[0]"]) == [0.5, 0.25] and list(r["features.embedding[1]"]) == [1.0, 2.0]
+    assert list(r["predictions.pred"]) == ["setosa", "virginica"]
+    assert texts(r["label"]) == ["setosa", None]
+    assert "features.target" not in r and "features.timestamp" not in r
+
+
+def test_bentoml_time_zone_fallbacks_and_missing_schema():
+    line = {"x": 1.5, "y": "a", "timestamp": "2024-05-01T14:00:00", "request_id": "None", "trace_id": "0"}
+    fmt = FormatConfig(format="bentoml", model="svc", feature_names=["x"], prediction_names=["y"],
+                       timezone="Europe/Berlin")
+    out = bentoml.decode([msg(line, topic="bento-monitor", offset=12)], fmt, LIMITS)
+    assert out.rejected == []
+    assert list(out.records["event_time_ms"]) == [T0]  # 14:00 in Berlin (CEST) is 12:00 UTC
+    assert list(out.records["request_id"]) == ["bento-monitor:0:12"]
+    assert list(out.records["features.x"]) == [1.5] and list(out.records["predictions.y"]) == ["a"]
+    out = bentoml.decode([msg(line, topic="never-seen-a-schema")], FormatConfig(format="bentoml", model="svc"), LIMITS)
+    assert reasons(out) == [RejectReason.NO_SCHEMA] and "feature_names" in out.rejected[0].detail
+    # a schema line on a topic is remembered for the data lines that follow
+    schema = {"meta_data": {"bento_name": "svc", "bento_version": "v9"},
+              "columns": [{"name": "x", "role": "feature", "type": "numerical"}]}
+    out = bentoml.decode([msg(schema, topic="bento-topic"), msg(line, topic="bento-topic")],
+                         FormatConfig(format="bentoml"), LIMITS)
+    assert out.rejected == [] and list(out.records["model"]) == ["svc"]
+    assert list(out.records["model_version"]) == ["v9"]
+    out = bentoml.decode([msg({**line, "x": {"nested": 1}}, topic="bento-topic")], FormatConfig(), LIMITS)
+    assert reasons(out) == [RejectReason.WRONG_TYPE] and out.rejected[0].detail.startswith("x:")
+
+
+# --- flat JSON logs through a mapping --------------------------------------------------------
+
+MAPPING = {"model": "svc.model", "model_version": "svc.version", "timestamp": "ts", "timestamp_unit": "s",
+           "request_id": "trace_id", "label": "outcome", "latency_ms": "took_ms",
+           "features": ["input.*", "feat_*", "country"], "predictions": ["score"]}
+
+
+def test_mapped_json_the_documented_example():
+    line = {"ts": 1714564800.25, "svc": {"model": "churn", "version": 3}, "trace_id": "t-1",
+            "input": {"tenure": 12, "plan": "pro"}, "feat_age": 41, "feat_ids": [1, 2], "score": 0.83,
+            "outcome": True, "took_ms": 4.5}
+    other = {"ts": "2024-05-01T12:00:01Z", "svc": {"model": "churn"}, "input": {"tenure": 3}, "score": 0.1}
+    fmt = FormatConfig(format="mapped_json", mapping=MAPPING)
+    out = mapped_json.decode([msg(line), msg(other, offset=1)], fmt, LIMITS)
+    assert out.rejected == []
+    r = out.records
+    assert list(r["model"]) == ["churn", "churn"] and list(r["model_version"]) == ["3", ""]
+    assert list(r["event_time_ms"]) == [T0 + 250, T0 + 1000]
+    assert list(r["request_id"]) == ["t-1", "t:0:1"]
+    assert list(r["features.tenure"]) == [12.0, 3.0] and texts(r["features.plan"]) == ["pro", None]
+    assert r["features.feat_age"].tolist()[0] == 41.0 and np.isnan(r["features.feat_age"].tolist()[1])
+    assert r["features.feat_ids[1]"].tolist()[0] == 2.0
+    assert np.isnan(r["features.country"]).all()
+    assert list(r["predictions.score"]) == [0.83, 0.1]
+    assert texts(r["label"]) == ["true", None]
+    assert r["latency_ms"].tolist()[0] == 4.5 and np.isnan(r["latency_ms"].tolist()[1])
+
+
+def test_mapped_json_bad_lines():
+    fmt = FormatConfig(format="mapped_json", mapping=MAPPING)
+    base = {"ts": 1714564800, "svc": {"model": "m"}, "input": {"a": 1}}
+    cases = [
+        (msg({**base, "svc": {"model": 5}}), RejectReason.WRONG_TYPE, "svc.model"),
+        (msg({**base, "svc": {}}), RejectReason.MISSING_FIELD, "`model`"),
+        (msg({**base, "ts": "soon"}), RejectReason.INVALID_TIMESTAMP, "ts"),
+        (msg({**base, "input": {"a": {"b": 1}}}), RejectReason.WRONG_TYPE, "features.a"),
+        (msg({**base, "took_ms": -1}), RejectReason.WRONG_TYPE, "took_ms"),
+        (msg({"ts": 1714564800, "svc": {"model": "m"}}), RejectReason.NO_DATA, "none of"),
+        (msg([base]), RejectReason.NOT_AN_OBJECT, "list"),
+    ]
+    out = mapped_json.decode([m for m, _, _ in cases], fmt, LIMITS)
+    assert reasons(out) == [r for _, r, _ in cases]
+    for rejected, (_, _, word) in zip(out.rejected, cases):
+        assert word in rejected.detail, rejected.detail
+
+
+def test_inferwatch_format_goes_through_the_existing_decoder():
+    record = {"model": "m", "model_version": "1", "timestamp": "2024-05-01T12:00:00Z", "request_id": "r",
+              "features": {"x": 2}, "predictions": {"y": "a"}, "label": 1}
+    out = decode_messages([msg(record), msg(b"{}", offset=1)], FormatConfig(format="inferwatch"), LIMITS)
+    assert list(out.records["features.x"]) == [2.0] and list(out.records["label"]) == ["1"]
+    assert reasons(out) == [RejectReason.MISSING_FIELD]
