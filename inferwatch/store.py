@@ -17,10 +17,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 
+import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+
+from detectors.profile import category_label
 
 
 metadata = sa.MetaData()
@@ -498,6 +502,61 @@ class Store:
             conn.execute(outbox.update().where(c.id == message_id).values(**values))
 
 
+    # --- request-response and label joins (collector.join) ------------------------------
+    def save_join_changes(self, conn: Connection, join_name: str, changes) -> None:
+        """Store the changes of a request–response join (``collector.join.JoinChanges``).
+
+        Inserts ``changes.added`` as one batch of entries, lists ``changes.removed`` sequence
+        numbers, and sets the clock and next sequence number. Once at least half of the stored
+        entries are listed as removed, the live ones are rewritten as one batch, so storage
+        stays within twice the live state and each entry is rewritten O(1) times on average.
+        Call it in the transaction that stores the batch's window rows and offsets.
+        """
+        if len(changes.added):
+            conn.execute(join_entries.insert().values(
+                join_name=join_name, n_rows=len(changes.added), payload=frame_to_bytes(_arrow_safe(changes.added))))
+        if len(changes.removed):
+            conn.execute(join_removed.insert(), [{"join_name": join_name, "seq": int(s)} for s in changes.removed])
+        _upsert(conn, join_clocks, {"join_name": join_name},
+                {"clock_ms": changes.clock_ms, "next_seq": int(changes.next_seq)})
+        stored = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(join_entries.c.n_rows), 0)).where(
+            join_entries.c.join_name == join_name)).scalar_one()
+        removed = conn.execute(sa.select(sa.func.count()).select_from(join_removed).where(
+            join_removed.c.join_name == join_name)).scalar_one()
+        if removed and 2 * int(removed) >= int(stored):
+            live = self._join_entries(conn, join_name)
+            conn.execute(join_entries.delete().where(join_entries.c.join_name == join_name))
+            conn.execute(join_removed.delete().where(join_removed.c.join_name == join_name))
+            if len(live):
+                conn.execute(join_entries.insert().values(
+                    join_name=join_name, n_rows=len(live), payload=frame_to_bytes(_arrow_safe(live))))
+
+    def load_join_state(self, conn: Connection, join_name: str) -> tuple[pd.DataFrame, int | None, int]:
+        """``(entries, clock_ms, next_seq)`` of a request–response join, for
+        ``RequestResponseJoin.restore``; an empty frame, None and 0 when nothing is stored."""
+        row = conn.execute(sa.select(join_clocks.c.clock_ms, join_clocks.c.next_seq).where(
+            join_clocks.c.join_name == join_name)).first()
+        if row is None:
+            return pd.DataFrame(), None, 0
+        clock = None if row[0] is None else int(row[0])
+        return self._join_entries(conn, join_name), clock, int(row[1])
+
+    def _join_entries(self, conn: Connection, join_name: str) -> pd.DataFrame:
+        c = join_entries.c
+        payloads = [r[0] for r in conn.execute(
+            sa.select(c.payload).where(c.join_name == join_name).order_by(c.id))]
+        frame = _concat([frame_from_bytes(p) for p in payloads])
+        if len(frame) == 0:
+            return frame
+        gone = [int(s) for (s,) in conn.execute(sa.select(join_removed.c.seq).where(
+            join_removed.c.join_name == join_name))]
+        return frame[~frame["join_seq"].isin(gone)].reset_index(drop=True)
+
+    def label_state(self, conn: Connection, join_name: str) -> StoreLabelState:
+        """The waiting predictions and labels of label join ``join_name`` in this transaction,
+        as a ``collector.join.LabelState``."""
+        return StoreLabelState(conn, join_name)
+
 def _upsert(conn: Connection, table: sa.Table, key: dict, values: dict) -> None:
     """Portable upsert: UPDATE, then INSERT if nothing matched (we hold the only writer per key)."""
     where = sa.and_(*[table.c[k] == v for k, v in key.items()])
@@ -518,3 +577,151 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
+
+
+# --- request-response and label joins (collector.join) ----------------------------------
+
+join_entries = sa.Table(
+    "join_entries", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("join_name", sa.Text, nullable=False),
+    sa.Column("n_rows", sa.BigInteger, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+)
+
+join_removed = sa.Table(
+    "join_removed", metadata,
+    sa.Column("join_name", sa.Text, primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+)
+
+join_clocks = sa.Table(
+    "join_clocks", metadata,
+    sa.Column("join_name", sa.Text, primary_key=True),
+    sa.Column("clock_ms", sa.BigInteger, nullable=True),
+    sa.Column("next_seq", sa.BigInteger, nullable=False),
+)
+
+label_waiting_predictions = sa.Table(
+    "label_waiting_predictions", metadata,
+    sa.Column("join_name", sa.Text, primary_key=True),
+    sa.Column("request_id", sa.Text, primary_key=True),
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("event_time_ms", sa.BigInteger, nullable=False),
+    sa.Column("predictions", sa.Text, nullable=False),
+)
+
+label_waiting_labels = sa.Table(
+    "label_waiting_labels", metadata,
+    sa.Column("join_name", sa.Text, primary_key=True),
+    sa.Column("request_id", sa.Text, primary_key=True),
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("event_time_ms", sa.BigInteger, nullable=False),
+)
+
+_IDS_PER_QUERY = 500  # request ids per IN (...) lookup; far below every driver's parameter limit
+
+
+def _arrow_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A text column that also holds numbers (rows of batches typed differently) as text
+    labels throughout, the decoders' rule for a mixed column; Arrow needs one type per column."""
+    out = frame
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in ("mixed", "mixed-integer"):
+            if out is frame:
+                out = frame.copy()
+            out[name] = [v if v is None or isinstance(v, str) else None if pd.isna(v) else category_label(v)
+                         for v in col.to_numpy(dtype=object)]
+    return out
+
+
+class StoreLabelState:
+    """``collector.join.LabelState`` over the database, within one transaction.
+
+    Waiting predictions are rows of ``label_waiting_predictions`` (their ``predictions.*``
+    columns as one JSON object per row), waiting labels rows of ``label_waiting_labels``, the
+    clock a row of ``join_clocks``; all keyed by the join's name. Lookups go by request id
+    (primary-key prefix); purges by event time (index).
+    """
+
+    def __init__(self, conn: Connection, join_name: str) -> None:
+        self.conn = conn
+        self.join_name = join_name
+
+    @property
+    def clock_ms(self) -> int | None:
+        """The stored clock of this label join, or None."""
+        v = self.conn.execute(sa.select(join_clocks.c.clock_ms).where(
+            join_clocks.c.join_name == self.join_name)).scalar()
+        return None if v is None else int(v)
+
+    def find(self, request_ids) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(waiting predictions, waiting labels) whose request id is in ``request_ids``."""
+        p, lab = label_waiting_predictions.c, label_waiting_labels.c
+        ids = [str(i) for i in request_ids]
+        preds, labels = [], []
+        for i in range(0, len(ids), _IDS_PER_QUERY):
+            part = ids[i:i + _IDS_PER_QUERY]
+            preds.extend(self.conn.execute(
+                sa.select(p.model, p.model_version, p.event_time_ms, p.request_id, p.predictions)
+                .where(p.join_name == self.join_name, p.request_id.in_(part))).all())
+            labels.extend(self.conn.execute(
+                sa.select(lab.model, lab.request_id, lab.label, lab.event_time_ms)
+                .where(lab.join_name == self.join_name, lab.request_id.in_(part))).all())
+        return _prediction_rows(preds), pd.DataFrame(
+            labels, columns=["model", "request_id", "label", "event_time_ms"]).astype(
+            {"model": object, "request_id": object, "label": object, "event_time_ms": np.int64})
+
+    def apply(self, changes) -> tuple[pd.DataFrame, int]:
+        """Apply ``collector.join.LabelChanges``: delete, insert, set the clock, purge.
+        Returns the purged predictions and the number of purged labels."""
+        name, conn = self.join_name, self.conn
+        for table, keys in ((label_waiting_predictions, changes.delete_predictions),
+                            (label_waiting_labels, changes.delete_labels)):
+            if len(keys):
+                c = table.c
+                conn.execute(table.delete().where(
+                    c.join_name == sa.bindparam("n"), c.request_id == sa.bindparam("r"), c.model == sa.bindparam("m")),
+                    [{"n": name, "r": r, "m": m} for m, r in zip(keys["model"], keys["request_id"])])
+        ins = changes.insert_predictions
+        if len(ins):
+            cols = [c for c in ins.columns if c.startswith("predictions.")]
+            values = ins[cols].to_numpy(dtype=object).tolist()
+            conn.execute(label_waiting_predictions.insert(), [
+                {"join_name": name, "request_id": r, "model": m, "model_version": v, "event_time_ms": int(t),
+                 "predictions": orjson.dumps(dict(zip(cols, row))).decode()}
+                for r, m, v, t, row in zip(ins["request_id"], ins["model"], ins["model_version"],
+                                           ins["event_time_ms"], values)])
+        ins = changes.insert_labels
+        if len(ins):
+            conn.execute(label_waiting_labels.insert(), [
+                {"join_name": name, "request_id": r, "model": m, "label": lab, "event_time_ms": int(t)}
+                for r, m, lab, t in zip(ins["request_id"], ins["model"], ins["label"], ins["event_time_ms"])])
+        _upsert(conn, join_clocks, {"join_name": name}, {"clock_ms": changes.clock_ms, "next_seq": 0})
+        purged = pd.DataFrame()
+        n_labels = 0
+        if changes.purge_predictions_before_ms is not None:
+            p = label_waiting_predictions.c
+            where = (p.join_name == name) & (p.event_time_ms < int(changes.purge_predictions_before_ms))
+            purged = _prediction_rows(conn.execute(
+                sa.select(p.model, p.model_version, p.event_time_ms, p.request_id, p.predictions).where(where)
+                .order_by(p.event_time_ms, p.model, p.request_id)).all())
+            conn.execute(label_waiting_predictions.delete().where(where))
+        if changes.purge_labels_before_ms is not None:
+            lab = label_waiting_labels.c
+            n_labels = conn.execute(label_waiting_labels.delete().where(
+                (lab.join_name == name) & (lab.event_time_ms < int(changes.purge_labels_before_ms)))).rowcount
+        return purged, int(n_labels)
+
+
+def _prediction_rows(rows) -> pd.DataFrame:
+    """Waiting-prediction rows (model, version, time, id, JSON) as a frame with predictions.* columns."""
+    base = pd.DataFrame([r[:4] for r in rows], columns=["model", "model_version", "event_time_ms", "request_id"])
+    base = base.astype({"model": object, "model_version": object, "event_time_ms": np.int64, "request_id": object})
+    if not rows:
+        return base
+    preds = pd.DataFrame.from_records([orjson.loads(r[4]) for r in rows])
+    return pd.concat([base, preds], axis=1)

@@ -148,3 +148,59 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at_ms  BIGINT,
     dead_at_ms       BIGINT
 );
+
+-- State of each request–response join (collector.join.RequestResponseJoin): waiting halves and
+-- recently finished request ids, saved in the transaction that stores the batch's window rows
+-- and offsets. Entries are stored in batches (Arrow payload in the layout of
+-- RequestResponseJoin.pending); an entry that has left the state is listed in join_removed by
+-- its sequence number until the batches are rewritten.
+CREATE TABLE IF NOT EXISTS join_entries (
+    id         BIGSERIAL PRIMARY KEY,
+    join_name  TEXT    NOT NULL,
+    n_rows     BIGINT  NOT NULL,
+    payload    BYTEA   NOT NULL
+);
+CREATE INDEX IF NOT EXISTS join_entries_name
+    ON join_entries (join_name);
+
+CREATE TABLE IF NOT EXISTS join_removed (
+    join_name  TEXT    NOT NULL,
+    seq        BIGINT  NOT NULL,
+    PRIMARY KEY (join_name, seq)
+);
+
+-- Event-time clock of each join (request–response and label joins) and the next sequence
+-- number a request–response join gives out.
+CREATE TABLE IF NOT EXISTS join_clocks (
+    join_name  TEXT    NOT NULL,
+    clock_ms   BIGINT,
+    next_seq   BIGINT  NOT NULL,
+    PRIMARY KEY (join_name)
+);
+
+-- Predictions waiting for their label (collector.join.LabelJoin), purged once the join's clock
+-- passes event_time_ms plus the label delay. predictions: JSON object of the predictions.*
+-- columns the performance metrics need.
+CREATE TABLE IF NOT EXISTS label_waiting_predictions (
+    join_name      TEXT    NOT NULL,
+    request_id     TEXT    NOT NULL,
+    model          TEXT    NOT NULL,
+    model_version  TEXT    NOT NULL,
+    event_time_ms  BIGINT  NOT NULL,
+    predictions    TEXT    NOT NULL,
+    PRIMARY KEY (join_name, request_id, model)
+);
+CREATE INDEX IF NOT EXISTS label_waiting_predictions_time
+    ON label_waiting_predictions (join_name, event_time_ms);
+
+-- Labels that came before their prediction; model is '' when the label names none.
+CREATE TABLE IF NOT EXISTS label_waiting_labels (
+    join_name      TEXT    NOT NULL,
+    request_id     TEXT    NOT NULL,
+    model          TEXT    NOT NULL,
+    label          TEXT    NOT NULL,
+    event_time_ms  BIGINT  NOT NULL,
+    PRIMARY KEY (join_name, request_id, model)
+);
+CREATE INDEX IF NOT EXISTS label_waiting_labels_time
+    ON label_waiting_labels (join_name, event_time_ms);
