@@ -22,18 +22,24 @@ column ``predictions.<name>[i]``). Anything else is rejected with a reason from
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from itertools import compress, repeat
+from operator import itemgetter
 
+import msgspec
 import numpy as np
 import pandas as pd
 
 from collector.message import Message
 from detectors.profile import category_label  # one labelling rule for decode and profiles
+
+log = logging.getLogger(__name__)
 
 FEATURE_PREFIX = "features."
 PREDICTION_PREFIX = "predictions."
@@ -253,9 +259,87 @@ def to_column(values: Sequence[object]) -> np.ndarray:
     return np.array([None if v is None else category_label(v) for v in values], dtype=object)
 
 
+def _decode_one(msg: Message, max_message_bytes: int, max_features: int, max_event_time_ms: int | None
+                ) -> tuple[tuple, dict[str, object]] | Rejected:
+    """One message by the rule book: ``(meta, columns)`` as :func:`validate_record` returns, or
+    the :class:`Rejected` entry."""
+    try:
+        raw = msg.value
+        if not raw:
+            raise RecordError(RejectReason.EMPTY, "message has no value")
+        if len(raw) > max_message_bytes:
+            raise RecordError(RejectReason.OVERSIZE, f"{len(raw)} bytes > limit {max_message_bytes}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecordError(RejectReason.INVALID_UTF8, f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RecordError(RejectReason.INVALID_JSON, f"invalid JSON: {exc.msg} at {exc.pos}") from None
+        except RecursionError:
+            raise RecordError(RejectReason.INVALID_JSON, "invalid JSON: nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
+            raise RecordError(RejectReason.INVALID_JSON, f"invalid JSON: {exc}") from None
+        if _SUSPECT_ESCAPE.search(text):  # rare: only then walk the parsed value
+            _check_text(obj)
+        return validate_record(obj, max_features, max_event_time_ms)
+    except RecordError as err:
+        return Rejected(msg, err.reason, str(err))
+
+
+def _empty_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: [] for c in META_COLUMNS})
+
+
+def decode_json_each(messages: Sequence[Message], max_message_bytes: int, max_features: int,
+                     max_event_time_ms: int | None = None) -> DecodedBatch:
+    """:func:`decode_json_batch` one message at a time (``json`` parser, one
+    :func:`validate_record` call per message): the rule book the batch path is held to, about
+    four times slower. Same arguments, result and guarantees."""
+    metas: list[tuple] = []
+    rows: list[dict[str, object]] = []
+    rejected: list[Rejected] = []
+    for msg in messages:
+        out = _decode_one(msg, max_message_bytes, max_features, max_event_time_ms)
+        if isinstance(out, Rejected):
+            rejected.append(out)
+            continue
+        metas.append(out[0])
+        rows.append(out[1])
+    if not metas:
+        return DecodedBatch(frame=_empty_frame(), rejected=rejected)
+    model, version, event_time, request_id, label, latency = zip(*metas)
+    data = _meta_arrays(model, version, event_time, request_id, label, latency)
+    names: dict[str, None] = {}
+    for r in rows:
+        names.update(dict.fromkeys(r))
+    for name in names:
+        data[name] = to_column([r.get(name) for r in rows])
+    return DecodedBatch(frame=pd.DataFrame(data), rejected=rejected)
+
+
+def _meta_arrays(model, version, event_time, request_id, label, latency) -> dict[str, np.ndarray]:
+    return {
+        "model": np.array(model, dtype=object),
+        "model_version": np.array(version, dtype=object),
+        "event_time_ms": np.array(event_time, dtype=np.int64),
+        "request_id": np.array(request_id, dtype=object),
+        "label": np.array(label, dtype=object),
+        "latency_ms": np.array(latency, dtype=np.float64),
+    }
+
+
 def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_features: int,
                       max_event_time_ms: int | None = None) -> DecodedBatch:
     """Decode a batch of JSON prediction-log messages into one columnar frame.
+
+    The batch is parsed with msgspec and checked column by column (one type check per column,
+    timestamps parsed as arrays); a message that any of these checks cannot clear for certain
+    (a parse error, a ``\\u0000`` or surrogate escape, a wrong type, an integer beyond 2**63, an
+    unusual timestamp layout, ...) is decoded alone by :func:`decode_json_each`'s rules. The
+    result is exactly :func:`decode_json_each`'s: the same rows, columns, dtypes, rejections,
+    reasons and details.
 
     Args:
         messages: raw messages, in the order read.
@@ -264,55 +348,418 @@ def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_f
         max_event_time_ms: later timestamps are rejected as ``future_timestamp``.
 
     Returns:
-        The accepted rows as a :class:`DecodedBatch` frame plus the rejected messages.
+        The accepted rows as a :class:`DecodedBatch` frame plus the rejected messages, in input
+        order. Never raises on message content.
     """
-    metas: list[tuple] = []
-    rows: list[dict[str, object]] = []
+    slow: list[int] = []
+    positions, objs = _parse(messages, max_message_bytes, slow)
+    try:
+        parts = _fast_parts(objs, positions, max_features, max_event_time_ms, slow) if objs else []
+    except Exception:  # noqa: BLE001 - a defect here must not lose the batch: decode it message by message
+        log.exception("batch decoding failed; decoding these %d messages one by one", len(messages))
+        parts, slow = [], list(range(len(messages)))
     rejected: list[Rejected] = []
-    for msg in messages:
-        try:
-            raw = msg.value
-            if not raw:
-                raise RecordError(RejectReason.EMPTY, "message has no value")
-            if len(raw) > max_message_bytes:
-                raise RecordError(RejectReason.OVERSIZE, f"{len(raw)} bytes > limit {max_message_bytes}")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise RecordError(RejectReason.INVALID_UTF8, f"not UTF-8: {exc.reason} at byte {exc.start}") from None
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise RecordError(RejectReason.INVALID_JSON, f"invalid JSON: {exc.msg} at {exc.pos}") from None
-            except RecursionError:
-                raise RecordError(RejectReason.INVALID_JSON, "invalid JSON: nested too deeply") from None
-            except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
-                raise RecordError(RejectReason.INVALID_JSON, f"invalid JSON: {exc}") from None
-            if _SUSPECT_ESCAPE.search(text):  # rare: only then walk the parsed value
-                _check_text(obj)
-            meta, columns = validate_record(obj, max_features, max_event_time_ms)
-        except RecordError as err:
-            rejected.append(Rejected(msg, err.reason, str(err)))
-            continue
-        metas.append(meta)
-        rows.append(columns)
+    for i in sorted(slow):
+        out = _decode_one(messages[i], max_message_bytes, max_features, max_event_time_ms)
+        if isinstance(out, Rejected):
+            rejected.append(out)
+        else:
+            parts.append(_Part.of_row(i, *out))
+    return DecodedBatch(frame=_assemble(parts), rejected=rejected)
 
-    n = len(metas)
-    data: dict[str, np.ndarray] = {}
-    if n:
-        model, version, event_time, request_id, label, latency = zip(*metas)
-        data = {
-            "model": np.array(model, dtype=object),
-            "model_version": np.array(version, dtype=object),
-            "event_time_ms": np.array(event_time, dtype=np.int64),
-            "request_id": np.array(request_id, dtype=object),
-            "label": np.array(label, dtype=object),
-            "latency_ms": np.array(latency, dtype=np.float64),
-        }
-        names: dict[str, None] = {}
-        for r in rows:
-            names.update(dict.fromkeys(r))
-        for name in names:
-            data[name] = to_column([r.get(name) for r in rows])
-    frame = pd.DataFrame(data) if n else pd.DataFrame({c: [] for c in META_COLUMNS})
-    return DecodedBatch(frame=frame, rejected=rejected)
+
+# --- the batch path --------------------------------------------------------------------------
+
+_decode_bytes = msgspec.json.Decoder().decode
+_SUSPECT_ESCAPE_BYTES = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_REQUIRED = itemgetter(*REQUIRED_FIELDS)
+_INT_LIMIT = 2**63  # integers beyond it take the careful path (its range and digit rules)
+_NONE = type(None)
+_NUMERIC_TYPES = {int, float, _NONE}
+_TEXT_TYPES = {str, _NONE}
+
+
+@dataclass
+class _Part:
+    """Accepted rows sharing one column layout: their message positions (ascending), the six
+    meta columns and the feature/prediction columns (name -> values, in first-row order)."""
+
+    positions: list[int]
+    meta: tuple[Sequence, ...]
+    columns: dict[str, Sequence]
+
+    @classmethod
+    def of_row(cls, position: int, meta: tuple, columns: dict[str, object]) -> _Part:
+        return cls([position], tuple([v] for v in meta), {k: [v] for k, v in columns.items()})
+
+
+def _parse(messages: Sequence[Message], max_message_bytes: int, slow: list[int]) -> tuple[list[int], list]:
+    """Parse every message the fast parser may read; the others' positions go to ``slow``."""
+    values = [m.value for m in messages]
+    try:
+        clean = (all(values) and max(map(len, values)) <= max_message_bytes
+                 and b"\\u" not in b"".join(values))
+    except TypeError:  # a tombstone (None value)
+        clean = False
+    if clean:
+        try:
+            return list(range(len(values))), list(map(_decode_bytes, values))
+        except Exception:  # noqa: BLE001 - any parse failure: find it message by message
+            pass
+    positions, objs = [], []
+    for i, raw in enumerate(values):
+        if not raw or len(raw) > max_message_bytes or _SUSPECT_ESCAPE_BYTES.search(raw):
+            slow.append(i)
+            continue
+        try:
+            obj = _decode_bytes(raw)
+        except Exception:  # noqa: BLE001 - the careful path names the reason
+            slow.append(i)
+            continue
+        positions.append(i)
+        objs.append(obj)
+    return positions, objs
+
+
+def _drop(keep: np.ndarray, positions: list[int], slow: list[int], *columns: Sequence) -> list[list]:
+    """Send the positions where ``keep`` is False to ``slow``; return ``positions`` and every
+    column without those rows."""
+    mask = keep.tolist()
+    slow.extend(p for p, k in zip(positions, mask) if not k)
+    return [list(compress(c, mask)) for c in (positions, *columns)]
+
+
+def _nonempty_text(values: Sequence) -> np.ndarray:
+    """Row mask: a non-empty string."""
+    if set(map(type, values)) == {str} and "" not in values:
+        return np.ones(len(values), dtype=bool)
+    return np.fromiter((type(v) is str and v != "" for v in values), dtype=bool, count=len(values))
+
+
+def _fast_parts(objs: list, positions: list[int], max_features: int, max_event_time_ms: int | None,
+                slow: list[int]) -> list[_Part]:
+    """Column-wise checks of parsed records; rows that pass become parts, the others go to ``slow``."""
+    n = len(objs)
+    keep = np.fromiter((type(o) is dict for o in objs), dtype=bool, count=n) if set(
+        map(type, objs)) != {dict} else None
+    if keep is not None:
+        positions, objs = _drop(keep, positions, slow, objs)
+    try:
+        top = list(map(_REQUIRED, objs))
+    except KeyError:
+        keep = np.fromiter((all(f in o for f in REQUIRED_FIELDS) for o in objs), dtype=bool, count=len(objs))
+        positions, objs = _drop(keep, positions, slow, objs)
+        top = list(map(_REQUIRED, objs))
+    if not objs:
+        return []
+    model, version, stamp, request_id, features, predictions = zip(*top)
+    label = list(map(dict.get, objs, repeat("label")))
+    latency = list(map(dict.get, objs, repeat("latency_ms")))
+
+    keep = _nonempty_text(model) & _nonempty_text(request_id)
+    version, ok = _versions(version)
+    keep &= ok
+    if set(map(type, features)) != {dict} or set(map(type, predictions)) != {dict}:
+        keep &= np.fromiter((type(f) is dict and type(p) is dict for f, p in zip(features, predictions)),
+                            dtype=bool, count=len(objs))
+    label, ok = _labels(label)
+    keep &= ok
+    latency_ms, ok = _latencies(latency)
+    keep &= ok
+    event_time, ok = _event_times(stamp)
+    keep &= ok
+    if max_event_time_ms is not None:
+        keep &= event_time <= max_event_time_ms
+    if not keep.all():
+        event_time, latency_ms = event_time[keep], latency_ms[keep]
+        positions, model, version, request_id, label, features, predictions = _drop(
+            keep, positions, slow, model, version, request_id, label, features, predictions)
+        if not positions:
+            return []
+    meta = (model, version, event_time, request_id, label, latency_ms)
+    return _layout_parts(features, predictions, positions, meta, max_features, slow)
+
+
+def _versions(values: Sequence) -> tuple[Sequence, np.ndarray]:
+    """model_version as text (integers written out) and the row mask of valid ones."""
+    types = set(map(type, values))
+    if types == {str} and "" not in values:
+        return values, np.ones(len(values), dtype=bool)
+    ok = np.fromiter(((type(v) is str and v != "") or (type(v) is int and -_INT_LIMIT < v < _INT_LIMIT)
+                      for v in values), dtype=bool, count=len(values))
+    return [str(v) if type(v) is int else v for v in values], ok
+
+
+def _labels(values: list) -> tuple[Sequence, np.ndarray]:
+    """Labels as :func:`category_label` text (None kept) and the row mask of valid ones."""
+    types = set(map(type, values))
+    if types <= _TEXT_TYPES:
+        return values, np.ones(len(values), dtype=bool)
+    ok = np.fromiter((type(v) in (str, bool, float, _NONE) or (type(v) is int and -_INT_LIMIT < v < _INT_LIMIT)
+                      for v in values), dtype=bool, count=len(values))
+    return [None if v is None or not k else category_label(v) for v, k in zip(values, ok.tolist())], ok
+
+
+def _latencies(values: list) -> tuple[np.ndarray, np.ndarray]:
+    """latency_ms as float64 (NaN when absent) and the row mask of valid ones (a number in
+    ``[0, max float)``)."""
+    n = len(values)
+    if set(map(type, values)) <= _NUMERIC_TYPES:
+        try:
+            out = np.array(values, dtype=np.float64)
+        except OverflowError:
+            pass
+        else:
+            absent = np.fromiter((v is None for v in values), dtype=bool, count=n) if None in values else False
+            with np.errstate(invalid="ignore"):
+                return out, absent | ((out >= 0) & (out < _MAX_FLOAT))
+    ok = np.fromiter((v is None or (type(v) in (int, float) and 0 <= v < _MAX_FLOAT) for v in values),
+                     dtype=bool, count=n)
+    return np.array([v if k else None for v, k in zip(values, ok.tolist())], dtype=np.float64), ok
+
+
+def _event_times(values: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """Event times in epoch ms from RFC 3339 text or epoch-ms integers, and the row mask of
+    those read here for certain (others: the careful path decides)."""
+    n = len(values)
+    types = set(map(type, values))
+    if types == {str}:
+        return _rfc3339_ms(values)
+    if types == {int}:
+        try:
+            ms = np.array(values, dtype=np.int64)
+        except OverflowError:
+            pass
+        else:
+            return ms, (ms >= 0) & (ms < MAX_EPOCH_MS)
+    ms = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    text = [i for i, v in enumerate(values) if type(v) is str]
+    if text:
+        ms[text], ok[text] = _rfc3339_ms([values[i] for i in text])
+    ints = [i for i, v in enumerate(values) if type(v) is int and 0 <= v < MAX_EPOCH_MS]
+    if ints:
+        ms[ints] = [values[i] for i in ints]
+        ok[ints] = True
+    return ms, ok
+
+
+# RFC 3339 date-times read here: YYYY-MM-DD('T'|' ')HH:MM:SS[.f{1,6}]('Z'|+HH:MM|-HH:MM). Any
+# other text that datetime.fromisoformat may accept is left to it.
+_TS_MAX_LEN = 32
+_DIGIT_AT = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+_EXACT_US = 2**53  # float64 holds every microsecond count below it (years 1685-2255)
+
+
+def _rfc3339_ms(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch ms of RFC 3339 date-times (as ``round(datetime.fromisoformat(t).timestamp() *
+    1000)``) and the row mask of those in the layout read here."""
+    n = len(texts)
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+    ok = (lengths >= 20) & (lengths <= _TS_MAX_LEN)
+    if not ok.all():  # longer text would widen the array for every row
+        texts = [t if k else "" for t, k in zip(texts, ok.tolist())]
+        lengths = np.where(ok, lengths, 0)
+    c = np.array(texts, dtype=f"<U{_TS_MAX_LEN}").view(np.uint32).reshape(n, _TS_MAX_LEN).astype(np.int64)
+    d = c - ord("0")
+    rows = np.arange(n)
+    last = np.maximum(lengths - 1, 0)
+    ok &= ((d[:, _DIGIT_AT] >= 0) & (d[:, _DIGIT_AT] <= 9)).all(axis=1)
+    ok &= (c[:, 4] == ord("-")) & (c[:, 7] == ord("-")) & ((c[:, 10] == ord("T")) | (c[:, 10] == ord(" ")))
+    ok &= (c[:, 13] == ord(":")) & (c[:, 16] == ord(":"))
+    # suffix: 'Z' or +HH:MM / -HH:MM
+    zulu = c[rows, last] == ord("Z")
+    at = np.clip(lengths[:, None] - np.array([6, 5, 4, 3, 2, 1]), 0, _TS_MAX_LEN - 1)
+    off = c[rows[:, None], at]
+    off_d = off[:, [1, 2, 4, 5]] - ord("0")
+    offset = (((off[:, 0] == ord("+")) | (off[:, 0] == ord("-"))) & (off[:, 3] == ord(":"))
+              & ((off_d >= 0) & (off_d <= 9)).all(axis=1))
+    ok &= zulu | offset
+    body = lengths - np.where(zulu, 1, 6)
+    fraction_digits = np.where(body > 19, body - 20, 0)
+    ok &= (body == 19) | ((c[:, 19] == ord(".")) & (fraction_digits >= 1) & (fraction_digits <= 6))
+    fraction = np.zeros(n, dtype=np.int64)
+    for k in range(6):
+        used = k < fraction_digits
+        digit = np.where(used, d[:, 20 + k], 0)
+        ok &= ~used | ((digit >= 0) & (digit <= 9))
+        fraction = fraction * 10 + digit
+    oh = off_d[:, 0] * 10 + off_d[:, 1]
+    om = off_d[:, 2] * 10 + off_d[:, 3]
+    offset_s = np.where(zulu, 0, np.where(off[:, 0] == ord("-"), -1, 1) * (oh * 3600 + om * 60))
+    ok &= zulu | ((oh <= 23) & (om <= 59))
+    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+    month = d[:, 5] * 10 + d[:, 6]
+    day = d[:, 8] * 10 + d[:, 9]
+    hour, minute, second = d[:, 11] * 10 + d[:, 12], d[:, 14] * 10 + d[:, 15], d[:, 17] * 10 + d[:, 18]
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_ok = (month >= 1) & (month <= 12)
+    dim = _DAYS_IN_MONTH[np.where(month_ok, month, 1)] + ((month == 2) & leap)
+    ok &= (year >= 1) & month_ok & (day >= 1) & (day <= dim) & (hour <= 23) & (minute <= 59) & (second <= 59)
+    # days since 1970-01-01 of the proleptic Gregorian date (civil-from-days, inverted)
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    us = (days * 86400 + hour * 3600 + minute * 60 + second - offset_s) * 1_000_000 + fraction
+    ok &= np.abs(us) < _EXACT_US
+    us = np.where(ok, us, 0)
+    # what datetime.timestamp() and round() do: a correctly rounded division, then half-even
+    ms = np.rint(us.astype(np.float64) / 1e6 * 1000.0).astype(np.int64)
+    return ms, ok
+
+
+class _MixedLayout(Exception):
+    """The rows of a batch do not all have the same column names."""
+
+
+def _layout_parts(features: Sequence[dict], predictions: Sequence[dict], positions: list[int], meta: tuple,
+                  max_features: int, slow: list[int]) -> list[_Part]:
+    """The rows' parts: one when every row has the same feature names, prediction names and
+    list lengths (checked while transposing), else one per such layout, ordered by first row."""
+    f0, p0 = features[0], predictions[0]
+    if set(map(len, features)) == {len(f0)} and set(map(len, predictions)) == {len(p0)}:
+        try:
+            part = _layout_part(None, positions, meta, features, predictions, max_features, slow)
+            return [part] if part is not None else []
+        except (KeyError, _MixedLayout):
+            pass
+    groups: dict[tuple, list[int]] = {}
+    for i, (f, p) in enumerate(zip(features, predictions)):
+        key = (frozenset(f), frozenset((k, len(v) if type(v) is list else -1) for k, v in p.items()))
+        groups.setdefault(key, []).append(i)
+    parts = []
+    for rows in groups.values():
+        part = _layout_part(rows, positions, meta, features, predictions, max_features, slow)
+        if part is not None:
+            parts.append(part)
+    return parts
+
+
+def _pick(rows: list[int] | None, values: Sequence) -> Sequence:
+    if rows is None:
+        return values
+    if isinstance(values, np.ndarray):
+        return values[rows]
+    return [values[i] for i in rows]
+
+
+def _column_names(f: dict, p: dict) -> list[str]:
+    """Column names of one record, in the order :func:`validate_record` creates them."""
+    names = [FEATURE_PREFIX + k for k in f]
+    for k, v in p.items():
+        if type(v) is list:
+            names.extend(f"{PREDICTION_PREFIX}{k}[{i}]" for i in range(len(v)))
+        else:
+            names.append(PREDICTION_PREFIX + k)
+    return names
+
+
+def _layout_part(rows: list[int] | None, positions: list[int], meta: tuple, features: Sequence[dict],
+                 predictions: Sequence[dict], max_features: int, slow: list[int]) -> _Part | None:
+    """The part of the rows (None: all) of one layout, or None when no row passes.
+
+    Raises:
+        KeyError, _MixedLayout: the rows do not all have the same names and list lengths.
+    """
+    feats, preds, pos = _pick(rows, features), _pick(rows, predictions), list(_pick(rows, positions))
+    f_names, p_names = list(feats[0]), list(preds[0])
+    columns: dict[str, Sequence] = {}
+    if f_names:
+        for name, values in zip(f_names, _transpose(feats, f_names)):
+            columns[FEATURE_PREFIX + name] = values
+    for name, values in zip(p_names, _transpose(preds, p_names)) if p_names else ():
+        types = set(map(type, values))
+        if list not in types:
+            columns[PREDICTION_PREFIX + name] = values
+            continue
+        if types != {list} or len(set(map(len, values))) != 1:
+            raise _MixedLayout(name)
+        for i, items in enumerate(zip(*values)):
+            columns[f"{PREDICTION_PREFIX}{name}[{i}]"] = _ListItems(items)
+    names = _column_names(feats[0], preds[0])
+    if len(f_names) > max_features or len(names) > max_features or len(set(names)) != len(names):
+        slow.extend(pos)  # over the limit, or two names for one column: the careful path decides
+        return None
+    keep = np.ones(len(pos), dtype=bool)
+    for values in columns.values():
+        keep &= _values_ok(values)
+    meta = tuple(_pick(rows, m) for m in meta)
+    if not keep.all():
+        mask = keep.tolist()
+        slow.extend(p for p, k in zip(pos, mask) if not k)
+        if not any(mask):
+            return None
+        first = mask.index(True)
+        pos = list(compress(pos, mask))
+        meta = tuple(m[keep] if isinstance(m, np.ndarray) else list(compress(m, mask)) for m in meta)
+        columns = {k: list(compress(v, mask)) for k, v in columns.items()}
+        if first:  # the first accepted row orders the columns
+            columns = {k: columns[k] for k in _column_names(feats[first], preds[first])}
+    return _Part(pos, meta, columns)
+
+
+class _ListItems(tuple):
+    """Column of one class-probability position: numbers only (no bool, no text)."""
+
+
+def _transpose(dicts: Sequence[dict], names: list[str]) -> list[tuple]:
+    """Column tuples of ``names`` over dicts that hold these keys (KeyError otherwise)."""
+    if len(names) == 1:
+        return [tuple(map(itemgetter(names[0]), dicts))]
+    return list(zip(*map(itemgetter(*names), dicts)))
+
+
+def _values_ok(values: Sequence) -> np.ndarray | bool:
+    """Row mask of values the batch path accepts in a feature or prediction column."""
+    types = set(map(type, values))
+    allowed = {int, float} if isinstance(values, _ListItems) else _SCALAR_TYPES
+    if types <= allowed and (int not in types or _ints_in_range(values, types)):
+        return True
+    return np.fromiter((type(v) in allowed and (type(v) is not int or -_INT_LIMIT < v < _INT_LIMIT)
+                        for v in values), dtype=bool, count=len(values))
+
+
+def _ints_in_range(values: Sequence, types: set) -> bool:
+    if types <= {int, float}:
+        return -_INT_LIMIT < min(values) and max(values) < _INT_LIMIT
+    return all(-_INT_LIMIT < v < _INT_LIMIT for v in values if type(v) is int)
+
+
+def _assemble(parts: list[_Part]) -> pd.DataFrame:
+    """One frame of all parts' rows in message order; columns in order of first appearance."""
+    if not parts:
+        return _empty_frame()
+    if len(parts) == 1:
+        part = parts[0]
+        data = _meta_arrays(*part.meta)
+        for name, values in part.columns.items():
+            data[name] = to_column(values)
+        return pd.DataFrame(data)
+    parts.sort(key=lambda p: p.positions[0])
+    order = np.argsort(np.concatenate([np.asarray(p.positions) for p in parts]), kind="stable")
+    meta = []
+    for k in range(len(META_COLUMNS)):
+        values = np.empty(len(order), dtype=object)
+        values[:] = [v for p in parts for v in _as_list(p.meta[k])]
+        meta.append(values[order].tolist())
+    data = _meta_arrays(*meta)
+    names: dict[str, None] = {}
+    for p in parts:
+        names.update(dict.fromkeys(p.columns))
+    starts = np.cumsum([0] + [len(p.positions) for p in parts])
+    for name in names:
+        values = np.full(len(order), None, dtype=object)
+        for p, start in zip(parts, starts):
+            if name in p.columns:
+                block = np.empty(len(p.positions), dtype=object)
+                block[:] = list(p.columns[name])
+                values[start:start + len(p.positions)] = block
+        data[name] = to_column(values[order].tolist())
+    return pd.DataFrame(data)
+
+
+def _as_list(values: Sequence) -> list:
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)

@@ -111,3 +111,190 @@ def test_poison_messages_are_rejected_not_raised(value, reason):
 def test_escaped_emoji_and_non_ascii_text_are_accepted():
     batch = decode_json_batch([msg(_raw().replace(b'"MA"', b'"\\ud83d\\ude00 caf\\u00e9"'))], 1 << 20, 100)
     assert batch.rejected == [] and batch.frame["features.state"][0] == "\U0001F600 café"
+
+
+# --- the batch path against the one-message-at-a-time rule book ---------------------------------
+
+from datetime import datetime, timedelta, timezone  # noqa: E402
+
+import pandas as pd  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from collector.decode import decode_json_each  # noqa: E402
+
+
+def assert_same_decoding(messages, max_bytes=1 << 20, max_features=100, max_event_time_ms=None):
+    import collector.decode as decode
+
+    failures = []
+    decode.log.exception = lambda *a, **k: failures.append(a)  # the batch path's safety net must stay unused
+    try:
+        fast = decode_json_batch(messages, max_bytes, max_features, max_event_time_ms)
+    finally:
+        del decode.log.exception
+    assert failures == []
+    each = decode_json_each(messages, max_bytes, max_features, max_event_time_ms)
+    pd.testing.assert_frame_equal(fast.frame, each.frame, check_exact=True)
+    assert [(r.message.offset, r.reason, r.detail) for r in fast.rejected] == \
+        [(r.message.offset, r.reason, r.detail) for r in each.rejected]
+    return fast
+
+
+def _layouts(dt: datetime, fraction: int, separator: str, zone: str) -> str:
+    text = dt.strftime(f"%Y-%m-%d{separator}%H:%M:%S")
+    if fraction:
+        text += "." + f"{dt.microsecond:06d}"[:fraction]
+    return text + zone
+
+
+good_zones = st.sampled_from(["Z", "+00:00", "-00:00", "+05:30", "-08:00", "+23:59", "-23:59"])
+odd_zones = st.sampled_from(["+24:00", "+01:60", "z", "+0100", "", "+01:00:30"])
+recent = st.datetimes(min_value=datetime(1700, 1, 1), max_value=datetime(2200, 12, 31))
+any_time = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31))
+good_rfc3339 = st.builds(_layouts, recent, st.integers(0, 6), st.sampled_from(["T", " "]), good_zones)
+rfc3339 = st.one_of(good_rfc3339, good_rfc3339, good_rfc3339,
+                    st.builds(_layouts, any_time, st.integers(0, 9), st.sampled_from(["T", " ", "t", "x"]),
+                              st.one_of(good_zones, odd_zones)))
+broken_text = st.sampled_from(["2016-02-30T00:00:00Z", "2015-02-29T00:00:00Z", "2016-02-29T00:00:00Z",
+                               "2016-13-01T00:00:00Z", "2016-00-10T00:00:00Z", "2016-01-01T24:00:00Z",
+                               "2016-01-01T23:60:00Z", "2016-01-01T23:59:60Z", "0000-01-01T00:00:00Z",
+                               "2016-01-01T00:00:00.Z", "2016-01-01T00:00Z", "2016-01-01T00:00:00,5Z",
+                               "２０１６-01-01T00:00:00Z", "2016-01-01T00:00:00.1234567Z", "yesterday", "",
+                               "2016-01-01T00:00:00.000000000000000000000000Z", "2016-01-01T00:00:00.-1Z"])
+texts = st.one_of(st.sampled_from(["a", "MA", "caf\u00e9", "\U0001F600", "7", "true"]), st.text(max_size=6))
+good_scalars = st.one_of(st.integers(-3, 1000), st.integers(-2**63 + 1, 2**63 - 1), st.floats(allow_nan=False,
+                         allow_infinity=False), texts, st.booleans(), st.none())
+numbers = st.one_of(st.floats(0, 1), st.integers(0, 1), st.floats(allow_nan=False, allow_infinity=False))
+feature_names = st.sampled_from(["age", "state", "income", "car", "zip"])
+
+
+@st.composite
+def good_records(draw) -> dict:
+    """Records the rule book accepts, in every accepted shape."""
+    names = draw(st.sampled_from([("age", "state", "income"), ("state", "age", "income"), ("zip",), ()])) \
+        if draw(st.integers(0, 3)) else tuple(draw(st.lists(feature_names, unique=True, max_size=4)))
+    preds = {}
+    if draw(st.booleans()):
+        preds["cls"] = draw(st.one_of(st.sampled_from(["yes", "no"]), good_scalars))
+    if draw(st.booleans()):
+        size = draw(st.sampled_from([0, 2, 2, 2, 3]))
+        preds["proba"] = draw(st.lists(numbers, min_size=size, max_size=size))
+    record = {"model": draw(st.sampled_from(["m", "m", "n"])),
+              "model_version": draw(st.one_of(st.sampled_from(["1", "2"]), st.integers(-5, 5))),
+              "timestamp": draw(st.one_of(good_rfc3339, good_rfc3339, st.integers(0, 253_402_300_799_999))),
+              "request_id": draw(st.one_of(st.just("r"), st.text(min_size=1, max_size=4))),
+              "features": {k: draw(good_scalars) for k in names},
+              "predictions": preds}
+    if draw(st.booleans()):
+        record["label"] = draw(good_scalars)
+    if draw(st.booleans()):
+        record["latency_ms"] = draw(st.one_of(st.floats(0, 1e3), st.integers(0, 10**6), st.none()))
+    return record
+
+
+bad_values = {
+    "model": st.sampled_from(["", 5, None, True, ["m"]]),
+    "model_version": st.one_of(st.sampled_from(["", True, 1.5, None]), st.integers(2**63, 2**70)),
+    "timestamp": st.one_of(rfc3339, broken_text, st.integers(-10, -1), st.integers(2**62, 2**70),
+                           st.floats(allow_nan=False), st.booleans(), st.none()),
+    "request_id": st.sampled_from(["", 7, None, {"id": 1}]),
+    "features": st.one_of(st.just([1]), st.just("x"),
+                          st.dictionaries(feature_names, st.one_of(st.integers(2**63, 2**80),
+                                          st.just([1]), st.just({"k": 1}), st.just(1e308)), min_size=1)),
+    "predictions": st.one_of(st.just("yes"), st.just({"proba": [0.1, True]}), st.just({"proba": [0.2, "x"]}),
+                             st.just({"proba": [2**70]}), st.just({"proba[0]": 0.5, "proba": [0.1]}),
+                             st.just({"cls": {"a": 1}}), st.just({"p": [0.1] * 150})),
+    "label": st.sampled_from([[1], {"a": 1}, 2**70, -2**64, 1.5, False]),
+    "latency_ms": st.sampled_from([-1, -0.5, 1e308, 2**1030, 10**400, True, "3", [1]]),
+}
+
+
+@st.composite
+def records_strategy(draw) -> dict:
+    """Mostly good records, some with one or two fields broken (or dropped)."""
+    record = draw(good_records())
+    for _ in range(draw(st.sampled_from([0] * 6 + [1] * 3 + [2]))):
+        field = draw(st.sampled_from(sorted(bad_values)))
+        if draw(st.integers(0, 5)) == 0:
+            record.pop(field, None)
+        else:
+            record[field] = draw(bad_values[field])
+    return record
+
+
+records = records_strategy()
+
+
+def _encode(record: dict, how: int) -> bytes | None:
+    if how == 0:
+        return json.dumps(record, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    if how == 1:
+        return json.dumps(record).encode()  # non-ASCII as \u escapes
+    raw = json.dumps(record).encode()
+    return [b"", None, raw[: len(raw) // 2], b"\xff" + raw, b"[" + raw + b"]", raw + b" x",
+            raw.replace(b"{", b"{\"features\": 1, ", 1), raw.replace(b": ", b": NaN, \"x\": ", 1)][how - 2]
+
+
+messages_strategy = st.lists(st.tuples(records, st.sampled_from([0] * 8 + [1] * 4 + list(range(2, 10)))),
+                             min_size=1, max_size=12)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages_strategy, st.sampled_from([None, 1_456_790_400_000, 10**16]), st.sampled_from([3, 100]))
+def test_batch_path_agrees_with_the_rule_book(items, max_event_time_ms, max_features):
+    messages = [Message("t", 0, i, _encode(r, how)) for i, (r, how) in enumerate(items)]
+    assert_same_decoding(messages, 1 << 20, max_features, max_event_time_ms)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(good_records(), min_size=1, max_size=40))
+def test_batch_path_agrees_on_good_records(items):
+    assert_same_decoding([Message("t", 0, i, json.dumps(r).encode()) for i, r in enumerate(items)])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(rfc3339, broken_text), min_size=1, max_size=20))
+def test_timestamp_layouts_agree_with_fromisoformat(stamps):
+    batch = [Message("t", 0, i, json.dumps({**GOOD, "timestamp": t}).encode()) for i, t in enumerate(stamps)]
+    assert_same_decoding(batch)
+
+
+def test_uniform_batch_takes_no_careful_path(monkeypatch):
+    # every record of a well-formed batch is read by the batch path alone
+    import collector.decode as decode
+
+    monkeypatch.setattr(decode, "_decode_one", lambda *a: pytest.fail("careful path used"))
+    rows = [{**GOOD, "request_id": f"r{i}", "timestamp": t} for i, t in enumerate(
+        ["2016-03-01T00:00:00.250Z", "2016-03-01 00:00:00+01:00", "2016-03-01T00:00:00.123456-08:00",
+         "2016-03-01T00:00:00Z", "2016-03-01T00:00:00.5+05:30"])]
+    batch = decode_json_batch([msg(r, i) for i, r in enumerate(rows)], 1 << 20, 100)
+    assert list(batch.frame["event_time_ms"]) == [1456790400250, 1456786800000, 1456819200123,
+                                                  1456790400000, 1456770600500]
+
+
+def test_mixed_layouts_keep_input_order_and_first_appearance_column_order():
+    a = {**GOOD, "features": {"x": 1, "y": "u"}, "predictions": {"p": 0.5}}
+    b = {**GOOD, "model": "n", "features": {"z": 2.5, "x": 3}, "predictions": {"proba": [0.1, 0.9]}}
+    c = {**GOOD, "model_version": 4, "timestamp": 1456790400000.5, "features": {"y": True}, "predictions": {}}
+    bad = {**GOOD, "features": {"x": [1]}}
+    batch = assert_same_decoding([msg(r, i) for i, r in enumerate([a, b, bad, c, a, b])])
+    f = batch.frame
+    assert list(f.columns[6:]) == ["features.x", "features.y", "predictions.p", "features.z",
+                                   "predictions.proba[0]", "predictions.proba[1]"]
+    assert list(f["model"]) == ["m", "n", "m", "m", "n"]
+    assert list(f["model_version"]) == ["3", "3", "4", "3", "3"]
+    assert [None if pd.isna(v) else v for v in f["features.y"]] == ["u", None, "true", "u", None]
+    assert [r.reason for r in batch.rejected] == [RejectReason.WRONG_TYPE]
+
+
+def test_tombstones_escapes_and_big_integers_agree():
+    raw = json.dumps(GOOD).encode()
+    batch = assert_same_decoding([
+        Message("t", 0, 0, None), msg(GOOD, 1), Message("t", 0, 2, raw.replace(b'"MA"', b'"\\u0000"')),
+        Message("t", 0, 3, raw.replace(b'"MA"', b'"caf\\u00e9"')), msg({**GOOD, "features": {"n": 2**64}}, 4),
+        msg({**GOOD, "model_version": 2**70}, 5), msg({**GOOD, "label": 10**30}, 6)])
+    assert [r.message.offset for r in batch.rejected] == [0, 2]
+    assert list(batch.frame["features.state"])[:2] == ["MA", "café"]
+    assert list(batch.frame["model_version"])[-2:] == [str(2**70), "3"]
+    assert batch.frame["label"].iloc[-1] == str(10**30)
