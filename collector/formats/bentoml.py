@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from collector.decode import RecordError, RejectReason
-from collector.formats.columns import DecodedBuilder, check_width, column, scalar
+from collector.formats.columns import DecodedBuilder, check_width, scalar
 from collector.formats.common import event_time, load_object, payload, position_id
 from collector.formats.config import FormatConfig, Limits
 from collector.message import Message
@@ -135,8 +135,6 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
     zone = fmt.zone()
     configured = (Schema(tuple(fmt.feature_names or ()), tuple(fmt.prediction_names or ()), None)
                   if fmt.feature_names or fmt.prediction_names else None)
-    metas: list[tuple] = []
-    rows: list[dict] = []
 
     def one(msg: Message) -> None:
         obj = load_object(payload(msg, limits))
@@ -162,16 +160,8 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
             _add_value(row, PREDICTION_PREFIX, name, obj.get(name))
         check_width(len(row), limits.max_features, "columns")
         label = scalar(obj.get(schema.target), schema.target) if schema.target else None
-        metas.append((model, fmt.model_version or schema.bento_version or "", t, rid, label))
-        rows.append(row)
+        out.add_row("records", model=model, model_version=fmt.model_version or schema.bento_version or "",
+                    event_time_ms=t, request_id=rid, values=row, label=label)
 
     out.run(messages, one)
-    if rows:
-        names: dict[str, None] = {}
-        for r in rows:
-            names.update(dict.fromkeys(r))
-        cols = {name: column([r.get(name) for r in rows], name) for name in names}
-        model, version, t, rid, label = zip(*metas)
-        out.add("records", len(rows), model=model, model_version=version, event_time_ms=t, request_ids=rid,
-                columns=cols, label=label)
     return out.build()

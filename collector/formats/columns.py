@@ -91,7 +91,31 @@ class DecodedBuilder:
 
     def __init__(self) -> None:
         self._blocks: dict[str, list[tuple[int, dict[str, np.ndarray]]]] = {k: [] for k in KINDS}
+        self._rows: dict[str, list[tuple]] = {k: [] for k in KINDS}
         self.rejected: list[Rejected] = []
+
+    def add_row(self, kind: str, *, model: str | None, model_version: str = "", event_time_ms: int,
+                request_id: str, values: dict[str, object], label: object = None,
+                latency_ms: float = math.nan) -> None:
+        """Add one row whose ``values`` are already-checked JSON scalars (see :func:`scalar`).
+
+        One-row messages (log lines) take this path: their values become columns once per
+        batch instead of once per message.
+        """
+        self._rows[kind].append((model, model_version, event_time_ms, request_id, label, latency_ms, values))
+
+    def _flush_rows(self, kind: str) -> None:
+        rows = self._rows[kind]
+        if not rows:
+            return
+        self._rows[kind] = []
+        model, version, t, rid, label, latency, values = zip(*rows)
+        names: dict[str, None] = {}
+        for v in values:
+            names.update(dict.fromkeys(v))
+        cols = {name: column([v.get(name) for v in values], name) for name in names}
+        self.add(kind, len(rows), model=model, model_version=version, event_time_ms=t, request_ids=rid,
+                 columns=cols, label=label, latency_ms=latency)
 
     def add(self, kind: str, n: int, *, model: str | Sequence[str] | None = None,
             model_version: str | Sequence[str] = "", event_time_ms: int | Sequence[int],
@@ -102,6 +126,8 @@ class DecodedBuilder:
         ``request_ids`` has ``n`` entries, ``label`` too if given. For ``labels`` only
         ``request_ids``, ``label``, ``event_time_ms`` and (optionally) ``model`` are used.
         """
+        if self._rows[kind]:  # keep the input order
+            self._flush_rows(kind)
         meta: dict[str, np.ndarray] = {
             "request_id": np.asarray(request_ids, dtype=object),
             "event_time_ms": _meta(event_time_ms, n, np.int64),
@@ -141,7 +167,9 @@ class DecodedBuilder:
                 self.reject(msg, RejectReason.DECODER_ERROR, f"{type(exc).__name__}: {str(exc)[:200]}")
 
     def build(self) -> Decoded:
-        """The frames of all blocks added so far, plus the rejected messages in order."""
+        """The frames of all blocks and rows added so far, plus the rejected messages in order."""
+        for kind in KINDS:
+            self._flush_rows(kind)
         frames = {k: concat_blocks(self._blocks[k], _BASE[k]) for k in KINDS}
         return Decoded(rejected=list(self.rejected), **frames)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from collector.decode import RecordError, RejectReason
-from collector.formats.columns import DecodedBuilder, check_width, column, scalar
+from collector.formats.columns import DecodedBuilder, check_width, scalar
 from collector.formats.common import event_time, load_object, payload, position_id, require_model, text_id
 from collector.formats.config import FormatConfig, JsonMapping, Limits
 from collector.message import Message
@@ -61,14 +61,19 @@ def select(obj: dict, patterns: Sequence[str], prefix: str, row: dict, where: st
             parent = lookup(obj, parent_path) if parent_path else obj
             if not isinstance(parent, dict):
                 continue
-            picked = [(k, v) for k, v in parent.items() if k.startswith(stem)]
+            picked = parent.items() if not stem else [(k, v) for k, v in parent.items() if k.startswith(stem)]
         else:
             v = lookup(obj, pattern)
-            picked = [(pattern.rpartition(".")[2], None if v is _MISSING else v)]
-            found -= v is _MISSING
-        found += len(picked)
+            if v is _MISSING:
+                row[prefix + pattern.rpartition(".")[2]] = None
+                continue
+            picked = [(pattern.rpartition(".")[2], v)]
         for name, v in picked:
-            if isinstance(v, list):
+            found += 1
+            t = type(v)
+            if t is float or t is str or t is bool or v is None:  # the common case, no checks needed
+                row[prefix + name] = v
+            elif t is list:
                 for i, x in enumerate(v):
                     row[f"{prefix}{name}[{i}]"] = scalar(x, f"{where}.{name}[{i}]")
             else:
@@ -97,8 +102,6 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
         raise ValueError("mapping: format mapped_json needs a field mapping")
     out = DecodedBuilder()
     zone = fmt.zone()
-    metas: list[tuple] = []
-    rows: list[dict] = []
 
     def one(msg: Message) -> None:
         obj = load_object(payload(msg, limits))
@@ -123,16 +126,8 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
             raise RecordError(RejectReason.NO_DATA, f"features: none of {mapping.features} is in the line")
         select(obj, mapping.predictions, PREDICTION_PREFIX, row, "predictions")
         check_width(len(row), limits.max_features, "features and predictions")
-        metas.append((model, version, t, rid, label, float("nan") if latency is None else float(latency)))
-        rows.append(row)
+        out.add_row("records", model=model, model_version=version, event_time_ms=t, request_id=rid, values=row,
+                    label=label, latency_ms=float("nan") if latency is None else float(latency))
 
     out.run(messages, one)
-    if rows:
-        names: dict[str, None] = {}
-        for r in rows:
-            names.update(dict.fromkeys(r))
-        cols = {name: column([r.get(name) for r in rows], name) for name in names}
-        model, version, t, rid, label, latency = zip(*metas)
-        out.add("records", len(rows), model=model, model_version=version, event_time_ms=t, request_ids=rid,
-                columns=cols, label=label, latency_ms=latency)
     return out.build()

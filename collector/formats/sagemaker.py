@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from collector.decode import RecordError, RejectReason
-from collector.formats.columns import DecodedBuilder, check_width, model_columns
+from collector.formats.columns import DecodedBuilder, check_width
 from collector.formats.common import b64decode, event_time, load_json, load_object, payload, require_model, text_id
 from collector.formats.config import FormatConfig, Limits
 from collector.formats.tabular import body_columns, csv_columns, csv_rows
@@ -175,12 +175,16 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
         n = n_in if n_in is not None else n_out
         if not n:
             raise RecordError(RejectReason.NO_DATA, "captureData: no rows")
-        check_width(model_columns(cols), limits.max_features, "captureData")
+        check_width(len(cols), limits.max_features, "captureData")  # features and predictions only so far
         serving = {"serving.endpoint": np.full(n, path[1], dtype=object)} if path else {}
         cols.update(serving)
         kind = "records" if has_in and has_out else ("requests" if has_in else "responses")
         if kind == "requests":
             cols["serving.batch_size"] = np.full(n, float(n))
+        if n == 1:  # the common case: columns are built once per batch
+            out.add_row(kind, model=model, model_version=fmt.model_version or "", event_time_ms=t, request_id=rid,
+                        values={c: a.tolist()[0] for c, a in cols.items()})
+            return
         out.add(kind, n, model=model, model_version=fmt.model_version or "", event_time_ms=t,
                 request_ids=row_request_ids(rid, n), columns=cols)
 

@@ -16,6 +16,7 @@ A value that is a list of numbers inside an object row becomes columns ``name[i]
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Sequence
 
@@ -37,7 +38,12 @@ def _names(count: int, configured: Sequence[str] | None, given: Sequence[str] | 
         return list(configured)
     if given is not None and len(given) == count and all(isinstance(g, str) and g for g in given):
         return list(given)
-    return [f"{default}{i}" for i in range(count)]
+    return _default_names(default, count)
+
+
+@functools.lru_cache(maxsize=256)
+def _default_names(stem: str, count: int) -> list[str]:
+    return [f"{stem}{i}" for i in range(count)]
 
 
 def matrix_columns(rows: list, prefix: str, names: Sequence[str] | None, default: str, where: str,
@@ -234,4 +240,8 @@ def csv_columns(rows: list[list[str]], prefix: str, names: Sequence[str] | None,
         raise RecordError(RejectReason.SHAPE_MISMATCH, f"{where}: CSV rows of different lengths")
     check_width(k, max_columns, where)
     cols = _names(k, names, None, default, where, key)
-    return n, {prefix + c: csv_column([r[i] for r in rows], f"{where}[{c}]") for i, c in enumerate(cols)}
+    try:  # all cells numbers: one conversion for the whole block
+        mat = np.array(rows, dtype=np.float64).T
+    except ValueError:
+        return n, {prefix + c: csv_column([r[i] for r in rows], f"{where}[{c}]") for i, c in enumerate(cols)}
+    return n, {prefix + c: mat[i] for i, c in enumerate(cols)}
