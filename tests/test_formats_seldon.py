@@ -123,12 +123,22 @@ def test_schema_registry_framing_and_chained_response_on_inputs():
     # a pipeline step: the previous model's response arrives on this model's inputs topic
     prev = ModelInferResponse(model_name="scaler")
     prev.outputs.add(name="scaled", datatype="FP64", shape=[2]).contents.fp64_contents.extend([0.25, 0.75])
-    out = decode_v2([msg(framed), msg(prev.SerializeToString(), headers=(("x-request-id", "r-2"),))],
-                    FormatConfig(), LIMITS)
+    raw = ModelInferResponse(model_name="scaler")
+    raw.outputs.add(name="scaled", datatype="FP64", shape=[2])
+    raw.raw_output_contents.append(np.array([1.5, 2.5], dtype="<f8").tobytes())
+    out = decode_v2([msg(framed), msg(prev.SerializeToString(), headers=(("x-request-id", "r-2"),)),
+                     msg(raw.SerializeToString(), headers=(("x-request-id", "r-3"),))], FormatConfig(), LIMITS)
     assert out.rejected == []
-    assert list(out.requests["request_id"]) == ["r-1", "r-2#0", "r-2#1"]
+    assert list(out.requests["request_id"]) == ["r-1", "r-2#0", "r-2#1", "r-3#0", "r-3#1"]
+    # raw bytes that happen to parse as a requested-output entry: still read as the response
+    tricky = ModelInferResponse()
+    tricky.outputs.add(name="code", datatype="UINT8", shape=[3])
+    tricky.raw_output_contents.append(bytes([0x0A, 0x01, 0x78]))
+    assert ModelInferRequest.FromString(tricky.SerializeToString()).outputs[0].name == "x"
+    q = decode_v2([msg(tricky.SerializeToString())], FormatConfig(), LIMITS).requests
+    assert list(q["features.code"]) == [10.0, 1.0, 120.0]
     assert list(out.requests["features.x[1]"].iloc[:1]) == [2.0]
-    assert list(out.requests["features.scaled"].iloc[1:]) == [0.25, 0.75]
+    assert list(out.requests["features.scaled"].iloc[1:]) == [0.25, 0.75, 1.5, 2.5]
 
 
 def test_seldon_v2_bad_messages():

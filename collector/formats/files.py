@@ -152,7 +152,8 @@ def iter_file(path: str | os.PathLike, max_line_bytes: int = DEFAULT_MAX_LINE_BY
     """Messages of one file (JSON lines or Kafka dump, plain or gzip), streamed.
 
     Raises:
-        OSError: the file cannot be read (a corrupt gzip stream raises when reached).
+        OSError: the file cannot be read; also a corrupt gzip stream when reached
+            (``EOFError`` for a truncated one).
     """
     path = Path(path)
     mtime_ms = int(path.stat().st_mtime * 1000)

@@ -164,7 +164,10 @@ def proto_body(raw: bytes, side: str, fmt: FormatConfig, limits: Limits) -> oip.
             req = _parse(ModelInferRequest, raw)
         except RecordError:
             req = None
-        if req is not None and req.inputs:
+        # a response parses as a request too (same fields 1-5), but its raw blobs are field 6,
+        # not 7: inputs without any contents mean it was a response
+        if req is not None and req.inputs and (req.raw_input_contents
+                                               or any(t.HasField("contents") for t in req.inputs)):
             tensors = proto_tensors(req.inputs, req.raw_input_contents, "inputs")
             n, cols = oip.side_columns(tensors, side, fmt, limits, "inputs")
             return oip.Body(n, cols, req.model_name or None, req.model_version or None, req.id or None)
@@ -207,7 +210,9 @@ def decode_v2(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) ->
         else:
             raise RecordError(RejectReason.MISSING_FIELD, f"topic {msg.topic[:120]!r} is no Seldon model topic and "
                                                           "no seldon-infer-type header says request or response")
-        is_json = infer_type.startswith("json") or (not infer_type and raw.lstrip()[:1] == b"{")
+        # without the header a JSON object is told apart by its first byte: 0x7B cannot start
+        # these protobuf messages (it would be field 15)
+        is_json = infer_type.startswith("json") or (not infer_type and raw[:1] == b"{")
         if is_json:
             body = oip.json_body(load_object(raw), side, fmt, limits)
         else:
