@@ -119,6 +119,80 @@ def reference_set(model: str = typer.Option(..., "--model", "-m", help="Model na
 
 
 @app.command()
+def replay(paths: list[Path] = typer.Argument(..., help="Files or directories of prediction logs (JSON lines, "
+                                                       "Kafka dumps; .gz too).", exists=True),
+           config: Optional[Path] = ConfigOption,
+           format: Optional[str] = typer.Option(None, "--format", "-f",  # noqa: A002 (the flag's name)
+                                                help="Wire format of every file, overriding formats.default "
+                                                     "(auto, inferwatch, mapped_json, kserve, oip, seldon_v2, "
+                                                     "seldon_v1, sagemaker, bentoml)."),
+           model: Optional[str] = typer.Option(None, "--model", "-m",
+                                               help="Model name for logs that carry none (e.g. SageMaker)."),
+           model_version: Optional[str] = typer.Option(None, "--model-version",
+                                                       help="Model version for logs that carry none."),
+           group: str = typer.Option("replay", help="Name the files' offsets are stored under: a second run "
+                                                    "with the same name skips every line already stored."),
+           dead_letter: Optional[Path] = typer.Option(
+               None, "--dead-letter", help="Append rejected lines (with the reason) to this JSON-lines file; "
+                                           "default: log them.", dir_okay=False),
+           batch_size: int = typer.Option(5000, min=1, help="Lines per batch (one database transaction)."),
+           verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Replay prediction-log files through the decoders, windows and detectors, then close every
+    window and print the drift table."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from collector.formats.files import expand_paths
+    from inferwatch.metrics import Metrics
+    from inferwatch.replay import FileDeadLetter, replay_files
+    from inferwatch.runner import log_dead_letter, open_store
+
+    _logging(verbose)
+    settings = _settings(config)
+    default = settings.formats.default
+    changes = {k: v for k, v in (("format", format), ("model", model), ("model_version", model_version))
+               if v is not None}
+    if changes:
+        try:
+            fmt = type(default).model_validate({**default.model_dump(), **changes})
+        except ValueError as exc:
+            console.print(f"[red]error:[/red] --format/--model/--model-version: {exc}")
+            raise typer.Exit(2) from None
+        # the flags apply to every file, whatever formats.topics says
+        settings = settings.model_copy(update={"formats": settings.formats.model_copy(
+            update={"default": fmt, "topics": {}})})
+    try:
+        files = expand_paths(paths)
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    # progress by bytes read (compressed files count their uncompressed lines)
+    total = sum(f.stat().st_size for f in files if not f.name.endswith(".gz")) or None
+    with _startup_errors():
+        store = open_store(settings)
+    sink = FileDeadLetter(dead_letter) if dead_letter else log_dead_letter
+    columns = (TextColumn("replaying"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[n]} lines"),
+               TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("replay", total=total, n=0)
+
+            def advance(batch) -> None:
+                progress.update(task, advance=sum(len(m.value or b"") + 1 for m in batch),
+                                n=progress.tasks[task].fields["n"] + len(batch))
+
+            replay_files(settings, files, store, Metrics(), group_id=group, batch_size=batch_size,
+                         on_batch=advance, dead_letter=sink)
+    except OSError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        if dead_letter:
+            sink.close()
+    console.print(drift_table(store))
+    store.close()
+
+
+@app.command()
 def windows(model: Optional[str] = typer.Option(None, "--model", "-m"),
             config: Optional[Path] = ConfigOption) -> None:
     """List closed windows and their dataset drift."""

@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, FilePath, SecretStr, ValidationError, field_validator,
+                      model_validator)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from collector.formats.config import FormatConfig
 
 
 class ConfigError(ValueError):
@@ -41,7 +45,22 @@ class KafkaConfig(_Section):
     max_categories: int = Field(1000, gt=0, description="distinct values kept per model and text column; "
                                                         "later new values become __other__")
     client_options: dict[str, Any] = Field(default_factory=dict,
-                                           description="extra kafka-python options, e.g. security_protocol")
+                                           description="extra kafka-python options, e.g. request_timeout_ms")
+    # outages of the database or the broker: consumption pauses and retries with exponential backoff
+    outage_retry_initial_seconds: float = Field(0.5, gt=0, allow_inf_nan=False,
+                                                description="first delay after a failed batch")
+    outage_retry_max_seconds: float = Field(30.0, gt=0, allow_inf_nan=False,
+                                            description="the delay doubles up to this")
+    # security of the connections to the brokers, for the consumer and the dead-letter producer
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI"] | None = None
+    sasl_plain_username: str | None = Field(None, min_length=1)
+    sasl_plain_password: SecretStr | None = Field(None, description="never logged; better from the environment")
+    sasl_plain_password_file: FilePath | None = Field(None, description="file holding the password")
+    ssl_cafile: FilePath | None = Field(None, description="CA certificates (PEM) to verify the brokers")
+    ssl_certfile: FilePath | None = Field(None, description="client certificate (PEM) for mutual TLS")
+    ssl_keyfile: FilePath | None = Field(None, description="client private key (PEM)")
+    ssl_check_hostname: bool = Field(True, description="the broker certificate must name the host")
 
     @field_validator("client_options")
     @classmethod
@@ -51,7 +70,115 @@ class KafkaConfig(_Section):
         unknown = sorted(set(v) - set(KafkaConsumer.DEFAULT_CONFIG) - set(KafkaProducer.DEFAULT_CONFIG))
         if unknown:
             raise ValueError(f"not a kafka-python consumer or producer option: {', '.join(unknown)}")
+        explicit = sorted(set(v) & set(SECURITY_KEYS))
+        if explicit:
+            raise ValueError(f"set {', '.join('kafka.' + k for k in explicit)} instead of putting "
+                             f"{'it' if len(explicit) == 1 else 'them'} here")
         return v
+
+    @field_validator("sasl_plain_password_file")
+    @classmethod
+    def _readable(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            try:
+                v.read_bytes()
+            except OSError as exc:
+                raise ValueError(f"cannot read {v}: {exc.strerror}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _security(self) -> KafkaConfig:
+        def bad(message: str) -> PydanticCustomError:
+            # the message already names the key: no "Value error, " prefix
+            return PydanticCustomError("kafka_settings", message)
+
+        protocol = self.security_protocol
+        if self.sasl_plain_password is not None and self.sasl_plain_password_file is not None:
+            raise bad("kafka.sasl_plain_password and kafka.sasl_plain_password_file are both set; keep one")
+        if not protocol.startswith("SASL_"):
+            given = [k for k in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+                                 "sasl_plain_password_file") if getattr(self, k) is not None]
+            if given:
+                raise bad(f"kafka.{given[0]} needs kafka.security_protocol SASL_PLAINTEXT or SASL_SSL "
+                          f"(it is {protocol})")
+        elif self.sasl_mechanism is None:
+            raise bad(f"kafka.sasl_mechanism is required with kafka.security_protocol {protocol}")
+        elif self.sasl_mechanism != "GSSAPI":  # Kerberos logs in without a password
+            if self.sasl_plain_username is None:
+                raise bad(f"kafka.sasl_plain_username is required with kafka.sasl_mechanism {self.sasl_mechanism}")
+            if self.sasl_plain_password is None and self.sasl_plain_password_file is None:
+                raise bad(f"kafka.sasl_plain_password (or kafka.sasl_plain_password_file) is required with "
+                          f"kafka.sasl_mechanism {self.sasl_mechanism}")
+        if protocol not in ("SSL", "SASL_SSL"):
+            given = [k for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile") if getattr(self, k) is not None]
+            if given:
+                raise bad(f"kafka.{given[0]} needs kafka.security_protocol SSL or SASL_SSL (it is {protocol})")
+        if self.outage_retry_max_seconds < self.outage_retry_initial_seconds:
+            raise bad("kafka.outage_retry_max_seconds must not be below kafka.outage_retry_initial_seconds")
+        return self
+
+    def security_options(self) -> dict[str, Any]:
+        """The security settings as kafka-python options, for the consumer and the producer alike
+        (the password in clear: hand it to the client only, never log it).
+
+        Raises:
+            ValueError: the password file can no longer be read.
+        """
+        out: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL_"):
+            out["sasl_mechanism"] = self.sasl_mechanism
+            if self.sasl_plain_username is not None:
+                out["sasl_plain_username"] = self.sasl_plain_username
+            if self.sasl_plain_password is not None:
+                out["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
+            elif self.sasl_plain_password_file is not None:
+                try:
+                    # one trailing line break is the file's, not the password's
+                    text = self.sasl_plain_password_file.read_text()
+                except OSError as exc:
+                    raise ValueError(f"kafka.sasl_plain_password_file: cannot read {self.sasl_plain_password_file}: "
+                                     f"{exc.strerror}") from None
+                out["sasl_plain_password"] = text[:-1] if text.endswith("\n") else text
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            out["ssl_check_hostname"] = self.ssl_check_hostname
+            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                if getattr(self, key) is not None:
+                    out[key] = str(getattr(self, key))
+        return out
+
+    def client_config(self) -> dict[str, Any]:
+        """``client_options`` plus the security options: what kafka-python receives."""
+        return {**self.client_options, **self.security_options()}
+
+
+# The kafka-python options that have their own key in the kafka section.
+SECURITY_KEYS = ("security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+                 "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+
+
+class FormatsConfig(_Section):
+    """How messages are decoded: the wire format of each topic (or replayed file) and the names
+    the format itself does not carry (see :class:`collector.formats.FormatConfig`)."""
+
+    default: FormatConfig = Field(default_factory=FormatConfig,
+                                  description="for topics not listed; format auto detects it per message")
+    topics: dict[str, FormatConfig] = Field(default_factory=dict, description="topic -> its format settings")
+
+    def for_topic(self, topic: str) -> FormatConfig:
+        """The format settings of ``topic``."""
+        return self.topics.get(topic, self.default)
+
+
+class JoinConfig(_Section):
+    """Joining request and response halves logged as separate messages (KServe, Seldon) by
+    request id, in a bounded buffer per partition number (request and response topics must be
+    partitioned alike, e.g. both keyed by request id, so the two halves meet in one member)."""
+
+    ttl_seconds: int = Field(60, gt=0, description="a half waits this long in event time for its partner; "
+                                                   "then it is used alone (a request for feature drift)")
+    max_pending: int = Field(100_000, gt=0, description="most halves waiting per partition; the oldest are "
+                                                        "given up early beyond it")
+    max_bytes: int = Field(256 * 2**20, gt=0, description="most estimated bytes of waiting halves per partition")
 
 
 class WindowConfig(_Section):
@@ -207,6 +334,8 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///inferwatch.db"
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    formats: FormatsConfig = Field(default_factory=FormatsConfig)
+    join: JoinConfig = Field(default_factory=JoinConfig)
     window: WindowConfig = Field(default_factory=WindowConfig)
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     drift: DriftSettings = Field(default_factory=DriftSettings)

@@ -26,6 +26,10 @@ class Metrics:
         self.values_capped = Counter("inferwatch_values_capped_total",
                                      "Values replaced by __other__ because a column reached its category cap.",
                                      ["model", "reason"], registry=r)
+        self.join_outcomes = Counter("inferwatch_join_halves_total",
+                                     "Request and response halves through the request-response join, by outcome "
+                                     "(matched pairs, expired, evicted for memory, duplicate, late).",
+                                     ["outcome"], registry=r)
         self.windows_closed = Counter("inferwatch_windows_closed_total", "Windows closed, by reason.",
                                       ["model", "reason"], registry=r)
         mv = ["model", "model_version"]

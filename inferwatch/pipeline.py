@@ -21,7 +21,9 @@ import pandas as pd
 
 from alerting.dataset_drift import ALERT_NAME, AlertEvent, next_state, webhook_body
 from alerting.webhook import DeliveryError, post_json
-from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, Rejected, RejectReason, decode_json_batch
+from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, Rejected, RejectReason
+from collector.formats import Limits, decode_messages
+from collector.join import JOIN_STATUS, REQUEST_ONLY, RESPONSE_ONLY, RequestResponseJoin
 from collector.limits import CategoryLimit, ModelLimit
 from collector.message import Message, next_offsets
 from collector.windows import EventTimeWindows, WindowKey
@@ -92,6 +94,7 @@ class Pipeline:
         self._outbox_failures = 1 if store.pending_outbox(limit=1) else 0
         self._outbox_retry_at_ms = 0
         self.category_limit = CategoryLimit(settings.kafka.max_categories)
+        self._joins: dict[int, RequestResponseJoin] = {}  # per partition number
         with store.transaction() as conn:
             self._restore(conn, now_ms())
             self.model_limit = ModelLimit(settings.kafka.max_models, store.tracked_models(conn))
@@ -140,6 +143,19 @@ class Pipeline:
                           self.store.last_arrivals(conn), self.store.closed_windows_between(conn, spans),
                           shared_sources)
 
+    def _join(self, partition: int) -> RequestResponseJoin:
+        """The request-response join of one partition number, loaded from the store when new."""
+        join = self._joins.get(partition)
+        if join is None:
+            j = self.settings.join
+            join = RequestResponseJoin(j.ttl_seconds * 1000, max_pending=j.max_pending, max_bytes=j.max_bytes)
+            with self.store.engine.connect() as conn:
+                entries, clock, next_seq = self.store.load_join_state(conn, _join_name(partition))
+            if clock is not None or len(entries):
+                join.restore(entries, clock_ms=clock, next_seq=next_seq)
+            self._joins[partition] = join
+        return join
+
     @contextmanager
     def _transaction(self) -> Iterator:
         """A store transaction; if it fails, the in-memory bookkeeping it changed is dropped."""
@@ -148,6 +164,7 @@ class Pipeline:
                 yield conn
         except BaseException:
             self._stale = True
+            self._joins.clear()  # reloaded from the store: what they emitted was not stored
             self._pending_metrics.clear()
             self._pending_alerts.clear()
             raise
@@ -167,23 +184,31 @@ class Pipeline:
         kafka = self.settings.kafka
         future = self.settings.window.max_future_seconds
         max_event_time = None if future is None else now + future * 1000
+        limits = Limits(kafka.max_message_bytes, kafka.max_features, max_event_time)
         batch, rejected = [], []
         capped: dict[str, int] = {}
+        join_counts: dict[str, int] = {}
+        joins_touched: set[int] = set()
+        if sources is not None:  # a partition read elsewhere meanwhile reloads its join state from the store
+            assigned = {p for _t, p in sources}
+            for p in [p for p in self._joins if p not in assigned]:
+                del self._joins[p]
         # decoded per partition: event time (and so the watermark) advances per partition
         for source, group in groupby(messages, key=lambda m: (m.topic, m.partition)):
             group = list(group)
-            decoded = decode_json_batch(group, kafka.max_message_bytes, kafka.max_features, max_event_time)
+            decoded = decode_messages(group, self.settings.formats.for_topic(source[0]), limits)
             rejected.extend(decoded.rejected)
-            frame = decoded.frame
+            frame = decoded.records
+            if len(decoded.requests) or len(decoded.responses):
+                joined = self._join(source[1]).add(decoded.requests if len(decoded.requests) else None,
+                                                   decoded.responses if len(decoded.responses) else None)
+                joins_touched.add(source[1])
+                for outcome, n in joined.counts.items():
+                    join_counts[outcome] = join_counts.get(outcome, 0) + n
+                frame = _concat_rows(frame, joined.records)
             admitted = self.model_limit.admit(frame)
             if not admitted.all():
-                # one row per accepted message, in order
-                refused = {id(r.message) for r in decoded.rejected}
-                accepted = [m for m in group if id(m) not in refused]
-                rejected.extend(Rejected(accepted[i], RejectReason.TOO_MANY_MODELS,
-                                         f"model {frame['model'].iat[i]!r} version {frame['model_version'].iat[i]!r}: "
-                                         f"{self.model_limit.max_models} model versions are tracked already "
-                                         "(kafka.max_models)") for i in np.flatnonzero(~admitted))
+                rejected.extend(self._over_model_cap(group, decoded, frame, ~admitted))
                 frame = frame[admitted].reset_index(drop=True)
             frame, replaced = self.category_limit.apply(frame)
             for model, n in replaced.items():
@@ -207,7 +232,12 @@ class Pipeline:
                                        {mv: now for mv in touched})
             if sources:
                 self.store.save_partition_states(conn, sources)
+            for p in sorted(joins_touched):
+                self.store.save_join_changes(conn, _join_name(p), self._joins[p].drain_changes())
             closed = self._close(conn, self.windows.due(now, self._idle_ms()), now)
+        for outcome, n in join_counts.items():
+            if n:
+                self.metrics.join_outcomes.labels(outcome).inc(n)
         for r in rejected:
             self.metrics.records_rejected.labels(r.reason.value).inc()
         for model, n in capped.items():
@@ -218,6 +248,29 @@ class Pipeline:
             self.metrics.records_late.labels(model).inc(int(n))
         self._after_commit(closed)
         return closed
+
+    def _over_model_cap(self, group: list[Message], decoded, frame: pd.DataFrame, refused: np.ndarray
+                        ) -> list[Rejected]:
+        """Rejections for the rows of model versions beyond ``kafka.max_models``: their own
+        message when each accepted message gave one row, else the row itself as a JSON record
+        (so the dead-letter topic still holds what was refused)."""
+        failed = {id(r.message) for r in decoded.rejected}
+        accepted = [m for m in group if id(m) not in failed]
+        one_to_one = len(accepted) == len(frame)
+        out = []
+        for i in np.flatnonzero(refused):
+            row = frame.iloc[i]
+            detail = (f"model {row['model']!r} version {row['model_version']!r}: {self.model_limit.max_models} "
+                      "model versions are tracked already (kafka.max_models)")
+            if one_to_one:
+                message = accepted[i]
+            else:
+                value = json.dumps({k: (None if isinstance(v, float) and np.isnan(v) else
+                                        v.item() if isinstance(v, np.generic) else v)
+                                    for k, v in row.items()}, default=str).encode()
+                message = Message(group[0].topic, group[0].partition, -1, value)
+            out.append(Rejected(message, RejectReason.TOO_MANY_MODELS, detail))
+        return out
 
     def tick(self, now: int | None = None, sources: dict[tuple[str, int], bool] | None = None,
              partitions: Iterable[tuple[str, int]] | None = None) -> list[ClosedWindow]:
@@ -233,10 +286,19 @@ class Pipeline:
         return closed
 
     def close_all(self, reason: str = "end_of_input") -> list[ClosedWindow]:
-        """Close every open window (end of a finite input such as a replayed file)."""
+        """Close every open window (end of a finite input such as a replayed file); halves
+        still waiting in the request-response joins are given up into their windows first."""
         now = now_ms()
         with self._transaction() as conn:
-            self._sync(conn, [], now, None, None)
+            flushed = [(("join", p), j.flush()) for p, j in sorted(self._joins.items())]
+            batch = [(src, res.records) for src, res in flushed if len(res.records)]
+            self._sync(conn, batch, now, None, None)
+            if batch:
+                for key, rows in self.windows.assign_batch(batch, now).parts:
+                    self.store.add_window_partial(conn, key.model, key.model_version, key.start_ms, key.segment,
+                                                  rows)
+            for p, j in self._joins.items():
+                self.store.save_join_changes(conn, _join_name(p), j.drain_changes())
             closed = self._close(conn, [(k, reason) for k in sorted(self.windows.open)], now)
         self._after_commit(closed)
         return closed
@@ -316,8 +378,7 @@ class Pipeline:
             profile = self._profile(key.model, rows)
         else:
             current = coerce_to_reference(rows, ref)
-            profile = build_profile(current, {c: kind_of(p) for c, p in ref.columns.items()}, reference=ref,
-                                    sample_size=max(self.settings.window.max_records, 1))
+            profile = self._window_profile(current, rows, ref)
             # features and predictions are separate families for the multiple-testing correction
             names = {role: [c for c in ref.columns if column_role(c)[0] == role] for role in ("feature", "prediction")}
             features = compare(ref, profile, self.drift_cfg, names["feature"])
@@ -343,6 +404,24 @@ class Pipeline:
         self._alert(conn, closed, now)
         self._pending_metrics.append((closed, results))
         return closed
+
+    def _window_profile(self, current: pd.DataFrame, rows: pd.DataFrame, ref: Profile) -> Profile:
+        """The window's profile on the reference's bins. Rows of a request whose response never
+        came count for the features only, and lone responses for the predictions only, so a
+        missing partner never shows up as missing values."""
+        kinds = {c: kind_of(p) for c, p in ref.columns.items()}
+        size = max(self.settings.window.max_records, 1)
+        status = rows[JOIN_STATUS].to_numpy() if JOIN_STATUS in rows.columns else None
+        if status is None or not ((status == REQUEST_ONLY) | (status == RESPONSE_ONLY)).any():
+            return build_profile(current, kinds, reference=ref, sample_size=size)
+        columns: dict = {}
+        for role, skip in (("feature", RESPONSE_ONLY), ("prediction", REQUEST_ONLY)):
+            names = [c for c in ref.columns if column_role(c)[0] == role]
+            if names:
+                part = current.loc[status != skip, names]
+                columns.update(build_profile(part, {c: kinds[c] for c in names}, reference=ref,
+                                             sample_size=size).columns)
+        return Profile(len(rows), {c: columns[c] for c in ref.columns if c in columns})
 
     def _alert(self, conn, w: ClosedWindow, now: int) -> None:
         cfg = self.settings.alerting
@@ -434,6 +513,18 @@ class Pipeline:
             self._outbox_failures = 0
             delivered += 1
         return delivered
+
+
+def _join_name(partition: int) -> str:
+    return f"requests:{partition}"
+
+
+def _concat_rows(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    if not len(b):
+        return a
+    if not len(a):
+        return b.reset_index(drop=True)
+    return pd.concat([a, b], ignore_index=True)
 
 
 def drift_config(settings: Settings) -> DriftConfig:

@@ -113,7 +113,8 @@ def test_auto_decodes_a_mixed_batch_and_keeps_rejections_in_input_order():
              msg(b"{", offset=4), *list(iter_messages([DATA / "sagemaker" / "datacapture"]))[:1]]
     out = decode_messages(batch, FormatConfig(), LIMITS)
     assert [r.message.offset for r in out.rejected] == [1, 4]
-    assert reasons(out) == [RejectReason.UNKNOWN_FORMAT, RejectReason.UNKNOWN_FORMAT]
+    # no rule matches them: inferwatch's record decoder names what is wrong
+    assert reasons(out) == [RejectReason.MISSING_FIELD, RejectReason.INVALID_JSON]
     assert list(out.records["model"]) == ["m", "xgb-churn"]
     assert list(out.records["request_id"]) == ["r", "inf-1"]
     assert list(out.records["event_time_ms"]) == [T0, T0 + 349000]
@@ -182,7 +183,7 @@ def test_malformed_dump_line_reaches_the_decoder_and_is_rejected(tmp_path):
     got = list(iter_file(path))
     assert got[0].offset == 5 and got[0].value == b'{"a": 1}'
     assert got[1].topic == str(path) and got[1].offset == 2
-    assert reasons(decode_messages(got[1:], FormatConfig(), LIMITS)) == [RejectReason.UNKNOWN_FORMAT]
+    assert reasons(decode_messages(got[1:], FormatConfig(), LIMITS)) == [RejectReason.MISSING_FIELD]
 
 
 # --- KServe CloudEvents ----------------------------------------------------------------------

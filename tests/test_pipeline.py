@@ -331,3 +331,62 @@ def test_records_of_models_beyond_the_cap_are_dead_lettered_with_their_reason(db
     again = Pipeline(settings, store, Metrics(), dead.extend, group_id="g")
     assert again.model_limit.known == {("m0", "1"), ("m1", "1")}
     store.close()
+
+
+def _kserve(offset: int, kind: str, event_id: str, t_ms: int, body: dict) -> Message:
+    import json
+
+    stamp = datetime.fromtimestamp(t_ms / 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    headers = (("ce_specversion", b"1.0"), ("ce_type", f"org.kubeflow.serving.inference.{kind}".encode()),
+               ("ce_source", b"http://localhost:9081/"), ("ce_id", event_id.encode()), ("ce_time", stamp.encode()),
+               ("ce_inferenceservicename", b"sklearn-iris"), ("ce_namespace", b"default"),
+               ("ce_component", b"predictor"), ("ce_endpoint", b"default"), ("content-type", b"application/json"))
+    return Message("kserve-logs", 0, offset, json.dumps(body).encode(), None, headers, t_ms)
+
+
+def test_kserve_requests_join_their_responses_across_batches_and_a_restart(db_url):
+    hour = 3_600_000
+    settings = _settings(db_url, window={"length_seconds": 3600, "idle_close_seconds": None},
+                         formats={"default": {"format": "kserve", "model_version": "1",
+                                              "feature_names": ["a", "b"], "prediction_names": ["y"]}},
+                         join={"ttl_seconds": 60}, reference={"bootstrap_records": 1_000_000})
+    store = open_store(settings)
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"features.a": rng.normal(5, 3, 500), "features.b": rng.normal(5, 3, 500),
+                        "predictions.y": rng.uniform(0, 1, 500)})
+    with store.transaction() as conn:
+        store.put_reference(conn, "sklearn-iris", "*", "test", 500, profile_frame(ref, set(), 10, 1000).to_dict())
+    metrics = Metrics()
+    first = Pipeline(settings, store, metrics, log_dead_letter, "g")
+    # r1 and r2 answered in the same batch, r3's response comes after a restart, r4 never gets one
+    first.process([_kserve(0, "request", "r1", 1000, {"instances": [[1.0, 2.0]]}),
+                   _kserve(1, "response", "r1", 1100, {"predictions": [0.25]}),
+                   _kserve(2, "request", "r2", 2000, {"instances": [[3.0, 4.0], [5.0, 6.0]]}),
+                   _kserve(3, "request", "r3", 3000, {"instances": [[7.0, 8.0]]}),
+                   _kserve(4, "response", "r2", 2100, {"predictions": [0.5, 0.75]}),
+                   _kserve(5, "request", "r4", 4000, {"instances": [[9.0, 10.0]]})])
+    assert metrics.join_outcomes.labels("matched")._value.get() == 3  # r1 and both rows of r2
+    second = Pipeline(settings, store, Metrics(), log_dead_letter, "g")
+    second.process([_kserve(6, "response", "r3", 3100, {"predictions": [0.9]})])
+    # an hour of event time later r4 has expired: it is stored with its features alone
+    second.process([_kserve(7, "request", "r5", hour + 120_000, {"instances": [[0.0, 0.0]]})])
+    second.close_all()
+    windows = store.list_windows()
+    counts = dict(zip(windows["window_start_ms"], windows["record_count"]))
+    assert counts == {0: 5, hour: 1}
+    # r4 (no response) counts for the features only: no missing prediction appears
+    import json
+
+    first_window = int(windows[windows["window_start_ms"] == 0]["id"].iloc[0])
+    with store.engine.connect() as conn:
+        import sqlalchemy as sa
+
+        stats = json.loads(conn.execute(sa.text("SELECT profile FROM windows WHERE id = :i"),
+                                        {"i": first_window}).scalar())["columns"]
+    assert (stats["features.a"]["count"], stats["features.a"]["missing"]) == (5, 0)
+    assert (stats["predictions.y"]["count"], stats["predictions.y"]["missing"]) == (4, 0)
+    assert store.load_offsets("g") == {("kserve-logs", 0): 8}
+    store.close()

@@ -20,9 +20,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from collector.decode import RejectReason, decode_json_batch
+from collector.decode import decode_json_batch
 from collector.formats import bentoml, cloudevents, mapped_json, oip, sagemaker, seldon
-from collector.formats.columns import DecodedBuilder, merge_decoded
+from collector.formats.columns import merge_decoded
 from collector.formats.config import FORMAT_NAMES, FormatConfig, JsonMapping, Limits
 from collector.message import Message
 from collector.record import Decoded
@@ -112,7 +112,8 @@ def decode_messages(messages: Sequence[Message], fmt: FormatConfig, limits: Limi
 
     With ``fmt.format`` fixed, every message goes to that format's decoder. With ``auto``
     each message is routed by :func:`detect_format`; messages no rule recognises go to
-    ``mapped_json`` when ``fmt.mapping`` is set, else are rejected as ``unknown_format``.
+    ``mapped_json`` when ``fmt.mapping`` is set, else to the ``inferwatch`` record decoder,
+    which rejects them with the precise reason (invalid JSON, missing field, ...).
 
     Args:
         messages: raw messages in the order read.
@@ -129,15 +130,11 @@ def decode_messages(messages: Sequence[Message], fmt: FormatConfig, limits: Limi
     for m in messages:
         groups.setdefault(detect_format(m), []).append(m)
     unknown = groups.pop(UNKNOWN, [])
-    if unknown and fmt.mapping is not None:
-        groups.setdefault("mapped_json", []).extend(unknown)
-        unknown = []
-    parts = [DECODERS[name](group, fmt, limits) for name, group in groups.items()]
     if unknown:
-        out = DecodedBuilder()
-        for m in unknown:
-            out.reject(m, RejectReason.UNKNOWN_FORMAT, "no known format matches the headers, topic and body")
-        parts.append(out.build())
+        # with a field mapping, flat JSON logs; else inferwatch's own record, whose decoder
+        # names exactly what is wrong (invalid JSON, a missing field, ...)
+        groups.setdefault("mapped_json" if fmt.mapping is not None else "inferwatch", []).extend(unknown)
+    parts = [DECODERS[name](group, fmt, limits) for name, group in groups.items()]
     if len(parts) == 1:
         return parts[0]
     return merge_decoded(parts, {id(m): i for i, m in enumerate(messages)})
