@@ -221,3 +221,14 @@ def test_inferwatch_format_goes_through_the_existing_decoder():
     out = decode_messages([msg(record), msg(b"{}", offset=1)], FormatConfig(format="inferwatch"), LIMITS)
     assert list(out.records["features.x"]) == [2.0] and list(out.records["label"]) == ["1"]
     assert reasons(out) == [RejectReason.MISSING_FIELD]
+
+
+def test_one_row_values_no_column_takes_reject_only_their_message():
+    from collector.formats.columns import DecodedBuilder
+    out = DecodedBuilder()
+    a, b = msg(b"{}", offset=0), msg(b"{}", offset=1)
+    out.add_row(a, "records", model="m", event_time_ms=T0, request_id="a", values={"features.x": 10**400})
+    out.add_row(b, "records", model="m", event_time_ms=T0, request_id="b", values={"features.x": 2})
+    decoded = out.build()
+    assert [r.message.offset for r in decoded.rejected] == [1 - 1] and reasons(decoded) == [RejectReason.WRONG_TYPE]
+    assert list(decoded.records["request_id"]) == ["b"] and list(decoded.records["features.x"]) == [2.0]

@@ -160,7 +160,7 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
             _add_value(row, PREDICTION_PREFIX, name, obj.get(name))
         check_width(len(row), limits.max_features, "columns")
         label = scalar(obj.get(schema.target), schema.target) if schema.target else None
-        out.add_row("records", model=model, model_version=fmt.model_version or schema.bento_version or "",
+        out.add_row(msg, "records", model=model, model_version=fmt.model_version or schema.bento_version or "",
                     event_time_ms=t, request_id=rid, values=row, label=label)
 
     out.run(messages, one)

@@ -77,11 +77,6 @@ def check_width(n_columns: int, limits_max: int, where: str) -> None:
         raise RecordError(RejectReason.TOO_MANY_FEATURES, f"{where}: {n_columns} columns > limit {limits_max}")
 
 
-def model_columns(columns: dict[str, np.ndarray]) -> int:
-    """How many feature and prediction columns a block has (what the width limit counts)."""
-    return sum(1 for c in columns if c.startswith(FEATURE_PREFIX) or c.startswith(PREDICTION_PREFIX))
-
-
 class DecodedBuilder:
     """Collects blocks of rows and rejected messages; :meth:`build` makes the frames.
 
@@ -94,26 +89,42 @@ class DecodedBuilder:
         self._rows: dict[str, list[tuple]] = {k: [] for k in KINDS}
         self.rejected: list[Rejected] = []
 
-    def add_row(self, kind: str, *, model: str | None, model_version: str = "", event_time_ms: int,
-                request_id: str, values: dict[str, object], label: object = None,
+    def add_row(self, message: Message, kind: str, *, model: str | None, model_version: str = "",
+                event_time_ms: int, request_id: str, values: dict[str, object], label: object = None,
                 latency_ms: float = math.nan) -> None:
-        """Add one row whose ``values`` are already-checked JSON scalars (see :func:`scalar`).
+        """Add one row of ``message`` whose ``values`` are JSON scalars (see :func:`scalar`).
 
         One-row messages (log lines) take this path: their values become columns once per
         batch instead of once per message.
         """
-        self._rows[kind].append((model, model_version, event_time_ms, request_id, label, latency_ms, values))
+        self._rows[kind].append((model, model_version, event_time_ms, request_id, label, latency_ms, values,
+                                 message))
 
     def _flush_rows(self, kind: str) -> None:
         rows = self._rows[kind]
         if not rows:
             return
         self._rows[kind] = []
-        model, version, t, rid, label, latency, values = zip(*rows)
         names: dict[str, None] = {}
-        for v in values:
-            names.update(dict.fromkeys(v))
-        cols = {name: column([v.get(name) for v in values], name) for name in names}
+        for r in rows:
+            names.update(dict.fromkeys(r[6]))
+        try:
+            cols = {name: column([r[6].get(name) for r in rows], name) for name in names}
+        except RecordError:  # a value no column takes: reject its message, keep the others
+            good = []
+            for r in rows:
+                try:
+                    for name, v in r[6].items():
+                        column([v], name)
+                except RecordError as err:
+                    self.reject(r[7], err.reason, str(err))
+                else:
+                    good.append(r)
+            self._rows[kind] = good
+            if good:
+                self._flush_rows(kind)
+            return
+        model, version, t, rid, label, latency, _, _ = zip(*rows)
         self.add(kind, len(rows), model=model, model_version=version, event_time_ms=t, request_ids=rid,
                  columns=cols, label=label, latency_ms=latency)
 

@@ -126,7 +126,7 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
             raise RecordError(RejectReason.NO_DATA, f"features: none of {mapping.features} is in the line")
         select(obj, mapping.predictions, PREDICTION_PREFIX, row, "predictions")
         check_width(len(row), limits.max_features, "features and predictions")
-        out.add_row("records", model=model, model_version=version, event_time_ms=t, request_id=rid, values=row,
+        out.add_row(msg, "records", model=model, model_version=version, event_time_ms=t, request_id=rid, values=row,
                     label=label, latency_ms=float("nan") if latency is None else float(latency))
 
     out.run(messages, one)

@@ -182,7 +182,7 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
         if kind == "requests":
             cols["serving.batch_size"] = np.full(n, float(n))
         if n == 1:  # the common case: columns are built once per batch
-            out.add_row(kind, model=model, model_version=fmt.model_version or "", event_time_ms=t, request_id=rid,
+            out.add_row(msg, kind, model=model, model_version=fmt.model_version or "", event_time_ms=t, request_id=rid,
                         values={c: a.tolist()[0] for c, a in cols.items()})
             return
         out.add(kind, n, model=model, model_version=fmt.model_version or "", event_time_ms=t,
