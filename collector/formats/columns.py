@@ -16,7 +16,7 @@ import pandas as pd
 
 from collector.decode import RecordError, Rejected, RejectReason, to_column
 from collector.message import Message
-from collector.record import FEATURE_PREFIX, LABEL_COLUMNS, META_COLUMNS, PREDICTION_PREFIX, Decoded
+from collector.record import LABEL_COLUMNS, META_COLUMNS, Decoded
 from detectors.profile import category_label
 
 REQUEST_COLUMNS = ("model", "model_version", "event_time_ms", "request_id")
