@@ -1,4 +1,4 @@
-"""Run the benchmarks and print their tables: ``python -m bench [--quick] [--only speed|memory|quality]``."""
+"""Run the benchmarks and print their tables: ``python -m bench [--quick] [--only speed|memory|quality|collector]``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import time
 
 import inferwatch  # noqa: F401  (sets DO_NOT_TRACK before Evidently is imported)
 
-from . import memory, quality, speed
+from . import collector, memory, quality, speed
 
-SECTIONS = ("speed", "memory", "quality")
+SECTIONS = ("speed", "memory", "quality", "collector")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         if name == "speed":
             text = speed.report(speed.run_speed(speed.QUICK if args.quick else speed.SpeedConfig()))
+        elif name == "collector":
+            cfg = collector.QUICK if args.quick else collector.CollectorConfig()
+            text = collector.report(collector.run_collector_bench(cfg))
         elif name == "memory":
             text = memory.report(memory.run_memory(memory.QUICK if args.quick else memory.MemoryConfig()))
         else:

@@ -17,7 +17,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # bench/ lives at the repository root and is not an installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import memory, quality, speed, synthetic  # noqa: E402
+from bench import collector, memory, quality, speed, synthetic  # noqa: E402
 from bench.__main__ import main  # noqa: E402
 from bench.evidently_precomputed import EvidentlyReference, wasserstein_sorted  # noqa: E402
 from detectors.drift import compare  # noqa: E402
@@ -165,3 +165,39 @@ def test_main_prints_one_section(capsys: pytest.CaptureFixture[str], monkeypatch
     main(["--quick", "--only", "memory"])
     out = capsys.readouterr().out
     assert "Peak memory" in out and "Evaluation time" not in out
+
+
+# ---------------------------------------------------------------- collector throughput
+
+
+def test_collector_records_follow_the_record_format() -> None:
+    import json
+
+    from collector.decode import decode_json_batch
+    from collector.message import Message
+
+    pool = collector.record_pool(50, seed=3)
+    values = list(collector.records(1, 200, 3, 1_700_000_000_000, pool))
+    assert len(values) == 67 and json.loads(values[0])["request_id"] == "req-1"
+    batch = decode_json_batch([Message("t", 0, i, v) for i, v in enumerate(values)], 1 << 20, 1000)
+    assert batch.rejected == [] and len(batch.frame) == 67
+    features = [c for c in batch.frame.columns if c.startswith("features.")]
+    assert len(features) == 25
+    assert sum(batch.frame[c].dtype == np.float64 for c in features) == 20
+    assert list(batch.frame["event_time_ms"][:2]) == [1_700_000_000_001, 1_700_000_000_004]
+    assert set(batch.frame["predictions.approved"]) <= {"true", "false"}
+
+
+@pytest.mark.kafka
+def test_collector_run_tiny(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERWATCH_BENCH_KAFKA", kafka_bootstrap)
+    cfg = collector.CollectorConfig(records=4_000, partitions=2, producers=1, pool=300, oip_messages=20,
+                                    timeout_s=240.0)
+    result = collector.run_collector_bench(cfg)
+    assert result.bare.rate > 0 and result.collector.rate > 0 and math.isfinite(result.ratio)
+    assert result.collector.samples[-1][1] == 4_000  # every record stored once, offsets included
+    assert result.oip is not None and result.oip.rows == 20 * 64
+    text = collector.report(result)
+    for label in ("(a) bare", "(b) collector", "after 10%", "after 100%", "collector.formats"):
+        line = next(line for line in text.splitlines() if line.startswith(label))
+        assert all(math.isfinite(x) for x in _numbers(line))
