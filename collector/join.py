@@ -97,6 +97,7 @@ JOIN_COUNTS = (
 )
 
 _ID_BYTES = 64  # per-entry overhead beyond the frame: id hash table slot and bookkeeping
+_SIZE_SAMPLE = 256  # rows sampled to estimate a batch's bytes per row
 
 
 # --------------------------------------------------------------------------- input checks
@@ -104,7 +105,24 @@ _ID_BYTES = 64  # per-entry overhead beyond the frame: id hash table slot and bo
 
 def _text(values: pd.Series) -> np.ndarray:
     """Object array of the values, missing as None."""
-    return values.astype(object).where(values.notna(), None).to_numpy(dtype=object)
+    arr = values.to_numpy(dtype=object)
+    missing = pd.isna(arr)
+    if missing.any():
+        arr = arr.copy()
+        arr[missing] = None
+    return arr
+
+
+def _id_column(values: pd.Series) -> pd.Series:
+    """Request ids as an object column (missing as None). Explicitly object: pandas would
+    otherwise store them as Arrow strings and convert back on every lookup."""
+    return pd.Series(_text(values), dtype=object, index=values.index)
+
+
+def _keys_of(ids: np.ndarray) -> pd.Index:
+    """Request ids as an object Index: lookups against the chunks' object indexes then skip
+    pandas' string inference and casting (about 20x faster per lookup)."""
+    return pd.Index(ids, dtype=object)
 
 
 def _blank(values: np.ndarray) -> np.ndarray:
@@ -125,14 +143,16 @@ def _event_times(frame: pd.DataFrame, what: str) -> np.ndarray:
 def row_bytes(frame: pd.DataFrame) -> int:
     """Estimated memory of one row of ``frame`` in bytes (>= 1).
 
-    The frame's deep memory use (``DataFrame.memory_usage(deep=True)``: 8 bytes per number,
-    the size of each Python string) divided by its rows, plus 64 bytes of per-entry overhead
-    (hash-table slot, bookkeeping). An estimate, used for the join's memory cap.
+    The deep memory use (``DataFrame.memory_usage(deep=True)``: 8 bytes per number, the size
+    of each string) of the frame, or of an even sample of about 256 of its rows, divided by
+    those rows, plus 64 bytes of per-entry overhead (hash-table slot, bookkeeping). An
+    estimate, used for the join's memory cap.
     """
     if len(frame) == 0:
         return _ID_BYTES
-    total = int(frame.memory_usage(index=False, deep=True).sum())
-    return -(-total // len(frame)) + _ID_BYTES
+    sample = frame if len(frame) <= _SIZE_SAMPLE else frame.iloc[:: -(-len(frame) // _SIZE_SAMPLE)]
+    total = int(sample.memory_usage(index=False, deep=True).sum())
+    return -(-total // len(sample)) + _ID_BYTES
 
 
 def _half_frame(frame: pd.DataFrame | None, what: str) -> pd.DataFrame:
@@ -145,10 +165,11 @@ def _half_frame(frame: pd.DataFrame | None, what: str) -> pd.DataFrame:
             raise ValueError(f"{what} lack the column {col!r}")
     out = frame.drop(columns=[c for c in frame.columns if c == "label" or c.startswith("join_")])
     out = out.reset_index(drop=True)
-    out["request_id"] = _text(out["request_id"])
+    out["request_id"] = _id_column(out["request_id"])
     out["event_time_ms"] = _event_times(out, what)
     for col in ("model", "model_version"):
-        out[col] = _text(out[col]) if col in out.columns else np.full(len(out), "", dtype=object)
+        if col not in out.columns:
+            out[col] = ""
     return out
 
 
@@ -172,11 +193,6 @@ class _Chunk:
     def live(self) -> pd.DataFrame:
         return self.frame if self.n_alive == len(self.frame) else self.frame.loc[self.alive]
 
-    def hits(self, ids: np.ndarray) -> np.ndarray:
-        """Positions in this chunk of the live entries whose id is in ``ids`` (ids unique)."""
-        pos = self.index.get_indexer(ids)
-        pos = pos[pos >= 0]
-        return pos[self.alive[pos]]
 
 
 class _EntrySet:
@@ -197,7 +213,7 @@ class _EntrySet:
             self.n += chunk.n_alive
             self.nbytes += int(chunk.nbytes.sum())
 
-    def contains(self, ids: np.ndarray) -> np.ndarray:
+    def contains(self, ids: pd.Index) -> np.ndarray:
         """Bool mask over ``ids``: a live entry has that id."""
         mask = np.zeros(len(ids), dtype=bool)
         for c in self.chunks:
@@ -207,15 +223,15 @@ class _EntrySet:
             mask |= found
         return mask
 
-    def get(self, ids: np.ndarray) -> pd.DataFrame:
+    def get(self, ids: pd.Index) -> pd.DataFrame:
         """Live entries with these ids (ids unique), ordered by sequence number."""
-        return self._take([(c, c.hits(ids)) for c in self.chunks], remove=False)
+        return self._take([(c, _hits(c, ids)) for c in self.chunks], remove=False)
 
-    def pop(self, ids: np.ndarray) -> pd.DataFrame:
+    def pop(self, ids: pd.Index) -> pd.DataFrame:
         """Remove and return the live entries with these ids, ordered by sequence number."""
         if len(ids) == 0 or not self.n:
             return pd.DataFrame()
-        return self._take([(c, c.hits(ids)) for c in self.chunks], remove=True)
+        return self._take([(c, _hits(c, ids)) for c in self.chunks], remove=True)
 
     def pop_older(self, before_ms: int) -> pd.DataFrame:
         """Remove and return the live entries with ``event_time_ms < before_ms``."""
@@ -267,38 +283,152 @@ class _EntrySet:
         return out
 
     def tidy(self) -> None:
-        """Drop empty chunks, rewrite half-dead ones, merge neighbours until each chunk holds
-        more than twice the live entries of the next newer one."""
-        chunks = []
-        for c in self.chunks:
-            if c.n_alive == 0:
-                continue
-            chunks.append(_Chunk(c.live()) if 2 * c.n_alive < len(c.frame) else c)
-        merged = True
-        while merged:
-            merged = False
-            for i in range(len(chunks) - 2, -1, -1):
-                if i + 1 < len(chunks) and chunks[i].n_alive <= 2 * chunks[i + 1].n_alive:
-                    both = pd.concat([chunks[i].live(), chunks[i + 1].live()], ignore_index=True)
-                    chunks[i:i + 2] = [_Chunk(both)]
-                    merged = True
-        self.chunks = chunks
+        """Drop empty chunks, rewrite half-dead ones, merge neighbours (see :func:`_merged`)."""
+        chunks = [c if 2 * c.n_alive >= len(c.frame) else _Chunk(c.live()) for c in self.chunks if c.n_alive]
+        self.chunks = _merged(chunks, lambda a, b: _Chunk(pd.concat([a.live(), b.live()], ignore_index=True)))
+
+
+@dataclass
+class _Ids:
+    """Finished request ids with their time, sequence number and used halves (arrays)."""
+
+    ids: np.ndarray
+    event_ms: np.ndarray
+    seq: np.ndarray
+    halves: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({JOIN_SEQ: self.seq, JOIN_BYTES: np.zeros(len(self.seq), dtype=np.int64),
+                             JOIN_HALVES: self.halves, "request_id": pd.Series(self.ids, dtype=object),
+                             "event_time_ms": self.event_ms})
+
+
+_NO_IDS = _Ids(np.zeros(0, dtype=object), *(np.zeros(0, dtype=np.int64) for _ in range(3)))
+
+
+class _IdChunk:
+    __slots__ = ("ids", "index", "event_ms", "seq", "halves", "alive", "n_alive")
+
+    def __init__(self, ids: _Ids) -> None:
+        self.ids, self.event_ms, self.seq, self.halves = ids.ids, ids.event_ms, ids.seq, ids.halves
+        self.index = pd.Index(self.ids, dtype=object)
+        self.alive = np.ones(len(self.seq), dtype=bool)
+        self.n_alive = len(self.seq)
+
+    def live(self) -> _Ids:
+        a = self.alive
+        return _Ids(self.ids[a], self.event_ms[a], self.seq[a], self.halves[a])
+
+
+class _IdSet:
+    """Finished ids, at most one live entry per id, in chunks like :class:`_EntrySet` but
+    without frames: plain arrays are all a finished id needs."""
+
+    nbytes = 0
+
+    def __init__(self) -> None:
+        self.chunks: list[_IdChunk] = []
+        self.n = 0
+
+    def add(self, ids: _Ids) -> None:
+        if len(ids):
+            self.chunks.append(_IdChunk(ids))
+            self.n += len(ids)
+
+    def get(self, ids: pd.Index) -> _Ids:
+        return self._take([(c, _hits(c, ids)) for c in self.chunks], remove=False)
+
+    def pop(self, ids: pd.Index) -> _Ids:
+        return self._take([(c, _hits(c, ids)) for c in self.chunks], remove=True)
+
+    def pop_older(self, before_ms: int) -> _Ids:
+        return self._take([(c, np.flatnonzero(c.alive & (c.event_ms < before_ms))) for c in self.chunks
+                           if c.n_alive and c.event_ms.min() < before_ms], remove=True)
+
+    def pop_seqs(self, seqs: np.ndarray) -> _Ids:
+        return self._take([(c, np.flatnonzero(c.alive & np.isin(c.seq, seqs))) for c in self.chunks], remove=True)
+
+    def keys(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        live = self._take([(c, np.flatnonzero(c.alive)) for c in self.chunks], remove=False)
+        return live.event_ms, live.seq, np.zeros(len(live), dtype=np.int64)
+
+    def frame(self) -> pd.DataFrame:
+        return self.frame_from(-1)
+
+    def frame_from(self, min_seq: int) -> pd.DataFrame:
+        picks = [(c, np.flatnonzero(c.alive & (c.seq >= min_seq))) for c in self.chunks
+                 if c.n_alive and c.seq.max() >= min_seq]
+        return self._take(picks, remove=False).frame()
+
+    def _take(self, picks: list[tuple[_IdChunk, np.ndarray]], remove: bool) -> _Ids:
+        picks = [(c, pos) for c, pos in picks if len(pos)]
+        if not picks:
+            return _NO_IDS
+        parts = []
+        for c, pos in picks:
+            parts.append((c.ids[pos], c.event_ms[pos], c.seq[pos], c.halves[pos]))
+            if remove:
+                c.alive[pos] = False
+                c.n_alive -= len(pos)
+                self.n -= len(pos)
+        ids, event_ms, seq, halves = (np.concatenate(x) for x in zip(*parts))
+        order = np.argsort(seq, kind="stable")
+        return _Ids(ids[order], event_ms[order], seq[order], halves[order])
+
+    def tidy(self) -> None:
+        chunks = [c if 2 * c.n_alive >= len(c.seq) else _IdChunk(c.live()) for c in self.chunks if c.n_alive]
+        self.chunks = _merged(chunks, lambda a, b: _IdChunk(_concat_ids(a.live(), b.live())))
+
+
+def _concat_ids(a: _Ids, b: _Ids) -> _Ids:
+    return _Ids(np.concatenate([a.ids, b.ids]), np.concatenate([a.event_ms, b.event_ms]),
+                np.concatenate([a.seq, b.seq]), np.concatenate([a.halves, b.halves]))
+
+
+def _hits(chunk, ids: pd.Index) -> np.ndarray:
+    """Positions in ``chunk`` of the live entries whose id is in ``ids`` (ids unique)."""
+    pos = chunk.index.get_indexer(ids)
+    pos = pos[pos >= 0]
+    return pos[chunk.alive[pos]]
+
+
+def _merged(chunks: list, merge) -> list:
+    """Merge neighbours until each chunk holds more than twice the live entries of the next
+    newer one: O(log n) chunks, each entry copied O(log n) times over its life."""
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(chunks) - 2, -1, -1):
+            if i + 1 < len(chunks) and chunks[i].n_alive <= 2 * chunks[i + 1].n_alive:
+                chunks[i:i + 2] = [merge(chunks[i], chunks[i + 1])]
+                merged = True
+    return chunks
 
 
 # --------------------------------------------------------------------------- whole records
 
 
-def _prefer(first: pd.Series | None, second: pd.Series | None, n: int, text: bool) -> np.ndarray:
-    """``first`` where it has a value (non-empty text), else ``second``."""
-    if first is None and second is None:
-        return np.full(n, "" if text else np.nan, dtype=object if text else np.float64)
-    if text:
-        a = _text(first) if first is not None else np.full(n, None, dtype=object)
-        if second is None:
-            return np.where(_blank(a), "", a).astype(object)
-        b = _text(second)
-        out = np.where(_blank(a), b, a).astype(object)
-        return np.where(_blank(out), "", out).astype(object)
+def _prefer_text(first: pd.Series | None, second: pd.Series | None, n: int) -> pd.Series:
+    """``first`` where it has non-empty text, else ``second``, else ``""``; positional."""
+    if first is None:
+        first, second = second, None
+    if first is None:
+        return pd.Series([""] * n)
+    a = first.reset_index(drop=True)
+    blank = (a.isna() | (a == "")).to_numpy(dtype=bool)
+    if not blank.any():
+        return a
+    if second is not None:
+        a = a.where(~blank, second.reset_index(drop=True))
+        blank = (a.isna() | (a == "")).to_numpy(dtype=bool)
+    return a.where(~blank, "")
+
+
+def _prefer_number(first: pd.Series | None, second: pd.Series | None, n: int) -> np.ndarray:
+    """``first`` where it is a number, else ``second``, else NaN (float64); positional."""
     a = pd.to_numeric(first, errors="coerce").to_numpy(np.float64) if first is not None else np.full(n, np.nan)
     if second is None:
         return a
@@ -311,48 +441,46 @@ def _whole(req: pd.DataFrame | None, resp: pd.DataFrame | None, status: str) -> 
 
     The request's values win for features.*, serving.* and the model; the response's for
     predictions.*, latency_ms and the model version; each falls back to the other side's value
-    where it has none. event_time_ms and the order key are the request's when there is one."""
-    base = req if req is not None else resp
+    where it has none. event_time_ms and the order key (``_order``) are the request's when
+    there is one. Built from the request's frame (usually the wide one) with the response's
+    few columns added, so the feature columns are not copied."""
+    base, other = (req, resp) if req is not None else (resp, None)
     assert base is not None
     n = len(base)
-    cols: dict[str, object] = {
-        "model": _prefer(None if req is None else req.get("model"), None if resp is None else resp.get("model"),
-                         n, True),
-        "model_version": _prefer(None if resp is None else resp.get("model_version"),
-                                 None if req is None else req.get("model_version"), n, True),
-        "event_time_ms": base["event_time_ms"].to_numpy(dtype=np.int64),
-        "request_id": base["request_id"].to_numpy(dtype=object),
-        "label": np.full(n, None, dtype=object),
-        "latency_ms": _prefer(None if resp is None else resp.get("latency_ms"),
-                              None if req is None else req.get("latency_ms"), n, False),
-    }
-    skip = set(META_COLUMNS) | {JOIN_SEQ, JOIN_BYTES, JOIN_HALVES, JOIN_HALF}
-    names: list[str] = []
-    for side in (req, resp):
-        if side is not None:
-            names.extend(c for c in side.columns if c not in skip and c not in names)
-    for name in names:
-        resp_first = name.startswith(PREDICTION_PREFIX)
-        first, second = (resp, req) if resp_first else (req, resp)
-        a = first.get(name) if first is not None else None
-        b = second.get(name) if second is not None else None
-        if a is None:
-            cols[name] = b.to_numpy() if b is not None else None
-        elif b is None:
-            cols[name] = a.to_numpy()
-        else:
-            av, bv = a.to_numpy(), b.to_numpy()
-            cols[name] = np.where(pd.isna(av), bv, av)
-    out = pd.DataFrame(cols)
+    out = base.reset_index(drop=True)
+    drop = [c for c in (JOIN_BYTES, JOIN_HALVES, JOIN_HALF) if c in out.columns]
+    if drop:
+        out = out.drop(columns=drop)
+    out = out.rename(columns={JOIN_SEQ: "_order"})
+    if other is not None:
+        o = other.reset_index(drop=True)
+        skip = set(META_COLUMNS) | {JOIN_SEQ, JOIN_BYTES, JOIN_HALVES, JOIN_HALF}
+        for name in o.columns:
+            if name in skip:
+                continue
+            if name not in out.columns:
+                out[name] = o[name].array
+            else:
+                # features and serving: the request's value first; predictions: the response's
+                a, b = out[name].to_numpy(), o[name].to_numpy()
+                if name.startswith(PREDICTION_PREFIX):
+                    a, b = b, a
+                out[name] = np.where(pd.isna(a), b, a)
+    out["model"] = _prefer_text(None if req is None else req.get("model"),
+                                None if resp is None else resp.get("model"), n)
+    out["model_version"] = _prefer_text(None if resp is None else resp.get("model_version"),
+                                        None if req is None else req.get("model_version"), n)
+    out["label"] = pd.Series(np.full(n, None, dtype=object), dtype=object)
+    out["latency_ms"] = _prefer_number(None if resp is None else resp.get("latency_ms"),
+                                       None if req is None else req.get("latency_ms"), n)
     out[JOIN_STATUS] = status
-    out["_order"] = base[JOIN_SEQ].to_numpy(dtype=np.int64)
     return out
 
 
 def _column_order(columns: Sequence[str]) -> list[str]:
     groups: tuple[list[str], ...] = ([], [], [], [])
     for c in columns:
-        if c in META_COLUMNS or c == JOIN_STATUS:
+        if c in META_COLUMNS or c in (JOIN_STATUS, "_order"):
             continue
         i = 0 if c.startswith(FEATURE_PREFIX) else 1 if c.startswith(PREDICTION_PREFIX) else \
             2 if c.startswith(SERVING_PREFIX) else 3
@@ -367,8 +495,11 @@ def _records(parts: list[pd.DataFrame]) -> pd.DataFrame:
             {"event_time_ms": np.int64, "latency_ms": np.float64, "model": object, "model_version": object,
              "request_id": object, "label": object, JOIN_STATUS: object})
     out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    out = out.sort_values("_order", kind="stable", ignore_index=True).drop(columns="_order")
-    return out[_column_order(out.columns)]
+    order = np.argsort(out["_order"].to_numpy(), kind="stable")
+    cols = _column_order(out.columns)
+    if np.any(order != np.arange(len(order))):
+        out = out.take(order)
+    return out[cols].reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- request-response join
@@ -412,12 +543,16 @@ class JoinChanges:
     """State changes of a :class:`RequestResponseJoin` since the previous drain.
 
     Apply them in the transaction that stores the batch's window rows and offsets: delete the
-    stored entries whose ``join_seq`` is in ``removed``, insert the rows of ``added``, store
-    ``clock_ms`` and ``next_seq``.
+    stored entries whose ``join_seq`` is in ``removed``, insert the rows of ``added`` and
+    ``added_finished``, store ``clock_ms`` and ``next_seq``. On start, the stored rows of both
+    concatenated are the ``entries`` of :meth:`RequestResponseJoin.restore`.
 
     Attributes:
-        added: entries that entered the state since the last drain and are still there, in the
-            layout of :meth:`RequestResponseJoin.pending`.
+        added: waiting halves that entered the state since the last drain and are still
+            there, with the columns of :meth:`RequestResponseJoin.pending` that halves use
+            (row and column order unspecified).
+        added_finished: the same for finished ids: :data:`STATE_COLUMNS` only. Kept apart
+            from ``added`` so the few id columns are not widened to every feature column.
         removed: int64 sequence numbers of entries that left the state since the last drain
             and existed at it (so each stored entry is deleted once; entries added and removed
             between two drains appear in neither).
@@ -426,6 +561,7 @@ class JoinChanges:
     """
 
     added: pd.DataFrame
+    added_finished: pd.DataFrame
     removed: np.ndarray
     clock_ms: int | None
     next_seq: int
@@ -473,7 +609,8 @@ class RequestResponseJoin:
         self._reset(None, 0)
 
     def _reset(self, clock_ms: int | None, next_seq: int) -> None:
-        self._sets = {REQUEST: _EntrySet(), RESPONSE: _EntrySet(), FINISHED: _EntrySet()}
+        self._sets = {REQUEST: _EntrySet(), RESPONSE: _EntrySet()}
+        self._finished = _IdSet()
         self._clock = clock_ms
         self._next_seq = next_seq
         self._known_below = next_seq  # entries with a lower seq are in the caller's stored copy
@@ -503,7 +640,7 @@ class RequestResponseJoin:
     @property
     def n_finished(self) -> int:
         """Finished ids remembered."""
-        return self._sets[FINISHED].n
+        return self._finished.n
 
     # --- the join -----------------------------------------------------------------------
     def add(self, requests: pd.DataFrame | None = None, responses: pd.DataFrame | None = None, *,
@@ -545,7 +682,7 @@ class RequestResponseJoin:
         self._match(q, s, counts, out)
         self._expire(counts, out)
         self._evict(counts, out)
-        for entries in self._sets.values():
+        for entries in (*self._sets.values(), self._finished):
             entries.tidy()
         return JoinResult(_records(out), counts)
 
@@ -558,7 +695,7 @@ class RequestResponseJoin:
         counts = dict.fromkeys(JOIN_COUNTS, 0)
         out: list[pd.DataFrame] = []
         self._give_up(lambda e: e.pop_seqs(e.keys()[1]), "expired", counts, out)
-        for entries in self._sets.values():
+        for entries in (*self._sets.values(), self._finished):
             entries.tidy()
         return JoinResult(_records(out), counts)
 
@@ -580,59 +717,57 @@ class RequestResponseJoin:
             return f
         status = REQUEST_ONLY if half == REQUEST else RESPONSE_ONLY
         bit = 1 if half == REQUEST else 2
-        ids = f["request_id"].to_numpy(dtype=object)
-        no_id = _blank(ids)
-        if no_id.any():
-            counts[f"{half}_no_id"] += int(no_id.sum())
-            out.append(self._emit(f[no_id], half, status))
-            f = f[~no_id]
-        dup = f["request_id"].duplicated(keep="first").to_numpy()
+        raw = f["request_id"].to_numpy(dtype=object)
+        ids = _keys_of(raw)
+        keep = ~_blank(raw)
+        if not keep.all():
+            counts[f"{half}_no_id"] += int((~keep).sum())
+            out.append(self._emit(f[~keep], half, status))
+        dup = ids.duplicated(keep="first") & keep
         counts[f"{half}_duplicate"] += int(dup.sum())
-        f = f[~dup]
-        ids = f["request_id"].to_numpy(dtype=object)
+        keep &= ~dup
         # finished ids: the same half again is a duplicate; the other half comes too late
-        fin = self._sets[FINISHED].get(ids)
+        fin = self._finished.get(ids[keep] if not keep.all() else ids)
         if len(fin):
-            halves = pd.Series(fin[JOIN_HALVES].to_numpy(dtype=np.int64), index=fin["request_id"].to_numpy(object))
-            had = halves.reindex(ids).to_numpy()
-            known = ~np.isnan(had)
-            had = np.where(known, had, 0).astype(np.int64)
+            pos = _keys_of(fin.ids).get_indexer(ids)
+            known = (pos >= 0) & keep
+            had = np.where(known, fin.halves[pos], 0)
             dup = known & ((had & bit) != 0)
             late = known & ~dup
             counts[f"{half}_duplicate"] += int(dup.sum())
             if late.any():
                 counts[f"{half}_late"] += int(late.sum())
                 out.append(self._emit(f[late], half, status))
-                renewed = self._sets[FINISHED].pop(ids[late])
+                renewed = self._finished.pop(ids[np.flatnonzero(late)])
                 self._note_removed(renewed)
-                renewed[JOIN_HALVES] = renewed[JOIN_HALVES].to_numpy(dtype=np.int64) | bit
-                self._add_finished(renewed)
-            f = f[~known]
+                self._add_finished(renewed.ids, renewed.event_ms, renewed.halves | bit)
+            keep &= ~known
         # the same half already waiting: the new copy is the duplicate
-        waiting = self._sets[half].contains(f["request_id"].to_numpy(dtype=object))
+        waiting = self._sets[half].contains(ids) & keep
         counts[f"{half}_duplicate"] += int(waiting.sum())
-        return f[~waiting]
+        keep &= ~waiting
+        return f if keep.all() else f[keep]
 
     def _match(self, q: pd.DataFrame, s: pd.DataFrame, counts: dict[str, int], out: list[pd.DataFrame]) -> None:
-        q_ids = q["request_id"].to_numpy(dtype=object) if len(q) else np.zeros(0, dtype=object)
-        s_ids = s["request_id"].to_numpy(dtype=object) if len(s) else np.zeros(0, dtype=object)
+        q_ids = _keys_of(q["request_id"].to_numpy(dtype=object) if len(q) else np.zeros(0, dtype=object))
+        s_ids = _keys_of(s["request_id"].to_numpy(dtype=object) if len(s) else np.zeros(0, dtype=object))
         old_s = self._sets[RESPONSE].pop(q_ids)  # waiting responses of the new requests
         old_q = self._sets[REQUEST].pop(s_ids)  # waiting requests of the new responses
         self._note_removed(old_s)
         self._note_removed(old_q)
         reqs, resps = [], []
         if len(old_s):
-            hit = pd.Index(old_s["request_id"].to_numpy(object)).get_indexer(q_ids) >= 0
+            hit = _keys_of(old_s["request_id"].to_numpy(object)).get_indexer(q_ids) >= 0
             reqs.append(q[hit])
             resps.append(_aligned(old_s, q[hit]))
             q = q[~hit]
         if len(old_q):
-            hit = pd.Index(old_q["request_id"].to_numpy(object)).get_indexer(s_ids) >= 0
+            hit = _keys_of(old_q["request_id"].to_numpy(object)).get_indexer(s_ids) >= 0
             reqs.append(old_q)
             resps.append(_aligned(s[hit], old_q))
             s = s[~hit]
         if len(q) and len(s):
-            pos = pd.Index(s["request_id"].to_numpy(object)).get_indexer(q["request_id"].to_numpy(object))
+            pos = _keys_of(s["request_id"].to_numpy(object)).get_indexer(_keys_of(q["request_id"].to_numpy(object)))
             hit = pos >= 0
             reqs.append(q[hit])
             resps.append(s.iloc[pos[hit]])
@@ -653,7 +788,7 @@ class RequestResponseJoin:
             return
         cut = self._clock - self.ttl_ms
         self._give_up(lambda e: e.pop_older(cut), "expired", counts, out)
-        forgotten = self._sets[FINISHED].pop_older(self._clock - self.remember_ms)
+        forgotten = self._finished.pop_older(self._clock - self.remember_ms)
         self._note_removed(forgotten)
 
     def _evict(self, counts: dict[str, int], out: list[pd.DataFrame]) -> None:
@@ -669,7 +804,7 @@ class RequestResponseJoin:
                 k = max(k, int(np.searchsorted(freed, b_over, side="left")) + 1)
             victims = seq[order[:k]]
             self._give_up(lambda e: e.pop_seqs(victims), "evicted", counts, out)
-        fin = self._sets[FINISHED]
+        fin = self._finished
         over = fin.n - self.max_finished
         if over > 0:
             event_ms, seq, _ = fin.keys()
@@ -692,20 +827,17 @@ class RequestResponseJoin:
 
     def _finish(self, ids: np.ndarray, halves: int) -> None:
         assert self._clock is not None
-        frame = pd.DataFrame({"request_id": ids, "event_time_ms": np.full(len(ids), self._clock, dtype=np.int64),
-                              JOIN_HALVES: np.full(len(ids), halves, dtype=np.int64)})
-        self._add_finished(frame)
+        n = len(ids)
+        self._add_finished(ids, np.full(n, self._clock, dtype=np.int64), np.full(n, halves, dtype=np.int64))
 
-    def _add_finished(self, frame: pd.DataFrame) -> None:
-        frame = frame[["request_id", "event_time_ms", JOIN_HALVES]].reset_index(drop=True)
-        frame[JOIN_SEQ] = np.arange(self._next_seq, self._next_seq + len(frame), dtype=np.int64)
-        frame[JOIN_BYTES] = np.zeros(len(frame), dtype=np.int64)
-        self._next_seq += len(frame)
-        self._sets[FINISHED].add(frame)
+    def _add_finished(self, ids: np.ndarray, event_ms: np.ndarray, halves: np.ndarray) -> None:
+        seq = np.arange(self._next_seq, self._next_seq + len(ids), dtype=np.int64)
+        self._next_seq += len(ids)
+        self._finished.add(_Ids(np.asarray(ids, dtype=object), event_ms, seq, halves))
 
-    def _note_removed(self, rows: pd.DataFrame) -> None:
+    def _note_removed(self, rows: pd.DataFrame | _Ids) -> None:
         if len(rows):
-            seq = rows[JOIN_SEQ].to_numpy(dtype=np.int64)
+            seq = rows.seq if isinstance(rows, _Ids) else rows[JOIN_SEQ].to_numpy(dtype=np.int64)
             seq = seq[seq < self._known_below]
             if len(seq):
                 self._removed.append(seq)
@@ -722,14 +854,15 @@ class RequestResponseJoin:
         model_version, latency_ms, features.*, predictions.*, serving.*; missing where a
         half has no such column). Save it with :meth:`clock_ms` and :meth:`next_seq`.
         """
-        return self._state_frame(lambda e: e.frame())
+        out = self._state_frame(lambda e: e.frame())
+        out = out.sort_values(JOIN_SEQ, kind="stable", ignore_index=True)
+        return out[[*STATE_COLUMNS, *(c for c in out.columns if c not in STATE_COLUMNS)]]
 
-    def _state_frame(self, take) -> pd.DataFrame:
+    def _state_frame(self, take, halves: tuple[str, ...] = (REQUEST, RESPONSE, FINISHED)) -> pd.DataFrame:
         parts = []
-        for half in (REQUEST, RESPONSE, FINISHED):
-            f = take(self._sets[half])
+        for half in halves:
+            f = take(self._sets[half] if half != FINISHED else self._finished)
             if len(f):
-                f = f.copy()
                 f[JOIN_HALF] = half
                 if JOIN_HALVES not in f.columns:
                     f[JOIN_HALVES] = np.zeros(len(f), dtype=np.int64)
@@ -737,10 +870,7 @@ class RequestResponseJoin:
         if not parts:
             return pd.DataFrame({c: pd.Series(dtype=np.int64 if c not in (JOIN_HALF, "request_id") else object)
                                  for c in STATE_COLUMNS})
-        out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-        out = out.sort_values(JOIN_SEQ, kind="stable", ignore_index=True)
-        rest = [c for c in out.columns if c not in STATE_COLUMNS]
-        return out[[*STATE_COLUMNS, *rest]]
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
     def drain_changes(self) -> JoinChanges:
         """The state changes since the previous drain (or the restore); see :class:`JoinChanges`.
@@ -748,11 +878,13 @@ class RequestResponseJoin:
         Memory for changes not yet drained stays bounded without draining: ``added`` is read
         from the live entries, and ``removed`` holds at most the entries that existed at the
         previous drain."""
-        added = self._state_frame(lambda e: e.frame_from(self._known_below))
+        added = self._state_frame(lambda e: e.frame_from(self._known_below), (REQUEST, RESPONSE))
+        finished = self._state_frame(lambda e: e.frame_from(self._known_below), (FINISHED,))
         removed = np.sort(np.concatenate(self._removed)) if self._removed else np.zeros(0, dtype=np.int64)
         self._known_below = self._next_seq
         self._removed = []
-        return JoinChanges(added=added, removed=removed, clock_ms=self._clock, next_seq=self._next_seq)
+        return JoinChanges(added=added, added_finished=finished, removed=removed, clock_ms=self._clock,
+                           next_seq=self._next_seq)
 
     def restore(self, entries: pd.DataFrame, *, clock_ms: int | None, next_seq: int) -> None:
         """Replace the state with a saved one (:meth:`pending` or the stored changes applied).
@@ -789,18 +921,22 @@ class RequestResponseJoin:
             if half != FINISHED:
                 keep = [c for c in keep if c != JOIN_HALVES]
             f = f[keep].copy()
-            f["request_id"] = _text(f["request_id"])
+            f["request_id"] = _id_column(f["request_id"])
             for col in (JOIN_SEQ, JOIN_BYTES, "event_time_ms") + ((JOIN_HALVES,) if half == FINISHED else ()):
                 f[col] = f[col].to_numpy(dtype=np.int64)
             sets[half] = f
         self._reset(None if clock_ms is None else int(clock_ms), int(next_seq))
         for half, f in sets.items():
-            self._sets[half].add(f)
+            if half == FINISHED:
+                self._finished.add(_Ids(f["request_id"].to_numpy(dtype=object), f["event_time_ms"].to_numpy(np.int64),
+                                        f[JOIN_SEQ].to_numpy(np.int64), f[JOIN_HALVES].to_numpy(np.int64)))
+            else:
+                self._sets[half].add(f)
 
 
 def _aligned(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
     """Rows of ``frame`` in the request-id order of ``like`` (every id present, ids unique)."""
-    pos = pd.Index(frame["request_id"].to_numpy(object)).get_indexer(like["request_id"].to_numpy(object))
+    pos = _keys_of(frame["request_id"].to_numpy(object)).get_indexer(_keys_of(like["request_id"].to_numpy(object)))
     return frame.iloc[pos].reset_index(drop=True)
 
 
@@ -1017,8 +1153,8 @@ class LabelJoin:
         cols = [c for c in frame.columns if c.startswith(PREDICTION_PREFIX)] if self.prediction_columns is None \
             else list(self.prediction_columns)
         out = pd.DataFrame({
-            "model": _prefer(frame["model"], None, len(frame), True),
-            "model_version": _prefer(frame.get("model_version"), None, len(frame), True),
+            "model": _prefer_text(frame["model"], None, len(frame)),
+            "model_version": _prefer_text(frame.get("model_version"), None, len(frame)),
             "event_time_ms": _event_times(frame, "predictions"),
             "request_id": _text(frame["request_id"]),
             "label": _labels(frame["label"]) if "label" in frame.columns else np.full(len(frame), None, object),
@@ -1035,7 +1171,7 @@ class LabelJoin:
             if col not in frame.columns:
                 raise ValueError(f"labels lack the column {col!r}")
         return pd.DataFrame({
-            "model": _prefer(frame.get("model"), None, len(frame), True),
+            "model": _prefer_text(frame.get("model"), None, len(frame)),
             "request_id": _text(frame["request_id"]),
             "label": _labels(frame["label"]),
             "event_time_ms": _event_times(frame, "labels"),

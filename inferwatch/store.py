@@ -506,15 +506,16 @@ class Store:
     def save_join_changes(self, conn: Connection, join_name: str, changes) -> None:
         """Store the changes of a request–response join (``collector.join.JoinChanges``).
 
-        Inserts ``changes.added`` as one batch of entries, lists ``changes.removed`` sequence
+        Inserts ``changes.added`` and ``changes.added_finished`` (one row each), lists ``changes.removed`` sequence
         numbers, and sets the clock and next sequence number. Once at least half of the stored
         entries are listed as removed, the live ones are rewritten as one batch, so storage
         stays within twice the live state and each entry is rewritten O(1) times on average.
         Call it in the transaction that stores the batch's window rows and offsets.
         """
-        if len(changes.added):
-            conn.execute(join_entries.insert().values(
-                join_name=join_name, n_rows=len(changes.added), payload=frame_to_bytes(_arrow_safe(changes.added))))
+        for added in (changes.added, changes.added_finished):
+            if len(added):
+                conn.execute(join_entries.insert().values(
+                    join_name=join_name, n_rows=len(added), payload=frame_to_bytes(_arrow_safe(added))))
         if len(changes.removed):
             conn.execute(join_removed.insert(), [{"join_name": join_name, "seq": int(s)} for s in changes.removed])
         _upsert(conn, join_clocks, {"join_name": join_name},
