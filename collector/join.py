@@ -30,18 +30,23 @@ bounded buffer:
 Every call returns whole records (:class:`JoinResult`): joined pairs and halves given up,
 told apart by the ``join_status`` column (``"matched"``, ``"request_only"``,
 ``"response_only"``), plus counts by reason. One frame rather than three because the rows go to
-the same event-time windows; the window's statistics read feature columns from the rows whose
-status is not ``"response_only"`` and prediction columns from the rows whose status is not
+the same event-time windows and the column travels with them into the stored window rows; the
+window statistics are to read feature columns only from rows whose status is not
+``"response_only"`` and prediction columns only from rows whose status is not
 ``"request_only"``, so a missing partner never shows up as missing values.
 
 **Persistence contract** (exactly-once across restarts). The caller stores, in the one
 database transaction that stores a batch's window rows and consumer offsets, the join's state
-changes from :meth:`RequestResponseJoin.drain_changes`: rows to insert (entries added since the
-last drain) and sequence numbers to delete (entries removed since then), plus the clock and the
-next sequence number. On start it loads the stored entries and calls
-:meth:`RequestResponseJoin.restore`. A run cut at any batch boundary and restored this way
-gives the same output as an uninterrupted run. :meth:`RequestResponseJoin.pending` is the whole
-state in the same layout (for a full snapshot or a compaction).
+changes from :meth:`RequestResponseJoin.drain_changes` (:class:`JoinChanges`): rows to insert
+(entries added since the last drain), sequence numbers to delete (entries removed since then),
+the clock and the next sequence number. On start it loads the stored entries and calls
+:meth:`RequestResponseJoin.restore`. The join is deterministic given its inputs (row order,
+batch boundaries and ``clock_ms`` values), so a run cut at any batch boundary and restored this
+way emits exactly what an uninterrupted run emits; a caller that advances the clock from wall
+time (:meth:`RequestResponseJoin.advance` for idle sources) gives that up for those calls.
+:meth:`RequestResponseJoin.pending` is the whole state in the same layout (for a snapshot).
+One join instance serves one set of co-partitioned sources (its name in the store, e.g. the
+partition number), so the state moves with the partitions on a rebalance.
 
 **Label join** (:class:`LabelJoin`). Ground truth (a labels topic, SageMaker ground-truth
 lines, Seldon feedback) is joined with the prediction of the same request id when it arrives
@@ -223,10 +228,6 @@ class _EntrySet:
             mask |= found
         return mask
 
-    def get(self, ids: pd.Index) -> pd.DataFrame:
-        """Live entries with these ids (ids unique), ordered by sequence number."""
-        return self._take([(c, _hits(c, ids)) for c in self.chunks], remove=False)
-
     def pop(self, ids: pd.Index) -> pd.DataFrame:
         """Remove and return the live entries with these ids, ordered by sequence number."""
         if len(ids) == 0 or not self.n:
@@ -326,8 +327,6 @@ class _IdChunk:
 class _IdSet:
     """Finished ids, at most one live entry per id, in chunks like :class:`_EntrySet` but
     without frames: plain arrays are all a finished id needs."""
-
-    nbytes = 0
 
     def __init__(self) -> None:
         self.chunks: list[_IdChunk] = []
@@ -581,8 +580,11 @@ class RequestResponseJoin:
 
     Args:
         ttl_ms: time to live of a waiting half in event time, ms (> 0).
-        max_pending: most waiting halves, requests and responses together (>= 1).
-        max_bytes: most estimated bytes of waiting halves (>= 1), see :func:`row_bytes`.
+        max_pending: most waiting halves, requests and responses together (>= 1); default
+            100,000.
+        max_bytes: most estimated bytes of waiting halves (>= 1), see :func:`row_bytes`;
+            default 64 MiB (a half with 25 numeric features is about 400 bytes, so the entry
+            cap binds first unless rows are wide or carry long text).
         remember_ms: how long a finished id is remembered to recognise duplicates and late
             halves, ms (>= 0); default ``ttl_ms``.
         max_finished: most finished ids remembered (>= 0); default ``max_pending``.
@@ -591,7 +593,7 @@ class RequestResponseJoin:
         ValueError: a parameter out of range.
     """
 
-    def __init__(self, ttl_ms: int, *, max_pending: int = 100_000, max_bytes: int = 256 * 2**20,
+    def __init__(self, ttl_ms: int, *, max_pending: int = 100_000, max_bytes: int = 64 * 2**20,
                  remember_ms: int | None = None, max_finished: int | None = None) -> None:
         if ttl_ms <= 0:
             raise ValueError(f"ttl_ms must be > 0, got {ttl_ms}")
@@ -1240,10 +1242,8 @@ class LabelJoin:
             counts["label_duplicate"] += int(dup.sum())
             lab = lab[~dup].reset_index(drop=True)
 
-        preds = _concat([_with_source(old_p, True, WAITING_PREDICTION_COLUMNS),
-                         _with_source(p, False, WAITING_PREDICTION_COLUMNS)])
-        labs = _concat([_with_source(old_l, True, WAITING_LABEL_COLUMNS),
-                        _with_source(lab, False, WAITING_LABEL_COLUMNS)])
+        preds = _concat([_with_source(old_p, True), _with_source(p, False)])
+        labs = _concat([_with_source(old_l, True), _with_source(lab, False)])
         pid, lid, tried = self._pair(preds, labs)
         if len(pid):
             matched = preds.iloc[pid].reset_index(drop=True)
@@ -1330,7 +1330,8 @@ def _keys_in(frame: pd.DataFrame, other: pd.DataFrame) -> np.ndarray:
         pd.MultiIndex.from_frame(other[["model", "request_id"]].astype(object)))
 
 
-def _with_source(frame: pd.DataFrame, stored: bool, base: tuple[str, ...]) -> pd.DataFrame:
+def _with_source(frame: pd.DataFrame, stored: bool) -> pd.DataFrame:
+    """The rows with a ``_stored`` flag: True for rows read from the state, False for new ones."""
     if len(frame) == 0:
         return frame
     out = frame.copy()
@@ -1445,7 +1446,8 @@ def performance_summaries(pairs: pd.DataFrame, spec: PerformanceSpec, *, window_
     """Mergeable realized-performance summaries per (model, version, window start).
 
     Args:
-        pairs: :attr:`LabelJoinResult.pairs` (rows with ``label`` None count as unlabelled).
+        pairs: :attr:`LabelJoinResult.pairs` (rows with ``label`` None count as unlabelled), of
+            the models the spec describes (select them first when models differ).
         spec: how to read predictions and labels.
         window_ms, slide_ms, origin_ms: the windows, as :func:`window_starts`; a row belongs to
             the windows of its prediction's event time.
