@@ -181,6 +181,52 @@ class JoinConfig(_Section):
     max_bytes: int = Field(256 * 2**20, gt=0, description="most estimated bytes of waiting halves per partition")
 
 
+class ModelPerformance(_Section):
+    """How to read one model's predictions and labels for realized performance."""
+
+    task: Literal["classification", "regression"]
+    prediction: str = Field(..., min_length=1, description="prediction name holding the predicted class "
+                                                           "(classification) or value (regression)")
+    labels: list[str] = Field(default_factory=list, description="classification: every class, as text "
+                                                                "(booleans as true/false)")
+    probabilities: list[str] = Field(default_factory=list,
+                                     description="prediction names of the class probabilities, in labels order "
+                                                 "(or one: the positive class's)")
+    pos_label: str | None = Field(None, description="binary positive class (default: the second label)")
+
+    def spec(self):
+        """The :class:`collector.join.PerformanceSpec` of this model.
+
+        Raises:
+            ValueError: the labels or probabilities do not fit the task.
+        """
+        from collector.join import PerformanceSpec
+        from collector.record import PREDICTION_PREFIX
+
+        return PerformanceSpec(self.task, PREDICTION_PREFIX + self.prediction, tuple(self.labels),
+                               tuple(PREDICTION_PREFIX + p for p in self.probabilities), self.pos_label)
+
+
+class PerformanceConfig(_Section):
+    """Realized performance: predictions joined with the ground truth that arrives later (a
+    labels topic, SageMaker ground-truth lines, Seldon feedback, or a label in the record)."""
+
+    label_delay_seconds: int = Field(7 * 86_400, gt=0, description="longest time from a prediction to its label "
+                                                                   "(event time); later labels are counted, unused")
+    models: dict[str, ModelPerformance] = Field(default_factory=dict,
+                                                description="model -> how to read its predictions and labels")
+
+    @field_validator("models")
+    @classmethod
+    def _specs(cls, v: dict[str, ModelPerformance]) -> dict[str, ModelPerformance]:
+        for model, m in v.items():
+            try:
+                m.spec()
+            except ValueError as exc:
+                raise ValueError(f"{model}: {exc}") from None
+        return v
+
+
 class WindowConfig(_Section):
     """Event-time windows: tumbling, or sliding when ``slide_seconds`` is set."""
 
@@ -336,6 +382,7 @@ class Settings(BaseSettings):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     formats: FormatsConfig = Field(default_factory=FormatsConfig)
     join: JoinConfig = Field(default_factory=JoinConfig)
+    performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
     window: WindowConfig = Field(default_factory=WindowConfig)
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     drift: DriftSettings = Field(default_factory=DriftSettings)

@@ -30,6 +30,14 @@ class Metrics:
                                      "Request and response halves through the request-response join, by outcome "
                                      "(matched pairs, expired, evicted for memory, duplicate, late).",
                                      ["outcome"], registry=r)
+        self.labels_joined = Counter("inferwatch_labels_total",
+                                     "Predictions and labels through the label join, by outcome (matched, label "
+                                     "too late, prediction never labelled, duplicate, ...).", ["outcome"],
+                                     registry=r)
+        self.realized_performance = Gauge("inferwatch_realized_performance",
+                                          "Realized performance of the newest window with labels (accuracy, F1, "
+                                          "ROC AUC, log loss, MAE, RMSE, labelled_share, ...), by metric.",
+                                          ["model", "model_version", "metric"], registry=r)
         self.windows_closed = Counter("inferwatch_windows_closed_total", "Windows closed, by reason.",
                                       ["model", "reason"], registry=r)
         mv = ["model", "model_version"]

@@ -23,7 +23,8 @@ from alerting.dataset_drift import ALERT_NAME, AlertEvent, next_state, webhook_b
 from alerting.webhook import DeliveryError, post_json
 from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, Rejected, RejectReason
 from collector.formats import Limits, decode_messages
-from collector.join import JOIN_STATUS, REQUEST_ONLY, RESPONSE_ONLY, RequestResponseJoin
+from collector.join import (JOIN_STATUS, REQUEST_ONLY, RESPONSE_ONLY, LabelJoin, RequestResponseJoin,
+                            performance_summaries)
 from collector.limits import CategoryLimit, ModelLimit
 from collector.message import Message, next_offsets
 from collector.windows import EventTimeWindows, WindowKey
@@ -95,6 +96,14 @@ class Pipeline:
         self._outbox_retry_at_ms = 0
         self.category_limit = CategoryLimit(settings.kafka.max_categories)
         self._joins: dict[int, RequestResponseJoin] = {}  # per partition number
+        perf = settings.performance
+        self._performance_start: dict[tuple[str, str], int] = {}
+        self._performance_specs = {model: m.spec() for model, m in perf.models.items()}
+        needed = sorted({c for spec in self._performance_specs.values() for c in (spec.prediction, *spec.probabilities)})
+        self.label_join = LabelJoin(perf.label_delay_seconds * 1000, prediction_columns=needed or None)
+        self._pending_label_counts: dict[str, int] = {}
+        # (model, version) -> (window start, metrics) of the latest window whose performance changed
+        self._pending_performance: dict[tuple[str, str], tuple[int, dict]] = {}
         with store.transaction() as conn:
             self._restore(conn, now_ms())
             self.model_limit = ModelLimit(settings.kafka.max_models, store.tracked_models(conn))
@@ -165,6 +174,8 @@ class Pipeline:
         except BaseException:
             self._stale = True
             self._joins.clear()  # reloaded from the store: what they emitted was not stored
+            self._pending_label_counts.clear()
+            self._pending_performance.clear()
             self._pending_metrics.clear()
             self._pending_alerts.clear()
             raise
@@ -189,6 +200,7 @@ class Pipeline:
         capped: dict[str, int] = {}
         join_counts: dict[str, int] = {}
         joins_touched: set[int] = set()
+        label_frames: list[pd.DataFrame] = []
         if sources is not None:  # a partition read elsewhere meanwhile reloads its join state from the store
             assigned = {p for _t, p in sources}
             for p in [p for p in self._joins if p not in assigned]:
@@ -199,6 +211,8 @@ class Pipeline:
             decoded = decode_messages(group, self.settings.formats.for_topic(source[0]), limits)
             rejected.extend(decoded.rejected)
             frame = decoded.records
+            if len(decoded.labels):
+                label_frames.append(decoded.labels)
             if len(decoded.requests) or len(decoded.responses):
                 joined = self._join(source[1]).add(decoded.requests if len(decoded.requests) else None,
                                                    decoded.responses if len(decoded.responses) else None)
@@ -234,6 +248,7 @@ class Pipeline:
                 self.store.save_partition_states(conn, sources)
             for p in sorted(joins_touched):
                 self.store.save_join_changes(conn, _join_name(p), self._joins[p].drain_changes())
+            self._realized_performance(conn, on_time, label_frames)
             closed = self._close(conn, self.windows.due(now, self._idle_ms()), now)
         for outcome, n in join_counts.items():
             if n:
@@ -248,6 +263,39 @@ class Pipeline:
             self.metrics.records_late.labels(model).inc(int(n))
         self._after_commit(closed)
         return closed
+
+    def _realized_performance(self, conn, records: pd.DataFrame, label_frames: list[pd.DataFrame]) -> None:
+        """Join this batch's predictions (of the models ``performance.models`` describes) and
+        labels with those waiting in the store, and merge the labelled pairs into the realized
+        performance of their prediction's windows."""
+        specs = self._performance_specs
+        if not specs:
+            return
+        preds = records[records["model"].isin(list(specs))] if len(records) else records
+        if JOIN_STATUS in preds.columns:  # a request without its response has no prediction
+            preds = preds[preds[JOIN_STATUS] != REQUEST_ONLY]
+        labels = pd.concat(label_frames, ignore_index=True) if label_frames else pd.DataFrame()
+        if not len(preds) and not len(labels):
+            return
+        result = self.label_join.process(self.store.label_state(conn, "labels"), preds if len(preds) else None,
+                                         labels if len(labels) else None)
+        for outcome, n in result.counts.items():
+            self._pending_label_counts[outcome] = self._pending_label_counts.get(outcome, 0) + n
+        w = self.windows
+        for model, spec in specs.items():
+            pairs = result.pairs[result.pairs["model"] == model] if len(result.pairs) else result.pairs
+            unlabelled = result.unlabelled[result.unlabelled["model"] == model] if len(result.unlabelled) \
+                else result.unlabelled
+            if not len(pairs) and not len(unlabelled):
+                continue
+            perf = performance_summaries(pairs if len(pairs) else unlabelled.iloc[:0], spec, window_ms=w.length_ms,
+                                         slide_ms=w.slide_ms, origin_ms=w.origin_ms,
+                                         unlabelled=unlabelled if len(unlabelled) else None)
+            for (m, v, start), summary in sorted(perf.summaries.items()):
+                merged = self.store.merge_window_performance(conn, m, v, start, summary)
+                latest = self._pending_performance.get((m, v))
+                if latest is None or start >= latest[0]:
+                    self._pending_performance[(m, v)] = (start, merged.metrics().values())
 
     def _over_model_cap(self, group: list[Message], decoded, frame: pd.DataFrame, refused: np.ndarray
                         ) -> list[Rejected]:
@@ -450,6 +498,18 @@ class Pipeline:
 
     # --- after the transaction -----------------------------------------------------------
     def _after_commit(self, closed: list[ClosedWindow]) -> None:
+        counts, self._pending_label_counts = self._pending_label_counts, {}
+        for outcome, n in counts.items():
+            if n:
+                self.metrics.labels_joined.labels(outcome).inc(n)
+        perf, self._pending_performance = self._pending_performance, {}
+        for (model, version), (start, values) in perf.items():
+            if start < self._performance_start.get((model, version), start):
+                continue  # labels for an older window: the gauges keep the newest window's numbers
+            self._performance_start[(model, version)] = start
+            for metric, value in values.items():
+                _set_or_remove(self.metrics.realized_performance, (model, version, metric),
+                               None if value is None or value != value else float(value))
         pending, self._pending_metrics = self._pending_metrics, []
         for w, results in pending:
             self._publish(w, results)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import orjson
@@ -558,6 +559,48 @@ class Store:
         as a ``collector.join.LabelState``."""
         return StoreLabelState(conn, join_name)
 
+    # --- realized performance ----------------------------------------------------------
+    def merge_window_performance(self, conn: Connection, model: str, model_version: str, window_start_ms: int,
+                                 summary) -> Any:
+        """Merge a performance summary (``detectors.performance``) into the stored one of a
+        window; returns the merged summary."""
+        from detectors.performance import REGRESSION_FORMAT, ClassificationSummary, RegressionSummary
+
+        c = window_performance.c
+        key = (c.model == model) & (c.model_version == model_version) & (c.window_start_ms == window_start_ms)
+        text = conn.execute(sa.select(c.summary).where(key)).scalar()
+        if text is not None:
+            data = json.loads(text)
+            kind = RegressionSummary if data.get("format") == REGRESSION_FORMAT else ClassificationSummary
+            try:
+                summary = kind.from_dict(data).merge(summary)
+            except (ValueError, TypeError):  # the model's task or labels changed: the new one wins
+                pass
+        _upsert(conn, window_performance, {"model": model, "model_version": model_version,
+                                           "window_start_ms": window_start_ms},
+                {"n_rows": summary.n_rows, "n_labelled": summary.n_labelled,
+                 "summary": json.dumps(summary.to_dict()), "updated_at_ms": now_ms()})
+        return summary
+
+    def list_window_performance(self, model: str | None = None) -> pd.DataFrame:
+        """Realized performance per window: model, version, start, rows, labelled rows and the
+        metrics of the summary as columns."""
+        from detectors.performance import REGRESSION_FORMAT, ClassificationSummary, RegressionSummary
+
+        c = window_performance.c
+        q = sa.select(c.model, c.model_version, c.window_start_ms, c.n_rows, c.n_labelled, c.summary).order_by(
+            c.model, c.model_version, c.window_start_ms)
+        if model is not None:
+            q = q.where(c.model == model)
+        rows = []
+        with self.engine.connect() as conn:
+            for m, v, start, n, n_lab, text in conn.execute(q):
+                data = json.loads(text)
+                kind = RegressionSummary if data.get("format") == REGRESSION_FORMAT else ClassificationSummary
+                rows.append({"model": m, "model_version": v, "window_start_ms": int(start), "n_rows": int(n),
+                             "n_labelled": int(n_lab), **kind.from_dict(data).metrics().values()})
+        return pd.DataFrame(rows)
+
 def _upsert(conn: Connection, table: sa.Table, key: dict, values: dict) -> None:
     """Portable upsert: UPDATE, then INSERT if nothing matched (we hold the only writer per key)."""
     where = sa.and_(*[table.c[k] == v for k, v in key.items()])
@@ -620,6 +663,17 @@ label_waiting_labels = sa.Table(
     sa.Column("model", sa.Text, primary_key=True),
     sa.Column("label", sa.Text, nullable=False),
     sa.Column("event_time_ms", sa.BigInteger, nullable=False),
+)
+
+window_performance = sa.Table(
+    "window_performance", metadata,
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("model_version", sa.Text, primary_key=True),
+    sa.Column("window_start_ms", sa.BigInteger, primary_key=True),
+    sa.Column("n_rows", sa.BigInteger, nullable=False),
+    sa.Column("n_labelled", sa.BigInteger, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
 )
 
 _IDS_PER_QUERY = 500  # request ids per IN (...) lookup; far below every driver's parameter limit

@@ -204,3 +204,17 @@ CREATE TABLE IF NOT EXISTS label_waiting_labels (
 );
 CREATE INDEX IF NOT EXISTS label_waiting_labels_time
     ON label_waiting_labels (join_name, event_time_ms);
+
+-- Realized performance per window: the mergeable summary (confusion matrix, score histograms,
+-- or regression sums; detectors.performance) of the window's predictions whose labels have
+-- arrived, updated as labels keep arriving after the window closed.
+CREATE TABLE IF NOT EXISTS window_performance (
+    model            TEXT    NOT NULL,
+    model_version    TEXT    NOT NULL,
+    window_start_ms  BIGINT  NOT NULL,
+    n_rows           BIGINT  NOT NULL,
+    n_labelled       BIGINT  NOT NULL,
+    summary          TEXT    NOT NULL,
+    updated_at_ms    BIGINT  NOT NULL,
+    PRIMARY KEY (model, model_version, window_start_ms)
+);

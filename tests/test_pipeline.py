@@ -390,3 +390,47 @@ def test_kserve_requests_join_their_responses_across_batches_and_a_restart(db_ur
     assert (stats["predictions.y"]["count"], stats["predictions.y"]["missing"]) == (4, 0)
     assert store.load_offsets("g") == {("kserve-logs", 0): 8}
     store.close()
+
+
+def test_labels_arriving_later_feed_the_realized_performance_of_their_windows(db_url):
+    import json
+
+    import numpy as np
+
+    hour = 3_600_000
+    settings = _settings(db_url, window={"length_seconds": 3600, "idle_close_seconds": None},
+                         performance={"label_delay_seconds": 2 * 3600, "models": {"clf": {
+                             "task": "classification", "prediction": "employed", "labels": ["false", "true"],
+                             "probabilities": ["p"]}}})
+    store = open_store(settings)
+    rng = np.random.default_rng(7)
+    n = 400
+    pred = rng.random(n) < 0.5
+    truth = np.where(rng.random(n) < 0.8, pred, ~pred)  # about 80 % right
+    times = np.arange(n) * 15_000  # 400 predictions over 100 minutes: windows 0 and 1 h
+    preds = [Message("preds", 0, i, json.dumps({
+        "model": "clf", "model_version": "1", "timestamp": int(times[i]), "request_id": f"r{i}",
+        "features": {"x": float(i)}, "predictions": {"employed": bool(pred[i]), "p": 0.9 if pred[i] else 0.1}}).encode())
+        for i in range(n)]
+    metrics = Metrics()
+    Pipeline(settings, store, metrics, log_dead_letter, "g").process(preds)
+    # labels come on their own topic later, after a restart; the last 10 come too late
+    labels = [Message("labels", 0, i, json.dumps({"request_id": f"r{i}", "label": bool(truth[i]),
+                                                  "timestamp": int(times[i]) + (3 * hour if i >= n - 10 else 60_000)})
+                      .encode()) for i in range(n)]
+    again = Pipeline(settings, store, metrics, log_dead_letter, "g")
+    again.process(labels[:200])
+    again.process(labels[200:])
+    perf = store.list_window_performance("clf").set_index("window_start_ms")
+    right = pred == truth
+    in_first = times < hour
+    labelled = np.arange(n) < n - 10
+    assert perf.loc[0, "n_labelled"] == int((in_first & labelled).sum())
+    assert perf.loc[0, "accuracy"] == pytest.approx(right[in_first & labelled].mean(), abs=1e-12)
+    assert perf.loc[hour, "accuracy"] == pytest.approx(right[~in_first & labelled].mean(), abs=1e-12)
+    assert metrics.labels_joined.labels("matched")._value.get() == n - 10
+    assert metrics.labels_joined.labels("label_too_late")._value.get() == 10
+    # the gauge shows the newest window with labels
+    assert metrics.realized_performance.labels("clf", "1", "accuracy")._value.get() == pytest.approx(
+        right[~in_first & labelled].mean(), abs=1e-12)
+    store.close()

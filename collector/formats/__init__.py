@@ -9,7 +9,7 @@ Entry points:
 - :class:`FormatConfig` and :class:`Limits` (:mod:`collector.formats.config`);
 - :mod:`collector.formats.files`: messages from JSON-lines files and Kafka dumps, for replay.
 
-Formats (one module each): ``inferwatch`` (:mod:`collector.decode`), ``mapped_json``,
+Formats (one module each): ``inferwatch`` (:mod:`collector.decode`), ``labels``, ``mapped_json``,
 ``kserve`` (:mod:`.cloudevents`), ``oip``, ``seldon_v2`` and ``seldon_v1`` (:mod:`.seldon`),
 ``sagemaker``, ``bentoml``. Every decoder turns bad messages into
 :class:`collector.decode.Rejected` entries and never raises on message content.
@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from collector.decode import decode_json_batch
-from collector.formats import bentoml, cloudevents, mapped_json, oip, sagemaker, seldon
+from collector.formats import bentoml, cloudevents, labels, mapped_json, oip, sagemaker, seldon
 from collector.formats.columns import merge_decoded
 from collector.formats.config import FORMAT_NAMES, FormatConfig, JsonMapping, Limits
 from collector.message import Message
@@ -49,6 +49,7 @@ DECODERS: dict[str, Decoder] = {
     "seldon_v1": seldon.decode_v1,
     "sagemaker": sagemaker.decode,
     "bentoml": bentoml.decode,
+    "labels": labels.decode,
 }
 
 # body keys, matched on the raw bytes (no parse) in the order checked
@@ -60,6 +61,7 @@ _BODY_RULES: tuple[tuple[str, tuple[re.Pattern[bytes], ...]], ...] = tuple(
         ("inferwatch", ("model_version", "request_id", "features", "predictions")),
         ("bentoml", ("request_id", "trace_id", "timestamp")),
         ("bentoml", ("columns", "meta_data")),
+        ("labels", ("request_id", "label")),
         ("oip", ("datatype", "shape")),
     ))
 _OIP_ERROR = re.compile(rb'^\s*\{\s*"error"\s*:')
@@ -80,8 +82,9 @@ def detect_format(message: Message) -> str:
     header or a Seldon v2 topic name -> ``seldon_v2``; a ``type`` header ``io.seldon...`` ->
     ``seldon_v1``; then body keys: ``captureData`` / ``groundTruthData`` -> ``sagemaker``;
     inferwatch's record keys -> ``inferwatch``; ``request_id`` + ``trace_id`` + ``timestamp``
-    or a ``columns`` schema -> ``bentoml``; tensors with ``datatype`` and ``shape`` (or an
-    ``error`` body) -> ``oip``. The body is matched on its raw bytes, not parsed.
+    or a ``columns`` schema -> ``bentoml``; ``request_id`` + ``label`` -> ``labels``; tensors
+    with ``datatype`` and ``shape`` (or an ``error`` body) -> ``oip``. The body is matched on
+    its raw bytes, not parsed.
     """
     hdr = {name.lower(): _bytes(value) for name, value in message.headers}
     ce_type = hdr.get("ce_type", b"")

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FormatName = Literal["auto", "inferwatch", "mapped_json", "kserve", "oip", "seldon_v2", "seldon_v1",
+FormatName = Literal["auto", "inferwatch", "labels", "mapped_json", "kserve", "oip", "seldon_v2", "seldon_v1",
                      "sagemaker", "bentoml"]
 FORMAT_NAMES: tuple[str, ...] = FormatName.__args__  # type: ignore[attr-defined]
 
