@@ -178,7 +178,7 @@ class JoinConfig(_Section):
                                                    "then it is used alone (a request for feature drift)")
     max_pending: int = Field(100_000, gt=0, description="most halves waiting per partition; the oldest are "
                                                         "given up early beyond it")
-    max_bytes: int = Field(256 * 2**20, gt=0, description="most estimated bytes of waiting halves per partition")
+    max_bytes: int = Field(64 * 2**20, gt=0, description="most estimated bytes of waiting halves per partition")
 
 
 class ModelPerformance(_Section):
