@@ -253,7 +253,7 @@ def to_column(values: Sequence[object]) -> np.ndarray:
     else object strings (None kept) normalised by :func:`category_label`."""
     types = set(map(type, values))
     if types <= {int, float, type(None)}:
-        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        return np.array(values, dtype=np.float64)  # numpy reads None as NaN
     if types <= {str, type(None)}:  # the common categorical case needs no per-value work
         return np.array(values, dtype=object)
     return np.array([None if v is None else category_label(v) for v in values], dtype=object)
