@@ -8,6 +8,7 @@ from typing import Any
 from kafka import KafkaProducer
 
 from collector.decode import Rejected
+from collector.kafka_source import RECONNECT_BACKOFF_MAX_MS
 
 # Header names added to each dead-lettered message, beside the original headers.
 REASON_HEADER = "inferwatch-reject-reason"
@@ -31,18 +32,27 @@ class KafkaDeadLetter:
         bootstrap_servers: ``host:port[,host:port]``.
         topic: the dead-letter topic.
         client_options: kafka-python options; those :class:`kafka.KafkaProducer` knows are
-            passed to it (security settings), the consumer-only ones are left out.
+            passed to it (security settings), the consumer-only ones are left out; they may set
+            ``reconnect_backoff_max_ms`` (default
+            :data:`collector.kafka_source.RECONNECT_BACKOFF_MAX_MS`).
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, client_options: dict[str, Any] | None = None) -> None:
         self.topic = topic
+        options = {"reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+                   **{k: v for k, v in (client_options or {}).items() if k in KafkaProducer.DEFAULT_CONFIG}}
         self.producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all",
-                                      max_request_size=16 * 1024 * 1024,
-                                      **{k: v for k, v in (client_options or {}).items()
-                                         if k in KafkaProducer.DEFAULT_CONFIG})
+                                      max_request_size=16 * 1024 * 1024, **options)
 
     def __call__(self, rejected: Sequence[Rejected]) -> None:
-        """Send and flush; raises if the broker did not acknowledge (the batch is then retried)."""
+        """Send and flush. While the broker restarts, the producer retries on its own (for up to
+        ``delivery_timeout_ms``, two minutes by default, with ``acks="all"``), so a short outage
+        only delays the batch.
+
+        Raises:
+            kafka.errors.KafkaError: the broker did not acknowledge in time; the caller pauses
+                and retries the batch (its messages may then reach the topic twice).
+        """
         futures = [self.producer.send(self.topic, value=r.message.value, key=r.message.key,
                                       headers=dead_letter_headers(r)) for r in rejected]
         self.producer.flush()

@@ -1,20 +1,32 @@
-"""Composes the stages into the running service (Kafka) and the in-process replay."""
+"""Composes the stages into the running service (Kafka) and the in-process replay.
+
+The Kafka service survives outages of its dependencies. When a batch cannot be stored (the
+database does not answer) or its rejected messages cannot be dead-lettered (the broker does not
+answer), consumption pauses: the consumer keeps polling its paused partitions, so it stays a
+member of its group, and the service retries with exponential backoff. Once the database
+answers, the pipeline state is rebuilt from the store and every partition is rewound to its
+stored offset — the same path as a restart — so nothing is lost and nothing is counted twice.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 
 import sqlalchemy.exc
-from kafka.errors import KafkaTimeoutError
+from apscheduler.schedulers.background import BackgroundScheduler
+from kafka.errors import (KafkaError, KafkaTimeoutError, SaslAuthenticationFailedError,
+                          UnsupportedSaslMechanismError)
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_when_event_set
 
 from collector.dead_letter import KafkaDeadLetter
 from collector.decode import Rejected
-from collector.kafka_source import KafkaSource
+from collector.kafka_source import ClientErrors, KafkaSource
 from collector.message import Message
-from inferwatch.config import Settings
+from inferwatch.config import KafkaConfig, Settings
 from inferwatch.metrics import Metrics
 from inferwatch.pipeline import ClosedWindow, Pipeline
 from inferwatch.store import Store
@@ -61,38 +73,287 @@ def start_metrics(settings: Settings) -> tuple[Metrics, int | None]:
     return metrics, port
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means a dependency is unavailable for now, so the batch is worth retrying:
+    the database connection refused or lost (``OperationalError``, ``InterfaceError``, an
+    invalidated connection; for SQLite also "database is locked"), or a Kafka client error
+    (broker unreachable, request timed out). Programming and data errors are not."""
+    if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, KafkaError)
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    """(which dependency, the first line of its error) for a log line."""
+    what = "Kafka broker" if isinstance(exc, KafkaError) else "database"
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return what, (text.splitlines()[0] if text else type(exc).__name__)
+
+
+def idle_check_seconds(settings: Settings) -> float:
+    """How often the wall-clock job reports this member's partitions and looks for windows to
+    close: every second, or a quarter of ``window.idle_close_seconds`` when that is shorter."""
+    idle = settings.window.idle_close_seconds
+    return 1.0 if idle is None else min(1.0, idle / 4)
+
+
+def kafka_startup_message(k: KafkaConfig, exc: BaseException, seen: Sequence[KafkaError]) -> str:
+    """The start-up error for a Kafka client that could not connect, naming the config key at
+    fault: the SASL keys when the broker refused the credentials or the mechanism, the TLS keys
+    when the handshake failed, else ``kafka.bootstrap_servers``.
+
+    Args:
+        exc: what the client raised (usually a :class:`KafkaTimeoutError`).
+        seen: errors kafka-python logged while it retried (see :class:`ClientErrors`).
+    """
+    where = k.bootstrap_servers
+    for err in reversed(seen):
+        if isinstance(err, SaslAuthenticationFailedError):
+            return (f"kafka.sasl_plain_username/kafka.sasl_plain_password: the broker at {where} refused the "
+                    f"credentials of user {k.sasl_plain_username!r} ({k.sasl_mechanism}): "
+                    f"{str(err).rsplit(': ', 1)[-1]}")
+        if isinstance(err, UnsupportedSaslMechanismError):
+            return f"kafka.sasl_mechanism: the broker at {where} does not accept {k.sasl_mechanism}: {err}"
+        if "Handshake failed" in str(err):
+            return (f"kafka.security_protocol/kafka.ssl_cafile: the TLS handshake with {where} failed ({err}); "
+                    f"check the CA file, kafka.ssl_check_hostname and that the listener speaks "
+                    f"{k.security_protocol}")
+    return f"kafka.bootstrap_servers: no broker answered at {where} ({exc})"
+
+
+def connect_kafka(settings: Settings, stored_offsets: Callable[[], dict[tuple[str, int], int]]
+                  ) -> tuple[KafkaSource, KafkaDeadLetter]:
+    """The consumer and the dead-letter producer, both with ``kafka.client_options`` and the
+    security settings of the ``kafka`` section.
+
+    Raises:
+        StartupError: a broker did not answer or refused the connection; names the key at fault.
+    """
+    k = settings.kafka
+    try:
+        options = k.client_config()
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    source = None
+    with ClientErrors() as seen:
+        try:
+            source = KafkaSource(k.bootstrap_servers, k.topics, k.group_id, stored_offsets, k.auto_offset_reset,
+                                 k.max_poll_records, options)
+            dead_letter = KafkaDeadLetter(k.bootstrap_servers, k.dead_letter_topic, options)
+        except KafkaTimeoutError as exc:
+            if source is not None:
+                source.close()
+            raise StartupError(kafka_startup_message(k, exc, seen.errors)) from None
+    return source, dead_letter
+
+
+class KafkaService:
+    """The Kafka consumer loop with its wall-clock job and its outage handling.
+
+    The poll loop and an APScheduler interval job (:meth:`close_idle_windows`, every
+    :func:`idle_check_seconds`) share the pipeline under one lock: the loop holds it while a batch
+    is processed, the job while it closes windows of idle models on wall-clock time.
+
+    Args:
+        settings: validated configuration.
+        store, metrics: opened by the caller, closed by it too.
+        source, dead_letter: connected Kafka clients (see :func:`connect_kafka`).
+        stop: set to stop after the current batch.
+        on_closed: called with the windows closed by a batch or by the job (from either thread).
+    """
+
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics, source: KafkaSource,
+                 dead_letter: KafkaDeadLetter, stop: threading.Event, on_closed: OnClosed | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.source = source
+        self.dead_letter = dead_letter
+        self.stop = stop
+        self.on_closed = on_closed
+        self.lock = threading.Lock()
+        self.pipeline = Pipeline(settings, store, metrics, dead_letter, settings.kafka.group_id)
+        # partition states seen by the last poll, and every partition of the topics: the job
+        # passes them to Pipeline.tick
+        self._states: dict[tuple[str, int], bool] = {}
+        self._partitions: set[tuple[str, int]] | None = None
+        # an error the job met; the loop then recovers (outage) or re-raises it
+        self._failure: BaseException | None = None
+        self._attempts = 0  # failed attempts since the last stored batch: the backoff exponent
+        self._recovered_at = 0.0
+        self.scheduler = BackgroundScheduler(daemon=True)
+        self.scheduler.add_job(self.close_idle_windows, "interval", seconds=idle_check_seconds(settings),
+                               id="close-idle-windows", max_instances=1, coalesce=True, misfire_grace_time=None)
+
+    # --- the loop ------------------------------------------------------------------------
+    def run(self) -> None:
+        """Consume until ``stop`` is set. Outages pause and retry; other errors propagate."""
+        k = self.settings.kafka
+        self.scheduler.start()
+        try:
+            while not self.stop.is_set():
+                failure = self._failure or self.source.assignment_error
+                if failure is not None:
+                    if not is_outage(failure) and failure is self._failure:
+                        raise failure
+                    self._recover(failure)
+                    continue
+                # the partitions' state before the poll is the one the stored watermarks describe
+                states = self.source.partition_states()
+                partitions = self.source.all_partitions()
+                try:
+                    messages = self.source.poll(k.poll_timeout_ms)
+                except KafkaError as exc:
+                    self._recover(exc)
+                    continue
+                closed, failure = self._process(states, partitions, messages)
+                if failure is not None:
+                    self._recover(failure)
+                    continue
+                if messages:
+                    self.source.commit(messages)
+                if closed and self.on_closed:
+                    self.on_closed(closed)
+        finally:
+            self.scheduler.shutdown(wait=True)
+
+    def _process(self, states: dict[tuple[str, int], bool], partitions: set[tuple[str, int]] | None,
+                 messages: list[Message]) -> tuple[list[ClosedWindow], BaseException | None]:
+        with self.lock:
+            self._states, self._partitions = states, partitions
+            if self._failure is not None:  # the job failed meanwhile: the pipeline is stale
+                return [], self._failure
+            if not messages or self.source.assignment_error is not None:
+                return [], self.source.assignment_error
+            try:
+                closed = self.pipeline.process(messages, sources=states, partitions=partitions)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                return [], exc
+        self._attempts = 0
+        return closed, None
+
+    def close_idle_windows(self) -> None:
+        """The scheduler job: report this member's partition states and close the windows due
+        on wall-clock time (idle models) or on the shared watermark (the partitions caught up,
+        another member's progress). Skips its turn while a batch is being processed (that batch
+        does the same) or while consumption is paused."""
+        if not self.lock.acquire(blocking=False):
+            return
+        try:
+            if self._failure is not None or self.source.paused:
+                return
+            try:
+                closed = self.pipeline.tick(sources=self._states, partitions=self._partitions)
+            except Exception as exc:  # the loop recovers (or re-raises a bug) on its next turn
+                self._failure = exc
+                return
+            if closed and self.on_closed:
+                self.on_closed(closed)
+        finally:
+            self.lock.release()
+
+    # --- outages -------------------------------------------------------------------------
+    def _delay(self, attempt: int) -> float:
+        """Backoff before attempt ``attempt`` (1-based): the initial delay doubling, capped."""
+        k = self.settings.kafka
+        return min(k.outage_retry_max_seconds, k.outage_retry_initial_seconds * 2 ** min(attempt - 1, 60))
+
+    def _recover(self, failure: BaseException) -> None:
+        """Pause, wait, rebuild the pipeline from the store until it answers, rewind, resume."""
+        k = self.settings.kafka
+        started = time.monotonic()
+        if started - self._recovered_at > k.outage_retry_max_seconds:
+            self._attempts = 0  # a new outage, not the same one flapping
+        self.source.pause()
+        what, detail = _describe(failure)
+        self._attempts += 1
+        delay = self._delay(self._attempts)
+        log.warning("%s unavailable (%s): consumption paused, next attempt in %.1f s", what, detail, delay)
+        self._paused_sleep(delay)
+
+        def log_retry(state: RetryCallState) -> None:
+            what, detail = _describe(state.outcome.exception())
+            log.warning("%s still unavailable (%s): next attempt in %.1f s", what, detail,
+                        state.next_action.sleep if state.next_action else 0.0)
+
+        def reload() -> tuple[Pipeline, dict[tuple[str, int], int]]:
+            # the in-memory window state may be ahead of a rolled-back transaction: rebuild it
+            pipeline = Pipeline(self.settings, self.store, self.metrics, self.dead_letter, k.group_id)
+            return pipeline, self.store.load_offsets(k.group_id)
+
+        def next_delay(state: RetryCallState) -> float:
+            self._attempts += 1
+            return self._delay(self._attempts)
+
+        retrying = Retrying(retry=retry_if_exception(is_outage), wait=next_delay, stop=stop_when_event_set(self.stop),
+                            sleep=self._paused_sleep, before_sleep=log_retry, reraise=True)
+        try:
+            pipeline, stored = retrying(reload)
+        except Exception as exc:
+            if self.stop.is_set() and is_outage(exc):
+                log.warning("stopping while the database is unavailable; the stored offsets are where a restart "
+                            "resumes")
+                return
+            raise
+        with self.lock:
+            self.pipeline = pipeline
+            self._failure = None
+        self.source.rewind(stored)
+        self._recovered_at = time.monotonic()
+        log.info("%s outage over after %.1f s: resuming from the stored offsets", what, self._recovered_at - started)
+
+    def _paused_sleep(self, seconds: float) -> None:
+        """Wait while polling the paused partitions (group membership and heartbeats stay alive;
+        ``max_poll_interval_ms`` is never exceeded). Whatever a poll returns is dropped: the
+        partitions are rewound to their stored offsets before consumption resumes."""
+        k = self.settings.kafka
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.source.pause()  # partitions assigned by a rebalance meanwhile too
+            try:
+                self.source.poll(int(min(left * 1000, k.poll_timeout_ms)) + 1)
+            except KafkaError as exc:
+                log.debug("poll while paused: %s", exc)
+                self.stop.wait(min(left, k.poll_timeout_ms / 1000))
+
+
 def run_kafka(settings: Settings, stop: threading.Event, on_closed: OnClosed | None = None) -> None:
     """Consume the configured topics until ``stop`` is set, then leave the group cleanly.
 
     Every polled batch is stored (with its offsets) before the next poll, so stopping at any
-    moment loses nothing and counts nothing twice.
+    moment loses nothing and counts nothing twice. Database and broker outages pause
+    consumption until they end (see the module docstring).
+
+    Raises:
+        StartupError: the database, a broker or the metrics port is unavailable at start.
     """
     k = settings.kafka
     store = open_store(settings)
     try:
-        dead_letter = KafkaDeadLetter(k.bootstrap_servers, k.dead_letter_topic, k.client_options)
-        source = KafkaSource(k.bootstrap_servers, k.topics, k.group_id, lambda: store.load_offsets(k.group_id),
-                             k.auto_offset_reset, k.max_poll_records, k.client_options)
-    except KafkaTimeoutError as exc:
+        source, dead_letter = connect_kafka(settings, lambda: store.load_offsets(k.group_id))
+    except StartupError:
         store.close()
-        raise StartupError(f"kafka.bootstrap_servers: no broker answered at {k.bootstrap_servers} ({exc})") from None
-    metrics, _ = start_metrics(settings)
-    pipeline = Pipeline(settings, store, metrics, dead_letter, k.group_id)
-    log.info("consuming %s as group %s from %s", ",".join(k.topics), k.group_id, k.bootstrap_servers)
+        raise
+    # the scheduler logs each run at INFO; a skipped turn (the previous one still running) is intended
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    metrics = None
     try:
-        while not stop.is_set():
-            # the partitions' state before the poll is the one the stored watermarks describe
-            states = source.partition_states()
-            messages = source.poll(k.poll_timeout_ms)
-            closed = pipeline.process(messages, sources=states) if messages else pipeline.tick(sources=states)
-            if messages:
-                source.commit(messages)
-            if closed and on_closed:
-                on_closed(closed)
+        metrics, _ = start_metrics(settings)
+        service = KafkaService(settings, store, metrics, source, dead_letter, stop, on_closed)
+        log.info("consuming %s as group %s from %s", ",".join(k.topics), k.group_id, k.bootstrap_servers)
+        service.run()
     finally:
         source.close()
         dead_letter.close()
-        metrics.stop()
+        if metrics is not None:
+            metrics.stop()
         store.close()
         log.info("stopped")
 
