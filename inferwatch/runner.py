@@ -120,6 +120,16 @@ def kafka_startup_message(k: KafkaConfig, exc: BaseException, seen: Sequence[Kaf
             return (f"kafka.security_protocol/kafka.ssl_cafile: the TLS handshake with {where} failed ({err}); "
                     f"check the CA file, kafka.ssl_check_hostname and that the listener speaks "
                     f"{k.security_protocol}")
+    # the broker accepted the connections, then closed them: after a refused login it often
+    # closes without the error response reaching the client
+    if any("socket disconnected" in str(err) for err in seen):
+        if k.security_protocol.startswith("SASL_"):
+            return (f"kafka.sasl_plain_username/kafka.sasl_plain_password: the broker at {where} closed every "
+                    f"connection while authenticating user {k.sasl_plain_username!r} ({k.sasl_mechanism}): check "
+                    f"the user name and password, kafka.sasl_mechanism, and that the listener expects "
+                    f"kafka.security_protocol {k.security_protocol}")
+        return (f"kafka.security_protocol: the broker at {where} closed every connection: does the listener "
+                f"expect {k.security_protocol}? ({exc})")
     return f"kafka.bootstrap_servers: no broker answered at {where} ({exc})"
 
 
@@ -208,7 +218,7 @@ class KafkaService:
                 except KafkaError as exc:
                     self._recover(exc)
                     continue
-                closed, failure = self._process(states, partitions, messages)
+                closed, failure = self.process_batch(states, partitions, messages)
                 if failure is not None:
                     self._recover(failure)
                     continue
@@ -219,8 +229,23 @@ class KafkaService:
         finally:
             self.scheduler.shutdown(wait=True)
 
-    def _process(self, states: dict[tuple[str, int], bool], partitions: set[tuple[str, int]] | None,
-                 messages: list[Message]) -> tuple[list[ClosedWindow], BaseException | None]:
+    def process_batch(self, states: dict[tuple[str, int], bool], partitions: set[tuple[str, int]] | None,
+                      messages: list[Message]) -> tuple[list[ClosedWindow], BaseException | None]:
+        """One turn of the poll loop after its poll, under the pipeline lock: remember the
+        partition states for the job, process the batch (if any).
+
+        Args:
+            states: the assigned partitions and whether each has caught up (before the poll).
+            partitions: every partition of the subscribed topics, or None while unknown.
+            messages: the polled batch, possibly empty.
+
+        Returns:
+            The windows the batch closed, and the outage (database or broker error) that
+            stopped it, or None; the caller then recovers.
+
+        Raises:
+            Exception: any error that is not an outage (see :func:`is_outage`).
+        """
         with self.lock:
             self._states, self._partitions = states, partitions
             if self._failure is not None:  # the job failed meanwhile: the pipeline is stale
