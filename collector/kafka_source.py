@@ -104,6 +104,8 @@ class KafkaSource:
             auto_offset_reset=auto_offset_reset, max_poll_records=max_poll_records, client_id="inferwatch",
             **options)
         self.topics = list(topics)
+        self._partitions: set[tuple[str, int]] | None = None
+        self._partitions_due = 0.0
         self.consumer.subscribe(topics=self.topics, listener=_SeekToStored(self))
 
     def poll(self, timeout_ms: int) -> list[Message]:
@@ -159,14 +161,20 @@ class KafkaSource:
 
     def all_partitions(self) -> set[tuple[str, int]] | None:
         """Every partition of the subscribed topics, whichever member reads it, from the cluster
-        metadata the client holds; None while a topic's partitions are unknown."""
-        out = set()
-        for topic in self.topics:
-            parts = self.consumer.partitions_for_topic(topic)
-            if not parts:
-                return None
-            out.update((topic, p) for p in parts)
-        return out
+        metadata (looked up at most every :data:`END_OFFSETS_EVERY_S` seconds: the lookup of an
+        unknown topic blocks); None while a topic's partitions are unknown."""
+        now = time.monotonic()
+        if now >= self._partitions_due:
+            self._partitions_due = now + END_OFFSETS_EVERY_S
+            out: set[tuple[str, int]] | None = set()
+            for topic in self.topics:
+                parts = self.consumer.partitions_for_topic(topic)
+                if not parts:
+                    out = None
+                    break
+                out.update((topic, p) for p in parts)
+            self._partitions = out
+        return self._partitions
 
     def pause(self) -> None:
         """Stop fetching from every assigned partition (and from those assigned later) until
