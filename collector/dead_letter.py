@@ -53,8 +53,10 @@ class KafkaDeadLetter:
             kafka.errors.KafkaError: the broker did not acknowledge in time; the caller pauses
                 and retries the batch (its messages may then reach the topic twice).
         """
+        # in source order, whatever order the decoders reported them in
+        ordered = sorted(rejected, key=lambda r: (r.message.topic, r.message.partition, r.message.offset))
         futures = [self.producer.send(self.topic, value=r.message.value, key=r.message.key,
-                                      headers=dead_letter_headers(r)) for r in rejected]
+                                      headers=dead_letter_headers(r)) for r in ordered]
         self.producer.flush()
         for f in futures:
             f.get(timeout=30)
