@@ -172,13 +172,18 @@ class Pipeline:
             with self.store.transaction() as conn:
                 yield conn
         except BaseException:
-            self._stale = True
-            self._joins.clear()  # reloaded from the store: what they emitted was not stored
-            self._pending_label_counts.clear()
-            self._pending_performance.clear()
-            self._pending_metrics.clear()
-            self._pending_alerts.clear()
+            self._drop_memory()
             raise
+
+    def _drop_memory(self) -> None:
+        """Forget in-memory state that a failed batch may have changed: it is rebuilt from the
+        store in the next transaction, and what the batch emitted was not stored."""
+        self._stale = True
+        self._joins.clear()
+        self._pending_label_counts.clear()
+        self._pending_performance.clear()
+        self._pending_metrics.clear()
+        self._pending_alerts.clear()
 
     # --- batches -------------------------------------------------------------------------
     def process(self, messages: Sequence[Message], now: int | None = None,
@@ -229,7 +234,11 @@ class Pipeline:
                 capped[model] = capped.get(model, 0) + n
             batch.append((source, frame))
         if rejected:
-            self.dead_letter(rejected)
+            try:
+                self.dead_letter(rejected)
+            except BaseException:
+                self._drop_memory()  # the joins took this batch's halves, which are not stored
+                raise
         offsets = next_offsets(messages)
         with self._transaction() as conn:
             self._sync(conn, batch, now, sources, partitions)

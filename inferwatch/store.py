@@ -219,7 +219,9 @@ class Store:
         backend = sa.make_url(url).get_backend_name()
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database {backend!r}; use sqlite:///FILE or postgresql+psycopg://…")
-        engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+        # a server that hangs instead of refusing must still fail (and be retried), not block
+        connect_args = {"connect_timeout": 10} if backend == "postgresql" else {}
+        engine = sa.create_engine(url, future=True, pool_pre_ping=True, connect_args=connect_args)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         self.engine: Engine = engine
