@@ -251,7 +251,11 @@ def validate_record(obj: object, max_features: int, max_event_time_ms: int | Non
 def to_column(values: Sequence[object]) -> np.ndarray:
     """Column array from per-record values: float64 if every value is a number or None,
     else object strings (None kept) normalised by :func:`category_label`."""
-    types = set(map(type, values))
+    return _column(values, set(map(type, values)))
+
+
+def _column(values: Sequence[object], types: set[type]) -> np.ndarray:
+    """:func:`to_column` given the set of the values' types."""
     if types <= {int, float, type(None)}:
         return np.array(values, dtype=np.float64)  # numpy reads None as NaN
     if types <= {str, type(None)}:  # the common categorical case needs no per-value work
@@ -351,13 +355,19 @@ def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_f
         The accepted rows as a :class:`DecodedBatch` frame plus the rejected messages, in input
         order. Never raises on message content.
     """
+    parts: list[_Part] = []
     slow: list[int] = []
-    positions, objs = _parse(messages, max_message_bytes, slow)
-    try:
-        parts = _fast_parts(objs, positions, max_features, max_event_time_ms, slow) if objs else []
-    except Exception:  # noqa: BLE001 - a defect here must not lose the batch: decode it message by message
-        log.exception("batch decoding failed; decoding these %d messages one by one", len(messages))
-        parts, slow = [], list(range(len(messages)))
+    # a few thousand parsed records at a time stay in the CPU caches; the parts are joined after
+    for start in range(0, len(messages), _CHUNK):
+        chunk = messages[start:start + _CHUNK]
+        chunk_slow: list[int] = []
+        positions, objs = _parse(chunk, start, max_message_bytes, chunk_slow)
+        try:
+            parts += _fast_parts(objs, positions, max_features, max_event_time_ms, chunk_slow) if objs else []
+        except Exception:  # noqa: BLE001 - a defect here must not lose the batch: decode it message by message
+            log.exception("batch decoding failed; decoding these %d messages one by one", len(chunk))
+            chunk_slow = list(range(start, start + len(chunk)))
+        slow += chunk_slow
     rejected: list[Rejected] = []
     for i in sorted(slow):
         out = _decode_one(messages[i], max_message_bytes, max_features, max_event_time_ms)
@@ -371,6 +381,7 @@ def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_f
 # --- the batch path --------------------------------------------------------------------------
 
 _decode_bytes = msgspec.json.Decoder().decode
+_CHUNK = 4096
 _SUSPECT_ESCAPE_BYTES = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 _REQUIRED = itemgetter(*REQUIRED_FIELDS)
 _INT_LIMIT = 2**63  # integers beyond it take the careful path (its range and digit rules)
@@ -387,14 +398,30 @@ class _Part:
     positions: list[int]
     meta: tuple[Sequence, ...]
     columns: dict[str, Sequence]
+    types: dict[str, set[type]] | None = None  # each column's value types, when known
 
     @classmethod
     def of_row(cls, position: int, meta: tuple, columns: dict[str, object]) -> _Part:
         return cls([position], tuple([v] for v in meta), {k: [v] for k, v in columns.items()})
 
+    def then(self, other: _Part) -> _Part:
+        """This part followed by ``other`` (same columns, every position after this part's)."""
+        types = None if self.types is None or other.types is None else {
+            k: self.types[k] | other.types[k] for k in self.types}
+        return _Part(self.positions + other.positions, tuple(_joined(a, b) for a, b in zip(self.meta, other.meta)),
+                     {k: _joined(v, other.columns[k]) for k, v in self.columns.items()}, types)
 
-def _parse(messages: Sequence[Message], max_message_bytes: int, slow: list[int]) -> tuple[list[int], list]:
-    """Parse every message the fast parser may read; the others' positions go to ``slow``."""
+
+def _joined(a: Sequence, b: Sequence) -> Sequence:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.concatenate([np.asarray(a), np.asarray(b)])
+    return [*a, *b]
+
+
+def _parse(messages: Sequence[Message], base: int, max_message_bytes: int, slow: list[int]
+           ) -> tuple[list[int], list]:
+    """Parse every message the fast parser may read; the others' positions (``base`` + index)
+    go to ``slow``."""
     values = [m.value for m in messages]
     try:
         clean = (all(values) and max(map(len, values)) <= max_message_bytes
@@ -403,11 +430,11 @@ def _parse(messages: Sequence[Message], max_message_bytes: int, slow: list[int])
         clean = False
     if clean:
         try:
-            return list(range(len(values))), list(map(_decode_bytes, values))
+            return list(range(base, base + len(values))), list(map(_decode_bytes, values))
         except Exception:  # noqa: BLE001 - any parse failure: find it message by message
             pass
     positions, objs = [], []
-    for i, raw in enumerate(values):
+    for i, raw in enumerate(values, base):
         if not raw or len(raw) > max_message_bytes or _SUSPECT_ESCAPE_BYTES.search(raw):
             slow.append(i)
             continue
@@ -684,10 +711,13 @@ def _layout_part(rows: list[int] | None, positions: list[int], meta: tuple, feat
         slow.extend(pos)  # over the limit, or two names for one column: the careful path decides
         return None
     keep = np.ones(len(pos), dtype=bool)
-    for values in columns.values():
-        keep &= _values_ok(values)
+    types: dict[str, set[type]] | None = {}
+    for name, values in columns.items():
+        ok, types[name] = _values_ok(values)
+        keep &= ok
     meta = tuple(_pick(rows, m) for m in meta)
     if not keep.all():
+        types = None  # the dropped rows' types may be gone
         mask = keep.tolist()
         slow.extend(p for p, k in zip(pos, mask) if not k)
         if not any(mask):
@@ -698,7 +728,7 @@ def _layout_part(rows: list[int] | None, positions: list[int], meta: tuple, feat
         columns = {k: list(compress(v, mask)) for k, v in columns.items()}
         if first:  # the first accepted row orders the columns
             columns = {k: columns[k] for k in _column_names(feats[first], preds[first])}
-    return _Part(pos, meta, columns)
+    return _Part(pos, meta, columns, types)
 
 
 class _ListItems(tuple):
@@ -712,14 +742,15 @@ def _transpose(dicts: Sequence[dict], names: list[str]) -> list[tuple]:
     return list(zip(*map(itemgetter(*names), dicts)))
 
 
-def _values_ok(values: Sequence) -> np.ndarray | bool:
-    """Row mask of values the batch path accepts in a feature or prediction column."""
+def _values_ok(values: Sequence) -> tuple[np.ndarray | bool, set[type]]:
+    """Row mask of values the batch path accepts in a feature or prediction column, and the
+    set of the values' types."""
     types = set(map(type, values))
     allowed = {int, float} if isinstance(values, _ListItems) else _SCALAR_TYPES
     if types <= allowed and (int not in types or _ints_in_range(values, types)):
-        return True
+        return True, types
     return np.fromiter((type(v) in allowed and (type(v) is not int or -_INT_LIMIT < v < _INT_LIMIT)
-                        for v in values), dtype=bool, count=len(values))
+                        for v in values), dtype=bool, count=len(values)), types
 
 
 def _ints_in_range(values: Sequence, types: set) -> bool:
@@ -732,13 +763,21 @@ def _assemble(parts: list[_Part]) -> pd.DataFrame:
     """One frame of all parts' rows in message order; columns in order of first appearance."""
     if not parts:
         return _empty_frame()
+    parts.sort(key=lambda p: p.positions[0])
+    runs = [parts[0]]
+    for p in parts[1:]:
+        last = runs[-1]
+        if last.positions[-1] < p.positions[0] and list(last.columns) == list(p.columns):
+            runs[-1] = last.then(p)
+        else:
+            runs.append(p)
+    parts = runs
     if len(parts) == 1:
         part = parts[0]
         data = _meta_arrays(*part.meta)
         for name, values in part.columns.items():
-            data[name] = to_column(values)
-        return pd.DataFrame(data)
-    parts.sort(key=lambda p: p.positions[0])
+            data[name] = to_column(values) if part.types is None else _column(values, part.types[name])
+        return pd.DataFrame(data, copy=False)  # the arrays are ours alone
     order = np.argsort(np.concatenate([np.asarray(p.positions) for p in parts]), kind="stable")
     meta = []
     for k in range(len(META_COLUMNS)):

@@ -298,3 +298,16 @@ def test_tombstones_escapes_and_big_integers_agree():
     assert list(batch.frame["features.state"])[:2] == ["MA", "café"]
     assert list(batch.frame["model_version"])[-2:] == [str(2**70), "3"]
     assert batch.frame["label"].iloc[-1] == str(10**30)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages_strategy, st.sampled_from([1, 2, 3, 5]))
+def test_batches_read_in_chunks_agree_with_the_rule_book(items, chunk):
+    import collector.decode as decode
+
+    messages = [Message("t", 0, i, _encode(r, how)) for i, (r, how) in enumerate(items)]
+    saved, decode._CHUNK = decode._CHUNK, chunk
+    try:
+        assert_same_decoding(messages)
+    finally:
+        decode._CHUNK = saved
