@@ -433,6 +433,7 @@ def report(r: CollectorResult) -> str:
         f"Collector resident memory over {r.cfg.records:,} records ({c.windows_closed} windows closed)",
         ["point", "RSS MiB", "ratio to 10%", "target", "result"],
         [["after 10% of the records", rss10, 1.0, "", ""],
+         ["after 50% of the records", c.rss_at(0.5) / mb, c.rss_at(0.5) / mb / rss10, "", ""],
          ["after 100% of the records", rss100, r.rss_growth, f"<= {MAX_RSS_GROWTH}",
           verdict(r.rss_growth <= MAX_RSS_GROWTH)],
          ["highest sample", max(s[2] for s in c.samples) / mb, max(s[2] for s in c.samples) / mb / rss10, "", ""]])
