@@ -640,6 +640,14 @@ class RequestResponseJoin:
         return self._sets[REQUEST].nbytes + self._sets[RESPONSE].nbytes
 
     @property
+    def oldest_pending_ms(self) -> int | None:
+        """Lowest event time among the waiting halves (epoch ms), or None when none waits. A
+        watermark must not pass it: the half's record is still to come."""
+        times = [c.event_ms[c.alive].min() for kind in (REQUEST, RESPONSE) for c in self._sets[kind].chunks
+                 if c.n_alive]
+        return int(min(times)) if times else None
+
+    @property
     def n_finished(self) -> int:
         """Finished ids remembered."""
         return self._finished.n

@@ -96,6 +96,9 @@ class EventTimeWindows:
         self._closed_starts: set[tuple[str, str, int]] = set()
         self._next_segment: dict[tuple[str, str, int], int] = {}
         self._last_arrival_ms: dict[tuple[str, str], int] = {}
+        # (topic, partition) -> event time its watermark may not pass (records still to come
+        # from a join buffer); see :meth:`hold`
+        self.holds: dict[tuple[str, int], int] = {}
 
     # --- restore ---------------------------------------------------------------------
     def restore(self, open_counts: dict[tuple[str, str, int, int], int],
@@ -156,10 +159,24 @@ class EventTimeWindows:
         """The partitions assigned now, each mapped to whether it has caught up with its end."""
         self._sources = dict(sources)
 
+    def hold(self, source: tuple[str, int], event_time_ms: int | None) -> None:
+        """Keep the watermark of ``source``'s records at or below ``event_time_ms`` (None:
+        release): a join that still waits for the partner of a half with that event time will
+        emit its record later, and that record must not be late."""
+        if event_time_ms is None:
+            self.holds.pop(source, None)
+        else:
+            self.holds[source] = int(event_time_ms)
+
+    def held_event_time(self) -> dict[tuple[str, str, str, int], int]:
+        """:attr:`max_event_time` with the holds applied: what the store should share."""
+        return {k: min(ms, self.holds.get((k[2], k[3]), ms)) for k, ms in self.max_event_time.items()}
+
     def watermark(self, model: str, model_version: str) -> int | None:
         """The event time up to which windows of this model version may close (see module
         docstring), minus the allowed lateness; None while unknown."""
-        seen = {(t, p): ms for (m, v, t, p), ms in self.max_event_time.items() if (m, v) == (model, model_version)}
+        seen = {(t, p): min(ms, self.holds.get((t, p), ms))
+                for (m, v, t, p), ms in self.max_event_time.items() if (m, v) == (model, model_version)}
         if self._sources is None:
             mark = min(seen.values()) if seen else None
         elif not self._sources:  # nothing assigned (starting, rebalancing): unknown

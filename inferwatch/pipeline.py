@@ -205,6 +205,7 @@ class Pipeline:
         capped: dict[str, int] = {}
         join_counts: dict[str, int] = {}
         joins_touched: set[int] = set()
+        join_sources: dict[tuple[str, int], int] = {}  # source -> the join its halves went to
         label_frames: list[pd.DataFrame] = []
         if sources is not None:  # a partition read elsewhere meanwhile reloads its join state from the store
             assigned = {p for _t, p in sources}
@@ -222,6 +223,7 @@ class Pipeline:
                 joined = self._join(source[1]).add(decoded.requests if len(decoded.requests) else None,
                                                    decoded.responses if len(decoded.responses) else None)
                 joins_touched.add(source[1])
+                join_sources[source] = source[1]
                 for outcome, n in joined.counts.items():
                     join_counts[outcome] = join_counts.get(outcome, 0) + n
                 frame = _concat_rows(frame, joined.records)
@@ -250,7 +252,9 @@ class Pipeline:
             if offsets:
                 self.store.save_offsets(conn, self.group_id, offsets)
             touched = {(m, v) for m, v in on_time.groupby(["model", "model_version"]).groups} if len(on_time) else set()
-            self.store.save_watermarks(conn, {k: t for k, t in self.windows.max_event_time.items()
+            for source, join_partition in join_sources.items():
+                self.windows.hold(source, self._joins[join_partition].oldest_pending_ms)
+            self.store.save_watermarks(conn, {k: t for k, t in self.windows.held_event_time().items()
                                               if (k[2], k[3]) in offsets and (k[0], k[1]) in touched},
                                        {mv: now for mv in touched})
             if sources:
