@@ -124,8 +124,8 @@ def replay(paths: list[Path] = typer.Argument(..., help="Files or directories of
            config: Optional[Path] = ConfigOption,
            format: Optional[str] = typer.Option(None, "--format", "-f",  # noqa: A002 (the flag's name)
                                                 help="Wire format of every file, overriding formats.default "
-                                                     "(auto, inferwatch, mapped_json, kserve, oip, seldon_v2, "
-                                                     "seldon_v1, sagemaker, bentoml)."),
+                                                     "(auto, inferwatch, labels, mapped_json, kserve, oip, "
+                                                     "seldon_v2, seldon_v1, sagemaker, bentoml)."),
            model: Optional[str] = typer.Option(None, "--model", "-m",
                                                help="Model name for logs that carry none (e.g. SageMaker)."),
            model_version: Optional[str] = typer.Option(None, "--model-version",
@@ -161,15 +161,26 @@ def replay(paths: list[Path] = typer.Argument(..., help="Files or directories of
         settings = settings.model_copy(update={"formats": settings.formats.model_copy(
             update={"default": fmt, "topics": {}})})
     try:
-        files = expand_paths(paths)
+        files = expand_paths(paths, exclude=[dead_letter] if dead_letter else [])
     except (OSError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    if not files:
+        console.print("[red]error:[/red] no log files (*.jsonl, *.ndjson, *.json, *.log, also .gz) under "
+                      + ", ".join(str(p) for p in paths))
+        raise typer.Exit(2)
     # progress by bytes read (compressed files count their uncompressed lines)
     total = sum(f.stat().st_size for f in files if not f.name.endswith(".gz")) or None
     with _startup_errors():
         store = open_store(settings)
-    sink = FileDeadLetter(dead_letter) if dead_letter else log_dead_letter
+    target = FileDeadLetter(dead_letter) if dead_letter else log_dead_letter
+    refused: dict[str, int] = {}
+
+    def sink(rejected) -> None:
+        target(rejected)
+        for r in rejected:
+            refused[r.reason.value] = refused.get(r.reason.value, 0) + 1
+    lines = [0]
     columns = (TextColumn("replaying"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[n]} lines"),
                TimeElapsedColumn())
     try:
@@ -177,8 +188,8 @@ def replay(paths: list[Path] = typer.Argument(..., help="Files or directories of
             task = progress.add_task("replay", total=total, n=0)
 
             def advance(batch) -> None:
-                progress.update(task, advance=sum(len(m.value or b"") + 1 for m in batch),
-                                n=progress.tasks[task].fields["n"] + len(batch))
+                lines[0] += len(batch)
+                progress.update(task, advance=sum(len(m.value or b"") + 1 for m in batch), n=lines[0])
 
             replay_files(settings, files, store, Metrics(), group_id=group, batch_size=batch_size,
                          on_batch=advance, dead_letter=sink)
@@ -187,9 +198,15 @@ def replay(paths: list[Path] = typer.Argument(..., help="Files or directories of
         raise typer.Exit(1) from None
     finally:
         if dead_letter:
-            sink.close()
+            target.close()
     console.print(drift_table(store))
     store.close()
+    detail = ", ".join(f"{n} {reason}" for reason, n in sorted(refused.items()))
+    console.print(f"{lines[0]} new lines read, {sum(refused.values())} rejected" + (f" ({detail})" if detail else "")
+                  + (f", kept in {dead_letter}" if dead_letter and refused else ""))
+    if lines[0] and sum(refused.values()) == lines[0]:
+        console.print("[yellow]warning:[/yellow] every line was rejected: check --format (their offsets are stored; "
+                      "replay again under another --group)")
 
 
 @app.command()

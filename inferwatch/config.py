@@ -28,6 +28,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# kafka-python options inferwatch sets itself on the consumer or the dead-letter producer
+FIXED_CLIENT_OPTIONS = ("bootstrap_servers", "group_id", "enable_auto_commit", "auto_offset_reset",
+                        "max_poll_records", "client_id", "acks", "max_request_size")
+
+
 class KafkaConfig(_Section):
     """Kafka consumer settings (passed to kafka-python)."""
 
@@ -70,6 +75,10 @@ class KafkaConfig(_Section):
         unknown = sorted(set(v) - set(KafkaConsumer.DEFAULT_CONFIG) - set(KafkaProducer.DEFAULT_CONFIG))
         if unknown:
             raise ValueError(f"not a kafka-python consumer or producer option: {', '.join(unknown)}")
+        fixed = sorted(set(v) & set(FIXED_CLIENT_OPTIONS))
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)}: set by inferwatch (group_id, offsets and batch size come from "
+                             "the kafka keys of the same names; commits and acks are what exactly-once needs)")
         explicit = sorted(set(v) & set(SECURITY_KEYS))
         if explicit:
             raise ValueError(f"set {', '.join('kafka.' + k for k in explicit)} instead of putting "
@@ -154,6 +163,9 @@ class KafkaConfig(_Section):
 # The kafka-python options that have their own key in the kafka section.
 SECURITY_KEYS = ("security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
                  "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+
+
+MAX_WINDOWS_PER_RECORD = 24
 
 
 class FormatsConfig(_Section):
@@ -247,6 +259,10 @@ class WindowConfig(_Section):
         length = info.data.get("length_seconds")
         if v is not None and length is not None and (v > length or length % v):
             raise ValueError(f"must divide length_seconds ({length}), e.g. {length // 4 or 1}")
+        if v is not None and length is not None and length // v > MAX_WINDOWS_PER_RECORD:
+            # each record is stored once per window covering it
+            raise ValueError(f"at most {MAX_WINDOWS_PER_RECORD} overlapping windows (length_seconds / slide_seconds); "
+                             f"use at least {-(-length // MAX_WINDOWS_PER_RECORD)}")
         return v
 
     @field_validator("origin")

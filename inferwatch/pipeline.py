@@ -22,7 +22,7 @@ import pandas as pd
 from alerting.dataset_drift import ALERT_NAME, AlertEvent, next_state, webhook_body
 from alerting.webhook import DeliveryError, post_json
 from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, Rejected, RejectReason
-from collector.formats import Limits, decode_messages
+from collector.formats import Limits, decode_messages, detect_format
 from collector.join import (JOIN_STATUS, REQUEST_ONLY, RESPONSE_ONLY, LabelJoin, RequestResponseJoin,
                             performance_summaries)
 from collector.limits import CategoryLimit, ModelLimit
@@ -96,6 +96,8 @@ class Pipeline:
         self._outbox_retry_at_ms = 0
         self.category_limit = CategoryLimit(settings.kafka.max_categories)
         self._joins: dict[int, RequestResponseJoin] = {}  # per partition number
+        #: (model, version) pairs this pipeline has placed records of
+        self.fed_models: set[tuple[str, str]] = set()
         perf = settings.performance
         self._performance_start: dict[tuple[str, str], int] = {}
         self._performance_specs = {model: m.spec() for model, m in perf.models.items()}
@@ -252,6 +254,7 @@ class Pipeline:
             if offsets:
                 self.store.save_offsets(conn, self.group_id, offsets)
             touched = {(m, v) for m, v in on_time.groupby(["model", "model_version"]).groups} if len(on_time) else set()
+            self.fed_models |= touched
             for source, join_partition in join_sources.items():
                 self.windows.hold(source, self._joins[join_partition].oldest_pending_ms)
             self.store.save_watermarks(conn, {k: t for k, t in self.windows.held_event_time().items()
@@ -317,7 +320,10 @@ class Pipeline:
         (so the dead-letter topic still holds what was refused)."""
         failed = {id(r.message) for r in decoded.rejected}
         accepted = [m for m in group if id(m) not in failed]
-        one_to_one = len(accepted) == len(frame)
+        # only inferwatch's own record is one row per message, in order
+        fmt = self.settings.formats.for_topic(group[0].topic).format
+        one_to_one = len(accepted) == len(frame) and (
+            fmt == "inferwatch" or (fmt == "auto" and all(detect_format(m) == "inferwatch" for m in accepted)))
         out = []
         for i in np.flatnonzero(refused):
             row = frame.iloc[i]
@@ -346,9 +352,15 @@ class Pipeline:
         self._after_commit(closed)
         return closed
 
-    def close_all(self, reason: str = "end_of_input") -> list[ClosedWindow]:
+    def close_all(self, reason: str = "end_of_input", only: set[tuple[str, str]] | None = None
+                  ) -> list[ClosedWindow]:
         """Close every open window (end of a finite input such as a replayed file); halves
-        still waiting in the request-response joins are given up into their windows first."""
+        still waiting in the request-response joins are given up into their windows first.
+
+        Args:
+            only: close only the windows of these (model, version) pairs (e.g. those a replay
+                fed, so a live service's windows in the same database stay open); None: all.
+        """
         now = now_ms()
         with self._transaction() as conn:
             flushed = [(("join", p), j.flush()) for p, j in sorted(self._joins.items())]
@@ -360,7 +372,8 @@ class Pipeline:
                                                   rows)
             for p, j in self._joins.items():
                 self.store.save_join_changes(conn, _join_name(p), j.drain_changes())
-            closed = self._close(conn, [(k, reason) for k in sorted(self.windows.open)], now)
+            keys = [k for k in sorted(self.windows.open) if only is None or (k.model, k.model_version) in only]
+            closed = self._close(conn, [(k, reason) for k in keys], now)
         self._after_commit(closed)
         return closed
 
@@ -384,9 +397,20 @@ class Pipeline:
 
     def _profile(self, model: str, frame: pd.DataFrame) -> Profile:
         """Profile of rows with no reference to bin against (bootstrap references, windows
-        closed before their reference exists)."""
-        return profile_frame(frame[profiled_columns(frame)], set(self.settings.drift.categorical.get(model, [])),
-                             self.settings.reference.n_bins, self.settings.reference.sample_size)
+        closed before their reference exists). As for windows, a request without its response
+        counts for the features only and a lone response for the predictions only."""
+        categorical = set(self.settings.drift.categorical.get(model, []))
+        cfg = self.settings.reference
+        status = frame[JOIN_STATUS].to_numpy() if JOIN_STATUS in frame.columns else None
+        if status is None or not ((status == REQUEST_ONLY) | (status == RESPONSE_ONLY)).any():
+            return profile_frame(frame[profiled_columns(frame)], categorical, cfg.n_bins, cfg.sample_size)
+        columns: dict = {}
+        for prefix, skip in ((FEATURE_PREFIX, RESPONSE_ONLY), (PREDICTION_PREFIX, REQUEST_ONLY)):
+            names = [c for c in frame.columns if c.startswith(prefix)]
+            part = frame.loc[status != skip, names]
+            if names and len(part):
+                columns.update(profile_frame(part, categorical, cfg.n_bins, cfg.sample_size).columns)
+        return Profile(len(frame), columns)
 
     def _feed_bootstrap_references(self, conn, frame: pd.DataFrame) -> None:
         """The first N records of a model version without a reference become its reference."""

@@ -5,7 +5,8 @@ Each file is a source of its own: its messages carry the file path as topic and 
 number as offset (Kafka dumps carry their recorded topic, partition and offset). Offsets are
 stored with the windows' rows exactly as for Kafka, under the consumer group name given, so
 running the same replay again — after a crash, or on purpose — skips every line already
-stored: each record is counted once. Windows still open at the end of the input are closed.
+stored: each record is counted once. At the end of the input, the windows of the models it fed are
+closed (a live service sharing the database keeps its own).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def replay_files(settings: Settings, paths: Iterable[str | os.PathLike], store: 
                  dead_letter: DeadLetterSink = log_dead_letter) -> Pipeline:
     """Feed the messages of ``paths`` (files or directories, see
     :func:`collector.formats.files.expand_paths`) through a :class:`Pipeline`, then close every
-    open window.
+    window it opened.
 
     Args:
         group_id: name under which the files' offsets are stored.
@@ -97,7 +98,8 @@ def replay_files(settings: Settings, paths: Iterable[str | os.PathLike], store: 
             on_batch(batch)
         if closed and on_closed:
             on_closed(closed)
-    closed = pipeline.close_all()
+    # the replay's own windows only: a live service may share the database
+    closed = pipeline.close_all(only=pipeline.fed_models)
     if closed and on_closed:
         on_closed(closed)
     return pipeline

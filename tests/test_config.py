@@ -108,3 +108,18 @@ def test_drift_thresholds_must_be_finite():
     for key, value in (("numeric_effect_threshold", float("inf")), ("alpha", float("nan"))):
         with pytest.raises(ConfigError, match=f"drift.{key}.*finite"):
             load_config(None, drift={key: value})
+
+
+def test_client_options_may_not_override_what_inferwatch_sets():
+    from inferwatch.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="kafka.client_options.*group_id"):
+        load_config(None, kafka={"client_options": {"group_id": "other"}})
+
+
+def test_sliding_windows_are_capped_at_24_per_record():
+    from inferwatch.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="window.slide_seconds.*at most 24"):
+        load_config(None, window={"length_seconds": 3600, "slide_seconds": 60})
+    assert load_config(None, window={"length_seconds": 3600, "slide_seconds": 150}).window.slide_seconds == 150

@@ -61,3 +61,37 @@ def test_replay_names_a_bad_format_flag(tmp_path):
     f.write_text("{}\n")
     result = CliRunner().invoke(app, ["replay", str(f), "--format", "kserv"])
     assert result.exit_code == 2 and "--format" in result.output and "kserve" in result.output
+
+
+def test_replay_keys_files_by_absolute_path_and_never_reads_its_dead_letter_file(tmp_path, monkeypatch):
+    records = demo.episode_records(model_name="ab", n_stable=300, n_drift=0, n_recovery=0,
+                                   records_per_day=300).records
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.jsonl").write_bytes(b"\n".join(demo.encode_record(r) for r in records) + b"\n{bad\n")
+    db = tmp_path / "r.db"
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"database_url": f"sqlite:///{db}", "metrics": {"enabled": False},
+                                  "window": {"length_seconds": 86_400, "idle_close_seconds": None}}))
+    runner = CliRunner()
+    dead = logs / "rejected.jsonl"  # inside the replayed directory
+    monkeypatch.chdir(tmp_path)
+    first = runner.invoke(app, ["replay", "logs", "logs/a.jsonl", "-c", str(config), "--dead-letter", str(dead)])
+    assert first.exit_code == 0, first.output
+    assert "301 new lines read, 1 rejected (1 invalid_json)" in " ".join(first.output.split())
+    # the same file by another spelling is the same source: nothing new
+    again = runner.invoke(app, ["replay", str(logs / "a.jsonl"), "-c", str(config), "--dead-letter", str(dead)])
+    assert again.exit_code == 0 and "0 new lines read" in again.output
+    store = Store(f"sqlite:///{db}")
+    assert int(store.list_windows()["record_count"].sum()) == 300
+    store.close()
+    assert len(dead.read_text().splitlines()) == 1
+
+
+def test_replay_names_a_truncated_gzip_file(tmp_path):
+    f = tmp_path / "cut.jsonl.gz"
+    f.write_bytes(gzip.compress(b'{"a": 1}\n' * 1000)[:-20])
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"database_url": f"sqlite:///{tmp_path / 'x.db'}", "metrics": {"enabled": False}}))
+    result = CliRunner().invoke(app, ["replay", str(f), "-c", str(config)])
+    assert result.exit_code == 1 and "cut.jsonl.gz" in result.output

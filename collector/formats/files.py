@@ -31,6 +31,7 @@ import binascii
 import gzip
 import json
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -64,22 +65,31 @@ def _walk(directory: Path) -> Iterator[Path]:
             yield entry
 
 
-def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """The files to read: each file as given, each directory walked recursively.
+def expand_paths(paths: Iterable[str | os.PathLike], exclude: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    """The files to read: each file as given, each directory walked recursively; as absolute
+    paths (a file's stored offsets are keyed by its path, however it was typed), each once.
+
+    Args:
+        exclude: files never read (e.g. the replay's own dead-letter file).
 
     Raises:
         FileNotFoundError: a path that does not exist.
     """
-    out: list[Path] = []
+    skip = {Path(p).resolve() for p in exclude}
+    out: dict[Path, None] = {}
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            out.extend(_walk(path))
+            found = _walk(path)
         elif path.exists():
-            out.append(path)
+            found = [path]
         else:
             raise FileNotFoundError(f"{path}: no such file or directory")
-    return out
+        for f in found:
+            f = f.resolve()
+            if f not in skip:
+                out[f] = None
+    return list(out)
 
 
 def _open(path: Path) -> BinaryIO:
@@ -188,4 +198,7 @@ def iter_messages(paths: Iterable[str | os.PathLike],
         OSError: a file that cannot be read.
     """
     for path in expand_paths(paths):
-        yield from iter_file(path, max_line_bytes)
+        try:
+            yield from iter_file(path, max_line_bytes)
+        except (EOFError, zlib.error) as exc:  # a truncated or corrupt gzip stream
+            raise OSError(f"{path}: {exc or type(exc).__name__}") from None
