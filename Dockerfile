@@ -3,7 +3,10 @@
 FROM python:3.11-slim
 
 # DO_NOT_TRACK: evidently (a dependency) sends usage telemetry unless told not to.
+# MALLOC_ARENA_MAX: glibc's per-thread arenas otherwise grow the resident set of the
+# collector over long runs (bench/README.md).
 ENV DO_NOT_TRACK=1 \
+    MALLOC_ARENA_MAX=2 \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
