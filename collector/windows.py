@@ -8,9 +8,12 @@ windows). Each window is split into *segments* of at most ``max_records`` rows: 
 closes at once, so memory per window stays bounded.
 
 Event time advances per source partition. The watermark of a model version is, over the
-partitions of the subscribed topics still behind their end (a backlog to read), the lowest
-highest-event-time of that model version seen there — unknown, so no window closes, while such
-a partition has not delivered one yet; once every partition has caught up, the highest of them.
+partitions of the subscribed topics that hold it — those still behind their end (a backlog to
+read), and those that have caught up but delivered a record less than ``idle_partition_ms`` ago
+(in a live stream more is coming, possibly to a member that has just died) — the lowest
+highest-event-time of that model version seen there; unknown, so no window closes, while a
+partition with a backlog has not delivered one yet; once every partition has caught up and
+gone quiet, the highest of them.
 Minus the allowed lateness. A partition read behind the others therefore never makes its
 records late, and an empty or quiet partition does not hold the others back. With several
 collector processes in one consumer group, every partition's highest event time and caught-up
@@ -31,6 +34,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+
+# a partition read up to its end that has delivered nothing for this long (wall clock) stops
+# holding the watermark back; until then its highest event time still counts
+IDLE_PARTITION_MS = 30_000
 
 
 @dataclass(frozen=True, order=True)
@@ -77,7 +85,7 @@ class EventTimeWindows:
     """
 
     def __init__(self, length_ms: int, max_records: int, allowed_lateness_ms: int = 0, origin_ms: int = 0,
-                 slide_ms: int | None = None) -> None:
+                 slide_ms: int | None = None, idle_partition_ms: int = IDLE_PARTITION_MS) -> None:
         slide_ms = length_ms if slide_ms is None else slide_ms
         if length_ms <= 0 or max_records <= 0 or allowed_lateness_ms < 0 or slide_ms <= 0:
             raise ValueError("window length, slide and max_records must be > 0 and allowed lateness >= 0")
@@ -85,6 +93,7 @@ class EventTimeWindows:
             raise ValueError(f"the slide ({slide_ms} ms) must divide the window length ({length_ms} ms)")
         self.length_ms = int(length_ms)
         self.slide_ms = int(slide_ms)
+        self.idle_partition_ms = int(idle_partition_ms)
         self.max_records = int(max_records)
         self.allowed_lateness_ms = int(allowed_lateness_ms)
         self.origin_ms = int(origin_ms)
@@ -99,6 +108,9 @@ class EventTimeWindows:
         # (topic, partition) -> event time its watermark may not pass (records still to come
         # from a join buffer); see :meth:`hold`
         self.holds: dict[tuple[str, int], int] = {}
+        # (topic, partition) -> wall-clock time a record of it was last read, and now
+        self.partition_arrival_ms: dict[tuple[str, int], int] = {}
+        self.now_ms: int | None = None
 
     # --- restore ---------------------------------------------------------------------
     def restore(self, open_counts: dict[tuple[str, str, int, int], int],
@@ -118,7 +130,8 @@ class EventTimeWindows:
              max_event_time: dict[tuple[str, str, str, int], int],
              last_arrival_ms: dict[tuple[str, str], int],
              closed: Iterable[tuple[str, str, int, int, str]] = (),
-             sources: dict[tuple[str, int], bool] | None = None) -> None:
+             sources: dict[tuple[str, int], bool] | None = None,
+             partition_arrival_ms: dict[tuple[str, int], int] | None = None, now_ms: int | None = None) -> None:
         """Take the consumer group's shared state as stored (called at the start of each
         batch transaction, under the store's window lock).
 
@@ -130,7 +143,13 @@ class EventTimeWindows:
                 about to be assigned may fall into; added to those already known.
             sources: every partition of the subscribed topics mapped to whether it has caught
                 up with its end; None keeps the current ones.
+            partition_arrival_ms: wall-clock time a record of each partition was last read.
+            now_ms: wall-clock now.
         """
+        if partition_arrival_ms is not None:
+            self.partition_arrival_ms.update(partition_arrival_ms)
+        if now_ms is not None:
+            self.now_ms = now_ms
         self.open = {WindowKey(*k): n for k, n in open_counts.items()}
         self.max_event_time = dict(max_event_time)
         self._last_arrival_ms = dict(last_arrival_ms)
@@ -182,13 +201,21 @@ class EventTimeWindows:
         elif not self._sources:  # nothing assigned (starting, rebalancing): unknown
             mark = None
         else:
-            behind = [tp for tp, caught_up in self._sources.items() if not caught_up]
-            if behind:
-                marks = [seen.get(tp) for tp in behind]
+            # a partition holds the watermark while it has a backlog, or while it still delivers
+            # this model version's records (caught up for a moment in a live stream, or read by
+            # a member that has just died); one that has caught up and gone quiet does not
+            holding = [tp for tp, caught_up in self._sources.items()
+                       if not caught_up or (tp in seen and not self._quiet(tp))]
+            if holding:
+                marks = [seen.get(tp) for tp in holding]
                 mark = None if None in marks else min(marks)
             else:
                 mark = max(seen.values()) if seen else None
         return None if mark is None else mark - self.allowed_lateness_ms
+
+    def _quiet(self, source: tuple[str, int]) -> bool:
+        last = self.partition_arrival_ms.get(source)
+        return last is None or self.now_ms is None or self.now_ms - last >= self.idle_partition_ms
 
     def assign(self, frame: pd.DataFrame, now_ms: int, source: tuple[str, int] = ("", 0)) -> Assignment:
         """:meth:`assign_batch` for rows of one partition."""
@@ -211,6 +238,7 @@ class EventTimeWindows:
         parts: list[tuple[WindowKey, pd.DataFrame]] = []
         late: list[pd.DataFrame] = []
         on_time: list[tuple[tuple[str, int], pd.DataFrame]] = []
+        self.now_ms = now_ms
         for source, frame in batch:
             if frame.empty:
                 continue
@@ -220,6 +248,7 @@ class EventTimeWindows:
         for source, rows in on_time:
             if rows.empty:
                 continue
+            self.partition_arrival_ms[source] = now_ms
             for (model, version), t in rows.groupby(["model", "model_version"])["event_time_ms"].max().items():
                 key = (model, version, *source)
                 self.max_event_time[key] = max(int(t), self.max_event_time.get(key, int(t)))
@@ -272,6 +301,7 @@ class EventTimeWindows:
         pauses mid-window keeps its window open — and every assigned partition has caught up).
         """
         out: list[tuple[WindowKey, str]] = []
+        self.now_ms = now_ms
         # no idle closing while partitions have a backlog or none are assigned (a restart waiting
         # for its partitions, a rebalance): the records may be on their way
         if self._sources is not None and not (self._sources and all(self._sources.values())):

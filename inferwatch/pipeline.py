@@ -152,7 +152,7 @@ class Pipeline:
             shared_sources.update(sources)
         self.windows.sync(self.store.open_windows(conn), self.store.load_watermarks(conn),
                           self.store.last_arrivals(conn), self.store.closed_windows_between(conn, spans),
-                          shared_sources)
+                          shared_sources, self.store.partition_arrivals(conn), now)
 
     def _join(self, partition: int) -> RequestResponseJoin:
         """The request-response join of one partition number, loaded from the store when new."""

@@ -415,6 +415,12 @@ class Store:
             out.update((m, v) for m, v in conn.execute(q))
         return out
 
+    def partition_arrivals(self, conn: Connection) -> dict[tuple[str, int], int]:
+        """Wall-clock time a record was last read per (topic, partition), over all models."""
+        c = watermarks.c
+        q = sa.select(c.topic, c.partition, sa.func.max(c.updated_at_ms)).group_by(c.topic, c.partition)
+        return {(t, int(p)): int(ms) for t, p, ms in conn.execute(q)}
+
     def last_arrivals(self, conn: Connection) -> dict[tuple[str, str], int]:
         """Wall-clock time a record last arrived per (model, version), over all partitions."""
         c = watermarks.c

@@ -291,8 +291,11 @@ def test_members_of_a_group_share_windows_and_close_each_only_once(db_url):
     assert [(w.key.start_ms, w.record_count, w.reason) for w in closed] == [(0, 3, "watermark")]
     # a learns from the store that partition 1 holds the watermark at hour + 5: nothing more closes
     assert a.tick(sources={("t", 0): True}, partitions=everything) == []
-    # b catches up too: every partition is at its end, the watermark is the highest time (2 h)
-    closed = b.tick(sources={("t", 1): True}, partitions=everything)
+    # b catches up too, and both partitions stay quiet: the watermark is the highest time (2 h)
+    from collector.windows import IDLE_PARTITION_MS
+    from inferwatch.store import now_ms
+
+    closed = b.tick(now=now_ms() + IDLE_PARTITION_MS, sources={("t", 1): True}, partitions=everything)
     assert [(w.key.start_ms, w.record_count) for w in closed] == [(hour, 1)]
     # a record of the closed first window arriving at a is late, not a second close
     a.process(_json_messages("t", 0, [40], first_offset=3), sources={("t", 0): True}, partitions=everything)
