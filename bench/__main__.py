@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only this section (repeatable)")
     parser.add_argument("--workers", type=int, default=None, help="processes for the quality run (default: CPUs)")
+    parser.add_argument("--collector-records", type=int, default=None, metavar="N",
+                        help="records the collector section streams (default 10,000,000; --quick 30,000)")
     args = parser.parse_args(argv)
     sections = args.only or list(SECTIONS)
 
@@ -38,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
             text = speed.report(speed.run_speed(speed.QUICK if args.quick else speed.SpeedConfig()))
         elif name == "collector":
             cfg = collector.QUICK if args.quick else collector.CollectorConfig()
+            if args.collector_records:
+                if args.collector_records < 1_000:
+                    parser.error("--collector-records: at least 1000 records")
+                cfg = dataclasses.replace(cfg, records=args.collector_records)
             text = collector.report(collector.run_collector_bench(cfg))
         elif name == "memory":
             text = memory.report(memory.run_memory(memory.QUICK if args.quick else memory.MemoryConfig()))
