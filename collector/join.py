@@ -7,8 +7,10 @@ traffic.
 
 **Request–response join** (:class:`RequestResponseJoin`). Formats that log a request and its
 response as separate messages (KServe CloudEvents, Seldon topics, the Seldon v1 logger) yield
-*halves* sharing a request id. The join keeps each half until its partner arrives, in a
-bounded buffer:
+*halves* sharing a request id. Halves join by *model and* request id: Seldon Core v2 passes
+one ``x-request-id`` to every model of a pipeline, so one step's request must never join another
+step's response (both halves of a call name the same model: the topic's, the inference
+service's). The join keeps each half until its partner arrives, in a bounded buffer:
 
 * *Time to live, in event time.* The join's clock is the highest event time it has seen (or
   the caller's ``clock_ms``). A waiting half *expires* once the clock passes its event time plus
@@ -124,6 +126,32 @@ def _id_column(values: pd.Series) -> pd.Series:
     return pd.Series(_text(values), dtype=object, index=values.index)
 
 
+#: Separates the model from the request id in the join's keys (no model name holds it).
+_KEY_SEP = "\x1f"
+
+
+def _join_keys(frame: pd.DataFrame) -> np.ndarray:
+    """The join keys of a frame's rows: ``model + "\\x1f" + request_id`` (object array).
+
+    Halves join by model *and* request id: Seldon Core v2 pipelines pass one ``x-request-id``
+    to every model of the pipeline, so an id alone would join one step's request with another
+    step's response. A missing model or id counts as ``""`` (rows without an id never wait)."""
+    n = len(frame)
+    if n == 0:
+        return np.zeros(0, dtype=object)
+    models = _text(frame["model"]) if "model" in frame.columns else np.full(n, "", dtype=object)
+    rids = _text(frame["request_id"])
+    models = np.where(pd.isna(models), "", models).astype(object)
+    rids = np.where(pd.isna(rids), "", rids).astype(object)
+    return models + _KEY_SEP + rids
+
+
+def _split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(models, request ids) of join keys (object arrays)."""
+    parts = [k.split(_KEY_SEP, 1) for k in keys]
+    return (np.array([p[0] for p in parts], dtype=object), np.array([p[1] for p in parts], dtype=object))
+
+
 def _keys_of(ids: np.ndarray) -> pd.Index:
     """Request ids as an object Index: lookups against the chunks' object indexes then skip
     pandas' string inference and casting (about 20x faster per lookup)."""
@@ -188,7 +216,7 @@ class _Chunk:
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame = frame.reset_index(drop=True)
-        self.index = pd.Index(self.frame["request_id"].to_numpy(dtype=object), dtype=object)
+        self.index = pd.Index(_join_keys(self.frame), dtype=object)
         self.event_ms = self.frame["event_time_ms"].to_numpy(dtype=np.int64)
         self.seq = self.frame[JOIN_SEQ].to_numpy(dtype=np.int64)
         self.nbytes = self.frame[JOIN_BYTES].to_numpy(dtype=np.int64)
@@ -219,7 +247,7 @@ class _EntrySet:
             self.nbytes += int(chunk.nbytes.sum())
 
     def contains(self, ids: pd.Index) -> np.ndarray:
-        """Bool mask over ``ids``: a live entry has that id."""
+        """Bool mask over ``ids`` (join keys): a live entry has that key."""
         mask = np.zeros(len(ids), dtype=bool)
         for c in self.chunks:
             pos = c.index.get_indexer(ids)
@@ -291,7 +319,8 @@ class _EntrySet:
 
 @dataclass
 class _Ids:
-    """Finished request ids with their time, sequence number and used halves (arrays)."""
+    """Finished join keys (see :func:`_join_keys`) with their time, sequence number and used
+    halves (arrays)."""
 
     ids: np.ndarray
     event_ms: np.ndarray
@@ -302,9 +331,10 @@ class _Ids:
         return len(self.seq)
 
     def frame(self) -> pd.DataFrame:
+        models, rids = _split_keys(self.ids)
         return pd.DataFrame({JOIN_SEQ: self.seq, JOIN_BYTES: np.zeros(len(self.seq), dtype=np.int64),
-                             JOIN_HALVES: self.halves, "request_id": pd.Series(self.ids, dtype=object),
-                             "event_time_ms": self.event_ms})
+                             JOIN_HALVES: self.halves, "request_id": pd.Series(rids, dtype=object),
+                             "event_time_ms": self.event_ms, "model": pd.Series(models, dtype=object)})
 
 
 _NO_IDS = _Ids(np.zeros(0, dtype=object), *(np.zeros(0, dtype=np.int64) for _ in range(3)))
@@ -550,8 +580,8 @@ class JoinChanges:
         added: waiting halves that entered the state since the last drain and are still
             there, with the columns of :meth:`RequestResponseJoin.pending` that halves use
             (row and column order unspecified).
-        added_finished: the same for finished ids: :data:`STATE_COLUMNS` only. Kept apart
-            from ``added`` so the few id columns are not widened to every feature column.
+        added_finished: the same for finished ids: :data:`STATE_COLUMNS` and ``model``. Kept
+            apart from ``added`` so the few id columns are not widened to every feature column.
         removed: int64 sequence numbers of entries that left the state since the last drain
             and existed at it (so each stored entry is deleted once; entries added and removed
             between two drains appear in neither).
@@ -575,8 +605,9 @@ class RequestResponseJoin:
     halves already waiting make the new copy a duplicate; new halves are matched with waiting
     partners and with each other; the rest waits; the clock advances; halves past their time
     to live expire; the oldest halves are evicted while over the memory cap; finished ids are
-    forgotten after ``remember_ms`` or beyond ``max_finished``. A request id must be unique
-    among the models whose halves go through one join.
+    forgotten after ``remember_ms`` or beyond ``max_finished``. Halves are keyed by
+    ``(model, request_id)``: both halves of a call must name the same model, and a request id
+    may repeat across models (a Seldon pipeline's steps).
 
     Args:
         ttl_ms: time to live of a waiting half in event time, ms (> 0).
@@ -728,7 +759,7 @@ class RequestResponseJoin:
         status = REQUEST_ONLY if half == REQUEST else RESPONSE_ONLY
         bit = 1 if half == REQUEST else 2
         raw = f["request_id"].to_numpy(dtype=object)
-        ids = _keys_of(raw)
+        ids = _keys_of(_join_keys(f))
         keep = ~_blank(raw)
         if not keep.all():
             counts[f"{half}_no_id"] += int((~keep).sum())
@@ -759,25 +790,25 @@ class RequestResponseJoin:
         return f if keep.all() else f[keep]
 
     def _match(self, q: pd.DataFrame, s: pd.DataFrame, counts: dict[str, int], out: list[pd.DataFrame]) -> None:
-        q_ids = _keys_of(q["request_id"].to_numpy(dtype=object) if len(q) else np.zeros(0, dtype=object))
-        s_ids = _keys_of(s["request_id"].to_numpy(dtype=object) if len(s) else np.zeros(0, dtype=object))
+        q_ids = _keys_of(_join_keys(q))
+        s_ids = _keys_of(_join_keys(s))
         old_s = self._sets[RESPONSE].pop(q_ids)  # waiting responses of the new requests
         old_q = self._sets[REQUEST].pop(s_ids)  # waiting requests of the new responses
         self._note_removed(old_s)
         self._note_removed(old_q)
         reqs, resps = [], []
         if len(old_s):
-            hit = _keys_of(old_s["request_id"].to_numpy(object)).get_indexer(q_ids) >= 0
+            hit = _keys_of(_join_keys(old_s)).get_indexer(q_ids) >= 0
             reqs.append(q[hit])
             resps.append(_aligned(old_s, q[hit]))
             q = q[~hit]
         if len(old_q):
-            hit = _keys_of(old_q["request_id"].to_numpy(object)).get_indexer(s_ids) >= 0
+            hit = _keys_of(_join_keys(old_q)).get_indexer(s_ids) >= 0
             reqs.append(old_q)
             resps.append(_aligned(s[hit], old_q))
             s = s[~hit]
         if len(q) and len(s):
-            pos = _keys_of(s["request_id"].to_numpy(object)).get_indexer(_keys_of(q["request_id"].to_numpy(object)))
+            pos = _keys_of(_join_keys(s)).get_indexer(_keys_of(_join_keys(q)))
             hit = pos >= 0
             reqs.append(q[hit])
             resps.append(s.iloc[pos[hit]])
@@ -789,7 +820,7 @@ class RequestResponseJoin:
             resp = pd.concat([r for r in resps if len(r)], ignore_index=True)
             counts["matched"] += len(req)
             out.append(_whole(req, resp, MATCHED))
-            self._finish(req["request_id"].to_numpy(object), 3)
+            self._finish(_join_keys(req), 3)
         self._sets[REQUEST].add(q)
         self._sets[RESPONSE].add(s)
 
@@ -830,7 +861,7 @@ class RequestResponseJoin:
                 self._note_removed(gone)
                 counts[f"{half}_{reason}"] += len(gone)
                 out.append(self._emit(gone, half, status))
-                self._finish(gone["request_id"].to_numpy(object), bit)
+                self._finish(_join_keys(gone), bit)
 
     def _emit(self, rows: pd.DataFrame, half: str, status: str) -> pd.DataFrame:
         return _whole(rows, None, status) if half == REQUEST else _whole(None, rows, status)
@@ -857,7 +888,7 @@ class RequestResponseJoin:
         """The whole state as one frame, ordered by ``join_seq``.
 
         One row per waiting request (``join_half == "request"``), waiting response
-        (``"response"``) and remembered finished id (``"finished"``). Columns:
+        (``"response"``) and remembered finished (model, request id) (``"finished"``). Columns:
         :data:`STATE_COLUMNS` (``join_seq`` and ``join_bytes`` int64; ``join_halves`` int64,
         0 except for finished ids; ``event_time_ms`` the half's event time, or for a finished
         id the clock when it finished), then the halves' record columns (model,
@@ -925,8 +956,10 @@ class RequestResponseJoin:
         for half in (REQUEST, RESPONSE, FINISHED):
             f = entries[entries[JOIN_HALF] == half].drop(columns=JOIN_HALF)
             f = f.sort_values(JOIN_SEQ, kind="stable", ignore_index=True)
-            if f["request_id"].duplicated().any():
-                raise ValueError(f"join state has a request id twice among the {half} entries")
+            if "model" not in f.columns:  # finished ids stored before the join was keyed by model
+                f["model"] = ""
+            if pd.Series(_join_keys(f)).duplicated().any():
+                raise ValueError(f"join state has a model and request id twice among the {half} entries")
             keep = [c for c in f.columns if c in STATE_COLUMNS or f[c].notna().any()]
             if half != FINISHED:
                 keep = [c for c in keep if c != JOIN_HALVES]
@@ -938,15 +971,15 @@ class RequestResponseJoin:
         self._reset(None if clock_ms is None else int(clock_ms), int(next_seq))
         for half, f in sets.items():
             if half == FINISHED:
-                self._finished.add(_Ids(f["request_id"].to_numpy(dtype=object), f["event_time_ms"].to_numpy(np.int64),
+                self._finished.add(_Ids(_join_keys(f), f["event_time_ms"].to_numpy(np.int64),
                                         f[JOIN_SEQ].to_numpy(np.int64), f[JOIN_HALVES].to_numpy(np.int64)))
             else:
                 self._sets[half].add(f)
 
 
 def _aligned(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
-    """Rows of ``frame`` in the request-id order of ``like`` (every id present, ids unique)."""
-    pos = _keys_of(frame["request_id"].to_numpy(object)).get_indexer(_keys_of(like["request_id"].to_numpy(object)))
+    """Rows of ``frame`` in the join-key order of ``like`` (every key present, keys unique)."""
+    pos = _keys_of(_join_keys(frame)).get_indexer(_keys_of(_join_keys(like)))
     return frame.iloc[pos].reset_index(drop=True)
 
 
