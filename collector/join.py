@@ -24,8 +24,15 @@ service's). The join keeps each half until its partner arrives, in a bounded buf
   event time, then arrival order) are *evicted* early.
 * *Duplicates.* A request id is remembered for ``remember_ms`` after it finished (joined,
   expired or evicted), at most ``max_finished`` ids. A half whose id is already waiting with
-  that half, or finished with that half, is a *duplicate* (dropped, counted). A half whose
-  partner had already expired or been evicted is *late*: it is emitted at once, unmatched.
+  that half, or finished with that half, is a *duplicate* (dropped, counted).
+* *Late halves: each call counted once.* A half whose partner had already expired or been
+  evicted is *late*. Its partner's row is already in a window (a ``request_only`` row counted
+  in that window's records and used for feature drift), so the late half adds no second row:
+  it is counted (``request_late`` / ``response_late``) and returned apart in
+  :attr:`JoinResult.late`, where a caller may still read a late response's predictions (e.g.
+  for the label join) without counting the call again. Rows emitted therefore always equal
+  ``matched`` + ``*_expired`` + ``*_evicted`` + ``*_no_id``, one per call (per request id,
+  while it is remembered). A ``ttl_ms`` above the usual response delay keeps late halves rare.
 * KServe logs a response only for HTTP 200, so some requests never get one: they expire and
   are still emitted, with their features, for feature drift.
 
@@ -98,7 +105,7 @@ JOIN_COUNTS = (
     "request_expired", "response_expired",  # time to live passed without a partner
     "request_evicted", "response_evicted",  # given up early for the memory cap
     "request_duplicate", "response_duplicate",  # same half of an id seen before: dropped
-    "request_late", "response_late",  # partner already given up: emitted unmatched at once
+    "request_late", "response_late",  # partner already given up: no second row (JoinResult.late)
     "request_no_id", "response_no_id",  # no request id: emitted unmatched at once
     "ids_forgotten_early",  # finished ids dropped for max_finished before remember_ms
 )
@@ -542,14 +549,19 @@ class JoinResult:
         records: canonical records (:mod:`collector.record` columns: model, model_version,
             event_time_ms, request_id, label (always None here), latency_ms, features.*,
             predictions.*, serving.*) plus ``join_status``: ``"matched"`` (a joined pair),
-            ``"request_only"`` (a request whose response never came: expired, evicted, late
-            or without id; prediction columns missing) or ``"response_only"`` (the converse;
+            ``"request_only"`` (a request whose response never came: expired, evicted or
+            without id; prediction columns missing) or ``"response_only"`` (the converse;
             feature columns missing). Rows in arrival order of their request (or response).
+            One row per call: a late half is not among them.
         counts: number of pairs or halves per reason, every key of :data:`JOIN_COUNTS`.
+        late: halves whose partner had already been given up (counted ``*_late``), in the
+            same layout with ``join_status`` ``"request_only"`` / ``"response_only"``. Their
+            call already has its row (the partner's), so they are not records to window.
     """
 
     records: pd.DataFrame
     counts: dict[str, int]
+    late: pd.DataFrame = field(default_factory=lambda: _records([]))
 
     @property
     def joined(self) -> pd.DataFrame:
@@ -601,7 +613,7 @@ class RequestResponseJoin:
 
     Semantics are in the module docstring. Per call the batch is processed in this order:
     rows without an id are emitted; duplicates within the batch are dropped (the first row of
-    an id wins); halves of recently finished ids are dropped as duplicates or emitted as late;
+    an id wins); halves of recently finished ids are dropped as duplicates or put apart as late;
     halves already waiting make the new copy a duplicate; new halves are matched with waiting
     partners and with each other; the rest waits; the clock advances; halves past their time
     to live expire; the oldest halves are evicted while over the memory cap; finished ids are
@@ -709,6 +721,7 @@ class RequestResponseJoin:
         s = _half_frame(responses, "responses")
         counts = dict.fromkeys(JOIN_COUNTS, 0)
         out: list[pd.DataFrame] = []
+        late: list[pd.DataFrame] = []
         q = self._number(q)
         s = self._number(s)
         if clock_ms is not None:
@@ -718,14 +731,14 @@ class RequestResponseJoin:
                 if len(f):
                     self._tick(int(f["event_time_ms"].max()))
 
-        q = self._screen(q, REQUEST, counts, out)
-        s = self._screen(s, RESPONSE, counts, out)
+        q = self._screen(q, REQUEST, counts, out, late)
+        s = self._screen(s, RESPONSE, counts, out, late)
         self._match(q, s, counts, out)
         self._expire(counts, out)
         self._evict(counts, out)
         for entries in (*self._sets.values(), self._finished):
             entries.tidy()
-        return JoinResult(_records(out), counts)
+        return JoinResult(_records(out), counts, _records(late))
 
     def advance(self, clock_ms: int) -> JoinResult:
         """Move the clock to ``clock_ms`` (if later) and expire what is due; no new rows."""
@@ -752,8 +765,10 @@ class RequestResponseJoin:
     def _tick(self, t: int) -> None:
         self._clock = t if self._clock is None else max(self._clock, t)
 
-    def _screen(self, f: pd.DataFrame, half: str, counts: dict[str, int], out: list[pd.DataFrame]) -> pd.DataFrame:
-        """Drop or emit the rows that cannot wait: no id, duplicates, late halves."""
+    def _screen(self, f: pd.DataFrame, half: str, counts: dict[str, int], out: list[pd.DataFrame],
+                late_out: list[pd.DataFrame]) -> pd.DataFrame:
+        """Drop or emit the rows that cannot wait: no id (emitted), duplicates (dropped), late
+        halves (put apart in ``late_out``)."""
         if len(f) == 0:
             return f
         status = REQUEST_ONLY if half == REQUEST else RESPONSE_ONLY
@@ -778,7 +793,7 @@ class RequestResponseJoin:
             counts[f"{half}_duplicate"] += int(dup.sum())
             if late.any():
                 counts[f"{half}_late"] += int(late.sum())
-                out.append(self._emit(f[late], half, status))
+                late_out.append(self._emit(f[late], half, status))
                 renewed = self._finished.pop(ids[np.flatnonzero(late)])
                 self._note_removed(renewed)
                 self._add_finished(renewed.ids, renewed.event_ms, renewed.halves | bit)

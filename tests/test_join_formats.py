@@ -91,3 +91,54 @@ def test_pipeline_steps_stay_apart_across_a_restore():
     assert [len(s) for s in steps] == [0, 0, 1]
     assert steps[2]["model"].tolist() == ["classifier"]
     assert restored.pending()["model"].tolist() == ["scaler", "classifier"]
+
+
+def kserve(kind: str, ce_id: str, time: str, body: dict, isvc: str = "sklearn-iris", endpoint: str = "default",
+           offset: int = 0) -> Message:
+    """A KServe logger CloudEvent in Kafka binary mode, as a Knative KafkaSink writes it."""
+    hdr = [("ce_specversion", "1.0"), ("ce_id", ce_id), ("ce_source", "http://localhost:9081/"),
+           ("ce_type", f"org.kubeflow.serving.inference.{kind}"), ("ce_time", time),
+           ("ce_inferenceservicename", isvc), ("ce_namespace", "kserve-test"), ("ce_component", "predictor"),
+           ("ce_endpoint", endpoint), ("content-type", "application/json")]
+    return Message(topic="kserve-logs", partition=0, offset=offset, value=json.dumps(body).encode(), key=None,
+                   headers=tuple((k, v.encode()) for k, v in hdr), timestamp_ms=T0)
+
+
+IRIS = FormatConfig(format="kserve", feature_names=["sl", "sw", "pl", "pw"])
+
+
+def join_ce(join: RequestResponseJoin, messages: list[Message], fmt: FormatConfig = IRIS):
+    """Decode and join one message at a time; (records, late halves, summed counts)."""
+    records, late, counts = [], [], {}
+    for m in messages:
+        d = decode_ce([m], fmt, LIMITS)
+        assert d.rejected == []
+        res = join.add(d.requests if len(d.requests) else None, d.responses if len(d.responses) else None)
+        records.append(res.records)
+        late.append(res.late)
+        for k, v in res.counts.items():
+            counts[k] = counts.get(k, 0) + v
+    cat = lambda fs: pd.concat([f for f in fs if len(f)], ignore_index=True) if any(len(f) for f in fs) \
+        else fs[0]  # noqa: E731
+    return cat(records), cat(late), {k: v for k, v in counts.items() if v}
+
+
+def test_a_response_after_its_request_expired_is_not_a_second_row():
+    # call A's response takes 95 s, beyond the 60 s time to live: A's request has been given up
+    # (a request_only row, its features in feature drift) by the time the response comes
+    j = RequestResponseJoin(ttl_ms=60_000)
+    records, late, counts = join_ce(j, [
+        kserve("request", "A", "2024-05-01T12:00:00Z", {"instances": [[6.8, 2.8, 4.8, 1.4]]}),
+        kserve("request", "B", "2024-05-01T12:01:30Z", {"instances": [[5.1, 3.5, 1.4, 0.2]]}),
+        kserve("response", "B", "2024-05-01T12:01:31Z", {"predictions": [0]}),
+        kserve("response", "A", "2024-05-01T12:01:35Z", {"predictions": [1]}),
+    ])
+    # one row per call: every window record count sees A and B once
+    assert sorted(records["request_id"]) == ["A", "B"]
+    assert records.set_index("request_id")[JOIN_STATUS].to_dict() == {"A": "request_only", "B": "matched"}
+    assert counts == {"matched": 1, "request_expired": 1, "response_late": 1}
+    # rows = matched + expired + evicted + no id; the late half is counted, not emitted as a row
+    assert len(records) == counts["matched"] + counts["request_expired"]
+    # A's prediction is still readable apart from the records
+    assert late[["request_id", "predictions.p0", JOIN_STATUS]].values.tolist() == [["A", 1.0, "response_only"]]
+    assert j.n_pending == 0
