@@ -24,6 +24,7 @@ import pandas as pd
 from pandas.api.types import is_numeric_dtype
 
 from collector.record import FEATURE_PREFIX, PREDICTION_PREFIX
+from collector.windows import model_version_groups
 
 # the value that stands for every category beyond the cap (the profiles' overflow bucket)
 OVERFLOW_CATEGORY = "__other__"
@@ -51,6 +52,9 @@ class ModelLimit:
         pairs are admitted in order of first appearance while there is room."""
         if frame.empty:
             return np.ones(0, dtype=bool)
+        groups = model_version_groups(frame)
+        if len(groups) == 1 and groups[0][1] is None and groups[0][0] in self.known:
+            return np.ones(len(frame), dtype=bool)  # the usual case: one tracked pair per batch
         pairs = frame[["model", "model_version"]].drop_duplicates()
         allowed: set[tuple[str, str]] = set()
         for pair in zip(pairs["model"], pairs["model_version"]):
@@ -92,15 +96,23 @@ class CategoryLimit:
             The frame (a copy if anything changed) and the number of values replaced per model.
         """
         replaced: dict[str, int] = {}
-        columns = [c for c in frame.columns
-                   if c.startswith((FEATURE_PREFIX, PREDICTION_PREFIX)) and not is_numeric_dtype(frame[c])]
-        if not columns or frame.empty:
+        if frame.empty:
             return frame, replaced
+        columns = [c for c, dtype in frame.dtypes.items()
+                   if c.startswith((FEATURE_PREFIX, PREDICTION_PREFIX)) and not is_numeric_dtype(dtype)]
+        if not columns:
+            return frame, replaced
+        codes, models = pd.factorize(frame["model"])
+        if len(models) == 1 and codes.min() >= 0:
+            by_model = [(models[0], None)]  # one model: no index array to build or apply
+        else:
+            by_model = list(frame.groupby("model", sort=False).indices.items())
         out = None
-        for model, idx in frame.groupby("model", sort=False).indices.items():
+        for model, idx in by_model:
             for col in columns:
-                values = frame[col].to_numpy()[idx]
-                present = pd.unique(values[pd.notna(values)])
+                column = frame[col] if idx is None else frame[col].iloc[idx]
+                uniques = pd.unique(column)
+                present = [v for v, missing in zip(uniques, pd.isna(uniques)) if not missing]
                 seen = self._seen.setdefault((model, col), set())
                 if len(seen) + len(present) <= self.max_categories or all(v in seen for v in present):
                     seen.update(present)
@@ -109,13 +121,15 @@ class CategoryLimit:
                     if len(seen) >= self.max_categories:
                         break
                     seen.add(v)
+                values = column.to_numpy(dtype=object)
                 over = pd.notna(values) & ~pd.Series(values).isin(seen).to_numpy()
                 if not over.any():
                     continue
                 if out is None:
                     out = frame.copy()
+                rows = np.flatnonzero(over) if idx is None else idx[over]
                 col_values = out[col].to_numpy(dtype=object, copy=True)
-                col_values[idx[over]] = OVERFLOW_CATEGORY
+                col_values[rows] = OVERFLOW_CATEGORY
                 out[col] = pd.Series(col_values, index=out.index, dtype=out[col].dtype)
                 replaced[model] = replaced.get(model, 0) + int(over.sum())
         return (frame if out is None else out), replaced

@@ -237,58 +237,85 @@ class EventTimeWindows:
         """
         parts: list[tuple[WindowKey, pd.DataFrame]] = []
         late: list[pd.DataFrame] = []
-        on_time: list[tuple[tuple[str, int], pd.DataFrame]] = []
+        on_time: list[pd.DataFrame] = []
+        arrived: list[tuple[tuple[str, int], list[tuple[tuple[str, str], np.ndarray | None]], np.ndarray,
+                            np.ndarray]] = []
         self.now_ms = now_ms
         for source, frame in batch:
             if frame.empty:
                 continue
-            late_mask = self._place(frame, parts)
-            late.append(frame[late_mask])
-            on_time.append((source, frame[~late_mask]))
-        for source, rows in on_time:
-            if rows.empty:
+            groups = model_version_groups(frame)
+            times = frame["event_time_ms"].to_numpy(np.int64)
+            late_mask = self._place(frame, groups, times, parts)
+            if late_mask.any():
+                late.append(frame[late_mask])
+                on_time.append(frame[~late_mask])
+            else:  # the usual case: no copy of the rows
+                late.append(frame.iloc[:0])
+                on_time.append(frame)
+            arrived.append((source, groups, times, late_mask))
+        for source, groups, times, late_mask in arrived:
+            if late_mask.all():
                 continue
             self.partition_arrival_ms[source] = now_ms
-            for (model, version), t in rows.groupby(["model", "model_version"])["event_time_ms"].max().items():
+            for (model, version), idx in groups:
+                t = times if idx is None else times[idx]
+                on = ~late_mask if idx is None else ~late_mask[idx]
+                if not on.any():
+                    continue
+                top = int(t[on].max())
                 key = (model, version, *source)
-                self.max_event_time[key] = max(int(t), self.max_event_time.get(key, int(t)))
+                self.max_event_time[key] = max(top, self.max_event_time.get(key, top))
                 self._last_arrival_ms[(model, version)] = now_ms
         parts.sort(key=lambda p: p[0])
-        return Assignment(parts, pd.concat(late, ignore_index=True) if late else pd.DataFrame(),
-                          pd.concat([r for _, r in on_time], ignore_index=True) if on_time else pd.DataFrame())
+        return Assignment(parts, _concat(late), _concat(on_time))
 
-    def _place(self, frame: pd.DataFrame, parts: list[tuple[WindowKey, pd.DataFrame]]) -> np.ndarray:
+    def _place(self, frame: pd.DataFrame, groups: list[tuple[tuple[str, str], np.ndarray | None]],
+               times: np.ndarray, parts: list[tuple[WindowKey, pd.DataFrame]]) -> np.ndarray:
         """Append ``frame``'s rows to ``parts`` by segment of every open window they belong to;
-        returns the mask of rows that landed in none (late)."""
-        last = self._last_start(frame["event_time_ms"].to_numpy(np.int64))
+        returns the mask of rows that landed in none (late). ``groups``: the frame's
+        :func:`model_version_groups`; ``times``: its event times."""
+        last = self._last_start(times)
         n_windows = self.length_ms // self.slide_ms  # windows covering each record
-        row = np.tile(np.arange(len(frame)), n_windows)
-        starts = (last[None, :] - self.slide_ms * np.arange(n_windows)[:, None]).ravel()
-        keys = pd.DataFrame({"model": frame["model"].to_numpy()[row],
-                             "model_version": frame["model_version"].to_numpy()[row], "_start": starts})
         placed = np.zeros(len(frame), dtype=bool)
-        for (model, version, start), idx in keys.groupby(["model", "model_version", "_start"], sort=True).indices.items():
-            start = int(start)
-            mv_key = (model, version, start)
-            wm = self.watermark(model, version)
-            if mv_key in self._closed_starts or (wm is not None and start + self.length_ms <= wm):
-                continue
-            members = np.sort(row[idx])  # input order within the window
-            placed[members] = True
-            seg = self._next_segment.get(mv_key, 0)
-            count = self.open.get(WindowKey(model, version, start, seg), 0)
-            rows = frame.iloc[members]
-            pos = 0
-            while pos < len(rows):
-                take = min(self.max_records - count, len(rows) - pos)
-                key = WindowKey(model, version, start, seg)
-                parts.append((key, rows.iloc[pos:pos + take]))
-                self.open[key] = count + take
-                pos += take
-                count += take
-                if count >= self.max_records:
-                    seg, count = seg + 1, 0
-            self._next_segment[mv_key] = seg
+        for (model, version), idx in groups:
+            rows_last = last if idx is None else last[idx]
+            if n_windows == 1 and rows_last[0] == rows_last[-1] and rows_last.min() == rows_last.max():
+                # every row of the pair in one window (the usual case for a polled batch)
+                by_start = [(int(rows_last[0]), idx)]
+            else:
+                positions = np.arange(len(frame)) if idx is None else idx
+                row = np.tile(positions, n_windows)
+                starts = (rows_last[None, :] - self.slide_ms * np.arange(n_windows)[:, None]).ravel()
+                order = np.argsort(starts, kind="stable")
+                uniq, first = np.unique(starts[order], return_index=True)
+                bounds = [*first.tolist(), len(order)]
+                # a row lies once in each of its windows: sorting its positions restores input order
+                by_start = [(int(s), np.sort(row[order[a:b]])) for s, a, b in zip(uniq.tolist(), bounds, bounds[1:])]
+            for start, members in by_start:
+                mv_key = (model, version, start)
+                wm = self.watermark(model, version)
+                if mv_key in self._closed_starts or (wm is not None and start + self.length_ms <= wm):
+                    continue
+                if members is None:
+                    placed[:] = True
+                    rows = frame
+                else:
+                    placed[members] = True
+                    rows = frame.iloc[members]
+                seg = self._next_segment.get(mv_key, 0)
+                count = self.open.get(WindowKey(model, version, start, seg), 0)
+                pos = 0
+                while pos < len(rows):
+                    take = min(self.max_records - count, len(rows) - pos)
+                    key = WindowKey(model, version, start, seg)
+                    parts.append((key, rows.iloc[pos:pos + take]))
+                    self.open[key] = count + take
+                    pos += take
+                    count += take
+                    if count >= self.max_records:
+                        seg, count = seg + 1, 0
+                self._next_segment[mv_key] = seg
         return ~placed
 
     # --- closing ---------------------------------------------------------------------
@@ -325,3 +352,35 @@ class EventTimeWindows:
         self.open.pop(key, None)
         if reason != "max_records":
             self._closed_starts.add((key.model, key.model_version, key.start_ms))
+
+
+def model_version_groups(frame: pd.DataFrame) -> list[tuple[tuple[str, str], np.ndarray | None]]:
+    """The rows of each (model, model_version) pair of a frame, as the pandas group-by on those
+    two columns would give them: pairs in sorted order, row positions (int64) in input order,
+    rows with a missing model or version left out. The positions are None when one pair holds
+    every row (no index array to build or apply)."""
+    if frame.empty:
+        return []
+    m_codes, m_uniq = pd.factorize(frame["model"])
+    v_codes, v_uniq = pd.factorize(frame["model_version"])
+    if len(m_uniq) == 1 and len(v_uniq) == 1 and m_codes[0] >= 0 and v_codes[0] >= 0 \
+            and m_codes.min() >= 0 and v_codes.min() >= 0:
+        return [((m_uniq[0], v_uniq[0]), None)]
+    codes = m_codes.astype(np.int64) * len(v_uniq) + v_codes
+    codes[(m_codes < 0) | (v_codes < 0)] = -1
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    uniq, first = np.unique(sorted_codes, return_index=True)
+    bounds = [*first.tolist(), len(order)]
+    out = [((m_uniq[c // len(v_uniq)], v_uniq[c % len(v_uniq)]), order[a:b])
+           for c, a, b in zip(uniq.tolist(), bounds, bounds[1:]) if c >= 0]
+    out.sort(key=lambda g: g[0])
+    return out
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame()
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    return pd.concat(frames, ignore_index=True)

@@ -9,6 +9,7 @@ consumer resumes from the offsets stored with it — each record is counted exac
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,8 +28,9 @@ from collector.join import (JOIN_STATUS, REQUEST_ONLY, RESPONSE_ONLY, LabelJoin,
                             performance_summaries)
 from collector.limits import CategoryLimit, ModelLimit
 from collector.message import Message, next_offsets
-from collector.windows import EventTimeWindows, WindowKey
+from collector.windows import EventTimeWindows, WindowKey, model_version_groups
 from detectors import DriftConfig, KOfNAlarm, Profile, build_profile, compare, dataset_drift, kind_of
+from detectors.profile import NumericProfile
 from inferwatch.config import Settings
 from inferwatch.metrics import Metrics
 from inferwatch.reference import profile_frame
@@ -138,8 +140,9 @@ class Pipeline:
         for _source, frame in batch:
             if frame.empty:
                 continue
-            for (model, version), t in frame.groupby(["model", "model_version"])["event_time_ms"]:
-                lo, hi = self.windows.start_range(t.to_numpy())
+            times = frame["event_time_ms"].to_numpy(np.int64)
+            for (model, version), idx in model_version_groups(frame):
+                lo, hi = self.windows.start_range(times if idx is None else times[idx])
                 old = spans.get((model, version), (lo, hi))
                 spans[(model, version)] = (min(lo, old[0]), max(hi, old[1]))
         shared_sources = None
@@ -150,9 +153,9 @@ class Pipeline:
             # a partition nobody has reported on yet counts as behind: it may hold records
             shared_sources = {tp: stored.get(tp, False) for tp in universe} if sources else {}
             shared_sources.update(sources)
-        self.windows.sync(self.store.open_windows(conn), self.store.load_watermarks(conn),
-                          self.store.last_arrivals(conn), self.store.closed_windows_between(conn, spans),
-                          shared_sources, self.store.partition_arrivals(conn), now)
+        marks, last_arrivals, partition_arrivals = self.store.load_watermark_state(conn)
+        self.windows.sync(self.store.open_windows(conn), marks, last_arrivals,
+                          self.store.closed_windows_between(conn, spans), shared_sources, partition_arrivals, now)
 
     def _join(self, partition: int) -> RequestResponseJoin:
         """The request-response join of one partition number, loaded from the store when new."""
@@ -250,10 +253,11 @@ class Pipeline:
             parts, late_rows, on_time = assignment.parts, assignment.late, assignment.on_time
             for key, rows in parts:
                 self.store.add_window_partial(conn, key.model, key.model_version, key.start_ms, key.segment, rows)
-            self._feed_bootstrap_references(conn, on_time)
+            self._feed_bootstrap_references(conn, on_time, model_version_groups(on_time))
             if offsets:
                 self.store.save_offsets(conn, self.group_id, offsets)
-            touched = {(m, v) for m, v in on_time.groupby(["model", "model_version"]).groups} if len(on_time) else set()
+            on_time_groups = model_version_groups(on_time)
+            touched = {mv for mv, _idx in on_time_groups}
             self.fed_models |= touched
             for source, join_partition in join_sources.items():
                 self.windows.hold(source, self._joins[join_partition].oldest_pending_ms)
@@ -273,8 +277,8 @@ class Pipeline:
             self.metrics.records_rejected.labels(r.reason.value).inc()
         for model, n in capped.items():
             self.metrics.values_capped.labels(model, "too_many_categories").inc(n)
-        for model, n in on_time.groupby("model").size().items() if len(on_time) else []:
-            self.metrics.records_ingested.labels(model).inc(int(n))
+        for model, n in _rows_per_model(on_time, on_time_groups).items():
+            self.metrics.records_ingested.labels(model).inc(n)
         for model, n in late_rows.groupby("model").size().items() if len(late_rows) else []:
             self.metrics.records_late.labels(model).inc(int(n))
         self._after_commit(closed)
@@ -412,16 +416,19 @@ class Pipeline:
                 columns.update(profile_frame(part, categorical, cfg.n_bins, cfg.sample_size).columns)
         return Profile(len(frame), columns)
 
-    def _feed_bootstrap_references(self, conn, frame: pd.DataFrame) -> None:
-        """The first N records of a model version without a reference become its reference."""
+    def _feed_bootstrap_references(self, conn, frame: pd.DataFrame,
+                                   groups: list[tuple[tuple[str, str], np.ndarray | None]] | None = None) -> None:
+        """The first N records of a model version without a reference become its reference.
+        ``groups``: the frame's :func:`~collector.windows.model_version_groups`, when known."""
         if frame.empty:
             return
         n_needed = self.settings.reference.bootstrap_records
-        for (model, version), rows in frame.groupby(["model", "model_version"], sort=True):
+        for (model, version), idx in model_version_groups(frame) if groups is None else groups:
             if self.reference(conn, model, version) is not None:
                 continue
             have = self._bootstrap_counts.get((model, version), 0)
-            take = rows.iloc[: max(0, n_needed - have)]
+            want = max(0, n_needed - have)
+            take = frame.iloc[:want] if idx is None else frame.iloc[idx[:want]]
             if take.empty:
                 continue
             self.store.add_reference_partial(conn, model, version, take)
@@ -612,6 +619,15 @@ class Pipeline:
         return delivered
 
 
+def _rows_per_model(frame: pd.DataFrame, groups: list[tuple[tuple[str, str], np.ndarray | None]]) -> dict[str, int]:
+    """Rows per model of a frame, from its :func:`~collector.windows.model_version_groups`
+    (rows without a model version are not counted)."""
+    out: dict[str, int] = {}
+    for (model, _version), idx in groups:
+        out[model] = out.get(model, 0) + (len(frame) if idx is None else len(idx))
+    return out
+
+
 def _join_name(partition: int) -> str:
     return f"requests:{partition}"
 
@@ -650,10 +666,22 @@ def window_statistics(profile: Profile) -> dict:
     """The stored summary of a window: its profile without the raw values kept for the tests
     (counts, missing, moments, the histogram on the reference's edges, the quantile sketch,
     category counts)."""
-    d = profile.to_dict()
+    # the raw values are left out before encoding: written as lists they would cost more than
+    # the rest of the window's close
+    light = {}
+    for name, col in profile.columns.items():
+        if isinstance(col, NumericProfile):
+            col = copy.copy(col)
+            col.sample, col.sample_keys = _NO_VALUES, _NO_KEYS
+        light[name] = col
+    d = Profile(profile.n_rows, light).to_dict()
     raw = ("sample", "sample_keys")
     d["columns"] = {c: {k: v for k, v in col.items() if k not in raw} for c, col in d["columns"].items()}
     return d
+
+
+_NO_VALUES = np.empty(0, dtype=np.float64)
+_NO_KEYS = np.empty(0, dtype=np.uint64)
 
 
 def coerce_to_reference(rows: pd.DataFrame, ref: Profile) -> pd.DataFrame:
@@ -663,7 +691,9 @@ def coerce_to_reference(rows: pd.DataFrame, ref: Profile) -> pd.DataFrame:
     for col, prof in ref.columns.items():
         values = rows[col] if col in rows.columns else pd.Series([None] * len(rows), dtype=object)
         if kind_of(prof) == "numeric":
-            out[col] = pd.to_numeric(values, errors="coerce").astype(np.float64)
+            # float columns (most) are kept as they are: no parse, no copy
+            out[col] = values if values.dtype == np.float64 else pd.to_numeric(values, errors="coerce").astype(
+                np.float64)
         else:
             out[col] = values
     return pd.DataFrame(out, index=rows.index)

@@ -181,6 +181,19 @@ def frame_from_bytes(payload: bytes) -> pd.DataFrame:
         return reader.read_all().to_pandas()
 
 
+def frames_from_bytes(payloads: list[bytes]) -> pd.DataFrame:
+    """The rows of several :func:`frame_to_bytes` payloads, in order, as one frame (empty, no
+    columns, for none): what concatenating each payload's :func:`frame_from_bytes` gives.
+    Payloads of one Arrow schema are joined before a single conversion to pandas."""
+    tables = []
+    for payload in payloads:
+        with pa.ipc.open_stream(pa.py_buffer(payload)) as reader:
+            tables.append(reader.read_all())
+    if len(tables) > 1 and all(t.schema.equals(tables[0].schema, check_metadata=True) for t in tables[1:]):
+        return pa.concat_tables(tables).to_pandas()
+    return _concat([t.to_pandas() for t in tables])
+
+
 # any fixed 64-bit number: the key of the advisory lock the members of a group share
 WINDOW_LOCK_KEY = 0x1F_77A7C4
 
@@ -338,7 +351,7 @@ class Store:
                  & (c.window_start_ms == window_start_ms) & (c.segment == segment))
         payloads = [r[0] for r in conn.execute(sa.select(c.payload).where(where).order_by(c.id))]
         conn.execute(window_partials.delete().where(where))
-        return _concat([frame_from_bytes(p) for p in payloads])
+        return frames_from_bytes(payloads)
 
     # --- closed windows and drift results --------------------------------------------------
     def insert_window(self, conn: Connection, row: dict, results: Iterable[dict]) -> int:
@@ -460,6 +473,25 @@ class Store:
             (c.model == model) & (c.model_version == model_version) & (c.window_start_ms == window_start_ms))
         ).scalar()
         return segment if top is None or top < segment else int(top) + 1
+
+    def load_watermark_state(self, conn: Connection) -> tuple[dict[tuple[str, str, str, int], int],
+                                                               dict[tuple[str, str], int],
+                                                               dict[tuple[str, int], int]]:
+        """:meth:`load_watermarks`, :meth:`last_arrivals` and :meth:`partition_arrivals` from
+        one read of the watermarks table."""
+        c = watermarks.c
+        marks: dict[tuple[str, str, str, int], int] = {}
+        last: dict[tuple[str, str], int] = {}
+        arrivals: dict[tuple[str, int], int] = {}
+        q = sa.select(c.model, c.model_version, c.topic, c.partition, c.max_event_time_ms, c.updated_at_ms)
+        for m, v, t, p, ms, at in conn.execute(q):
+            p, at = int(p), int(at)
+            marks[(m, v, t, p)] = int(ms)
+            if last.get((m, v), at) <= at:
+                last[(m, v)] = at
+            if arrivals.get((t, p), at) <= at:
+                arrivals[(t, p)] = at
+        return marks, last, arrivals
 
     def load_watermarks(self, conn: Connection) -> dict[tuple[str, str, str, int], int]:
         """Highest event time seen per (model, version, topic, partition)."""
