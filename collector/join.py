@@ -12,13 +12,22 @@ one ``x-request-id`` to every model of a pipeline, so one step's request must ne
 step's response (both halves of a call name the same model: the topic's, the inference
 service's). The join keeps each half until its partner arrives, in a bounded buffer:
 
-* *Time to live, in event time.* The join's clock is the highest event time it has seen (or
-  the caller's ``clock_ms``). A waiting half *expires* once the clock passes its event time plus
-  ``ttl_ms`` (``clock > event_time_ms + ttl_ms``). Wall-clock time plays no part, so a file
-  replayed at full speed joins and expires exactly as the live stream did. The clock is one
-  value for all partitions: ``ttl_ms`` must exceed the skew between the request and response
-  sources (consumer lag of one topic behind the other), or the caller passes a lower clock
-  (e.g. the lowest partition watermark).
+* *Time to live, in event time, on the partner's clock.* The join keeps one clock per side:
+  the highest event time among the requests it has seen, and among the responses (or the
+  caller's ``clock_ms``, which moves both). A waiting request *expires* once the *responses'*
+  clock passes its event time plus ``ttl_ms`` (``clock > event_time_ms + ttl_ms``), and a
+  waiting response once the requests' clock does: a half is given up only when the side its
+  partner comes from has moved on past it, never because its own side ran ahead. Requests and
+  responses often come from different topics read at different paces (Seldon Core v2's
+  per-model ``.inputs`` / ``.outputs`` topics, one consumer lagging; replayed per-topic dump
+  files, every input read before any output): one clock for both would expire the leading
+  side's halves before their partners are even read. Wall-clock time plays no part, so a
+  file replayed at full speed joins and expires exactly as the live stream did.
+* *A side that stops.* While one side has not been seen at all, or stays behind (a model
+  answering nothing but errors, which KServe does not log; a logger in ``request`` mode), the
+  other side's halves do not expire; the memory cap below still bounds them (they are then
+  *evicted*, oldest first), and ``max_skew_ms``, when set, bounds the wait in event time: a
+  side's clock is taken as at least the other side's minus ``max_skew_ms``.
 * *Memory cap.* At most ``max_pending`` waiting halves and ``max_bytes`` of them (estimated
   from the frames' memory use, see :func:`row_bytes`); beyond it the oldest halves (lowest
   event time, then arrival order) are *evicted* early.
@@ -92,11 +101,12 @@ JOIN_STATUS = "join_status"
 MATCHED, REQUEST_ONLY, RESPONSE_ONLY = "matched", "request_only", "response_only"
 
 #: Columns of the state frame (:meth:`RequestResponseJoin.pending`) besides the record columns.
-JOIN_HALF = "join_half"  # "request" | "response" | "finished"
+JOIN_HALF = "join_half"  # "request" | "response" | "finished" | "clock"
 JOIN_SEQ = "join_seq"  # arrival sequence number, unique per entry, int64
 JOIN_BYTES = "join_bytes"  # estimated bytes of a waiting half, int64 (0 for finished ids)
 JOIN_HALVES = "join_halves"  # finished ids: 1 = request consumed, 2 = response, 3 = both
 REQUEST, RESPONSE, FINISHED = "request", "response", "finished"
+CLOCK = "clock"  # a side's clock: request_id = the side ("request" / "response"), event_time_ms = its time
 STATE_COLUMNS = (JOIN_HALF, JOIN_SEQ, JOIN_BYTES, JOIN_HALVES, "request_id", "event_time_ms")
 
 #: Keys of :attr:`JoinResult.counts`, each the number of halves (or pairs) for that reason.
@@ -629,15 +639,20 @@ class RequestResponseJoin:
             default 64 MiB (a half with 25 numeric features is about 400 bytes, so the entry
             cap binds first unless rows are wide or carry long text).
         remember_ms: how long a finished id is remembered to recognise duplicates and late
-            halves, ms (>= 0); default ``ttl_ms``.
+            halves, ms (>= 0), on the slower side's clock; default ``ttl_ms``.
         max_finished: most finished ids remembered (>= 0); default ``max_pending``.
+        max_skew_ms: most event time one side's clock may trail the other's for expiry, ms
+            (>= 0), so a side that stops sending cannot hold the other's halves past
+            ``ttl_ms + max_skew_ms``; default None: no bound but the memory cap (replayed
+            per-topic files trail by the whole file).
 
     Raises:
         ValueError: a parameter out of range.
     """
 
     def __init__(self, ttl_ms: int, *, max_pending: int = 100_000, max_bytes: int = 64 * 2**20,
-                 remember_ms: int | None = None, max_finished: int | None = None) -> None:
+                 remember_ms: int | None = None, max_finished: int | None = None,
+                 max_skew_ms: int | None = None) -> None:
         if ttl_ms <= 0:
             raise ValueError(f"ttl_ms must be > 0, got {ttl_ms}")
         if max_pending < 1 or max_bytes < 1:
@@ -646,6 +661,9 @@ class RequestResponseJoin:
         max_finished = max_pending if max_finished is None else max_finished
         if remember_ms < 0 or max_finished < 0:
             raise ValueError(f"remember_ms and max_finished must be >= 0, got {remember_ms}, {max_finished}")
+        if max_skew_ms is not None and max_skew_ms < 0:
+            raise ValueError(f"max_skew_ms must be >= 0, got {max_skew_ms}")
+        self.max_skew_ms = None if max_skew_ms is None else int(max_skew_ms)
         self.ttl_ms = int(ttl_ms)
         self.max_pending = int(max_pending)
         self.max_bytes = int(max_bytes)
@@ -657,6 +675,10 @@ class RequestResponseJoin:
         self._sets = {REQUEST: _EntrySet(), RESPONSE: _EntrySet()}
         self._finished = _IdSet()
         self._clock = clock_ms
+        # per side: the highest event time seen (or the caller's clock), and the sequence
+        # number and value of its row in the caller's stored copy
+        self._sides: dict[str, int | None] = {REQUEST: clock_ms, RESPONSE: clock_ms}
+        self._side_rows: dict[str, tuple[int, int] | None] = {REQUEST: None, RESPONSE: None}
         self._next_seq = next_seq
         self._known_below = next_seq  # entries with a lower seq are in the caller's stored copy
         self._removed: list[np.ndarray] = []
@@ -664,8 +686,15 @@ class RequestResponseJoin:
     # --- inspection ---------------------------------------------------------------------
     @property
     def clock_ms(self) -> int | None:
-        """The join's event-time clock (highest event time seen, or the caller's), or None."""
+        """The join's leading event-time clock (highest event time seen, or the caller's), or None."""
         return self._clock
+
+    @property
+    def side_clocks_ms(self) -> dict[str, int | None]:
+        """``{"request": t, "response": t}``: each side's clock (highest event time seen on
+        it, or the caller's), None for a side not seen yet. Requests expire on the responses'
+        clock and responses on the requests'."""
+        return dict(self._sides)
 
     @property
     def next_seq(self) -> int:
@@ -707,8 +736,10 @@ class RequestResponseJoin:
             responses: response halves (``Decoded.responses``): ``request_id``,
                 ``event_time_ms``, ``model``, ``model_version``, ``predictions.*``,
                 ``latency_ms``, optionally ``serving.*``.
-            clock_ms: the event-time clock to expire against, epoch ms; default the highest
-                event time seen so far, this batch included. The clock never goes back.
+            clock_ms: the event-time clock to expire against, epoch ms, for both sides;
+                default each side's highest event time seen so far, this batch included
+                (requests expire on the responses' clock and responses on the requests'). A
+                clock never goes back.
 
         Returns:
             A :class:`JoinResult`.
@@ -725,11 +756,12 @@ class RequestResponseJoin:
         q = self._number(q)
         s = self._number(s)
         if clock_ms is not None:
-            self._tick(int(clock_ms))
+            self._tick(REQUEST, int(clock_ms))
+            self._tick(RESPONSE, int(clock_ms))
         else:
-            for f in (q, s):
+            for side, f in ((REQUEST, q), (RESPONSE, s)):
                 if len(f):
-                    self._tick(int(f["event_time_ms"].max()))
+                    self._tick(side, int(f["event_time_ms"].max()))
 
         q = self._screen(q, REQUEST, counts, out, late)
         s = self._screen(s, RESPONSE, counts, out, late)
@@ -748,7 +780,7 @@ class RequestResponseJoin:
         """Give up every waiting half now (end of input), counted as expired."""
         counts = dict.fromkeys(JOIN_COUNTS, 0)
         out: list[pd.DataFrame] = []
-        self._give_up(lambda e: e.pop_seqs(e.keys()[1]), "expired", counts, out)
+        self._give_up(lambda half, e: e.pop_seqs(e.keys()[1]), "expired", counts, out)
         for entries in (*self._sets.values(), self._finished):
             entries.tidy()
         return JoinResult(_records(out), counts)
@@ -762,8 +794,19 @@ class RequestResponseJoin:
         self._next_seq += len(frame)
         return frame
 
-    def _tick(self, t: int) -> None:
+    def _tick(self, side: str, t: int) -> None:
         self._clock = t if self._clock is None else max(self._clock, t)
+        now = self._sides[side]
+        self._sides[side] = t if now is None else max(now, t)
+
+    def _side_clock(self, side: str) -> int | None:
+        """The clock of ``side`` for expiry: its own, raised to the other side's minus
+        ``max_skew_ms`` when that bound is set; None while unknown."""
+        t = self._sides[side]
+        if self.max_skew_ms is not None and self._clock is not None:
+            floor = self._clock - self.max_skew_ms
+            t = floor if t is None else max(t, floor)
+        return t
 
     def _screen(self, f: pd.DataFrame, half: str, counts: dict[str, int], out: list[pd.DataFrame],
                 late_out: list[pd.DataFrame]) -> pd.DataFrame:
@@ -840,12 +883,19 @@ class RequestResponseJoin:
         self._sets[RESPONSE].add(s)
 
     def _expire(self, counts: dict[str, int], out: list[pd.DataFrame]) -> None:
-        if self._clock is None:
-            return
-        cut = self._clock - self.ttl_ms
-        self._give_up(lambda e: e.pop_older(cut), "expired", counts, out)
-        forgotten = self._finished.pop_older(self._clock - self.remember_ms)
-        self._note_removed(forgotten)
+        # a half expires on the clock of the side its partner comes from
+        partner = {REQUEST: self._side_clock(RESPONSE), RESPONSE: self._side_clock(REQUEST)}
+
+        def take(half: str, entries: _EntrySet) -> pd.DataFrame:
+            t = partner[half]
+            return pd.DataFrame() if t is None else entries.pop_older(t - self.ttl_ms)
+
+        self._give_up(take, "expired", counts, out)
+        # a finished id is remembered until both sides have moved on (its other half, or a
+        # copy, may still come from the slower one)
+        if partner[REQUEST] is not None and partner[RESPONSE] is not None:
+            slower = min(partner[REQUEST], partner[RESPONSE])
+            self._note_removed(self._finished.pop_older(slower - self.remember_ms))
 
     def _evict(self, counts: dict[str, int], out: list[pd.DataFrame]) -> None:
         n_over = self.n_pending - self.max_pending
@@ -859,7 +909,7 @@ class RequestResponseJoin:
             if b_over > 0:
                 k = max(k, int(np.searchsorted(freed, b_over, side="left")) + 1)
             victims = seq[order[:k]]
-            self._give_up(lambda e: e.pop_seqs(victims), "evicted", counts, out)
+            self._give_up(lambda half, e: e.pop_seqs(victims), "evicted", counts, out)
         fin = self._finished
         over = fin.n - self.max_finished
         if over > 0:
@@ -869,9 +919,9 @@ class RequestResponseJoin:
             counts["ids_forgotten_early"] += over
 
     def _give_up(self, take, reason: str, counts: dict[str, int], out: list[pd.DataFrame]) -> None:
-        """Emit the waiting halves ``take(entry_set)`` returns, unmatched, and remember their ids."""
+        """Emit the waiting halves ``take(half, entry_set)`` returns, unmatched, and remember their ids."""
         for half, status, bit in ((REQUEST, REQUEST_ONLY, 1), (RESPONSE, RESPONSE_ONLY, 2)):
-            gone = take(self._sets[half])
+            gone = take(half, self._sets[half])
             if len(gone):
                 self._note_removed(gone)
                 counts[f"{half}_{reason}"] += len(gone)
@@ -903,7 +953,9 @@ class RequestResponseJoin:
         """The whole state as one frame, ordered by ``join_seq``.
 
         One row per waiting request (``join_half == "request"``), waiting response
-        (``"response"``) and remembered finished (model, request id) (``"finished"``). Columns:
+        (``"response"``), remembered finished (model, request id) (``"finished"``) and side
+        clock (``"clock"``: ``request_id`` names the side, ``event_time_ms`` is its clock, see
+        :attr:`side_clocks_ms`; ``join_seq`` negative until drained once). Columns:
         :data:`STATE_COLUMNS` (``join_seq`` and ``join_bytes`` int64; ``join_halves`` int64,
         0 except for finished ids; ``event_time_ms`` the half's event time, or for a finished
         id the clock when it finished), then the halves' record columns (model,
@@ -911,6 +963,10 @@ class RequestResponseJoin:
         half has no such column). Save it with :meth:`clock_ms` and :meth:`next_seq`.
         """
         out = self._state_frame(lambda e: e.frame())
+        rows = [(row[0] if row is not None and row[1] == self._sides[side] else -1 - i, side, self._sides[side])
+                for i, (side, row) in enumerate(self._side_rows.items()) if self._sides[side] is not None]
+        if rows:
+            out = pd.concat([out, _clock_rows(rows)], ignore_index=True)
         out = out.sort_values(JOIN_SEQ, kind="stable", ignore_index=True)
         return out[[*STATE_COLUMNS, *(c for c in out.columns if c not in STATE_COLUMNS)]]
 
@@ -936,6 +992,17 @@ class RequestResponseJoin:
         previous drain."""
         added = self._state_frame(lambda e: e.frame_from(self._known_below), (REQUEST, RESPONSE))
         finished = self._state_frame(lambda e: e.frame_from(self._known_below), (FINISHED,))
+        clocks = []
+        for side, row in self._side_rows.items():
+            t = self._sides[side]
+            if t is not None and (row is None or row[1] != t):  # a side clock moved: its row replaced
+                if row is not None and row[0] >= 0:
+                    self._removed.append(np.array([row[0]], dtype=np.int64))
+                self._side_rows[side] = (self._next_seq, t)
+                clocks.append((self._next_seq, side, t))
+                self._next_seq += 1
+        if clocks:
+            finished = pd.concat([f for f in (finished, _clock_rows(clocks)) if len(f)], ignore_index=True)
         removed = np.sort(np.concatenate(self._removed)) if self._removed else np.zeros(0, dtype=np.int64)
         self._known_below = self._next_seq
         self._removed = []
@@ -961,7 +1028,7 @@ class RequestResponseJoin:
         missing = [c for c in STATE_COLUMNS if c not in entries.columns]
         if missing:
             raise ValueError(f"join state lacks the columns {missing}")
-        unknown = set(entries[JOIN_HALF].unique()) - {REQUEST, RESPONSE, FINISHED}
+        unknown = set(entries[JOIN_HALF].unique()) - {REQUEST, RESPONSE, FINISHED, CLOCK}
         if unknown:
             raise ValueError(f"join state has unknown join_half values {sorted(map(str, unknown))}")
         seq = entries[JOIN_SEQ].to_numpy(dtype=np.int64)
@@ -984,12 +1051,32 @@ class RequestResponseJoin:
                 f[col] = f[col].to_numpy(dtype=np.int64)
             sets[half] = f
         self._reset(None if clock_ms is None else int(clock_ms), int(next_seq))
+        # side clocks (a state stored without them: both sides at the join's clock); a side
+        # stored twice keeps its later clock
+        c = entries[entries[JOIN_HALF] == CLOCK]
+        if len(c):
+            self._sides = {REQUEST: None, RESPONSE: None}  # a side without a row was not seen yet
+        for seq_i, side, t in sorted(zip(c[JOIN_SEQ].to_numpy(np.int64), c["request_id"], c["event_time_ms"]),
+                                     key=lambda r: r[2]):
+            if side in (REQUEST, RESPONSE):
+                self._sides[side] = int(t)
+                self._side_rows[side] = (int(seq_i), int(t))
         for half, f in sets.items():
             if half == FINISHED:
                 self._finished.add(_Ids(_join_keys(f), f["event_time_ms"].to_numpy(np.int64),
                                         f[JOIN_SEQ].to_numpy(np.int64), f[JOIN_HALVES].to_numpy(np.int64)))
             else:
                 self._sets[half].add(f)
+
+
+def _clock_rows(rows: list[tuple[int, str, int]]) -> pd.DataFrame:
+    """State rows of side clocks from ``(join_seq, side, clock)``."""
+    n = len(rows)
+    return pd.DataFrame({JOIN_HALF: [CLOCK] * n, JOIN_SEQ: np.array([r[0] for r in rows], dtype=np.int64),
+                         JOIN_BYTES: np.zeros(n, dtype=np.int64), JOIN_HALVES: np.zeros(n, dtype=np.int64),
+                         "request_id": pd.Series([r[1] for r in rows], dtype=object),
+                         "event_time_ms": np.array([r[2] for r in rows], dtype=np.int64),
+                         "model": pd.Series([""] * n, dtype=object)})
 
 
 def _aligned(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:

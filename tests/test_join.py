@@ -123,16 +123,19 @@ def test_requests_without_response_expire_by_event_time_and_keep_their_features(
     j.add(req(["ok", "err"], [0, 100]))
     out = j.add(None, resp(["ok"], [50]))
     assert nonzero(out.counts) == {"matched": 1}
-    # clock 1100 = 100 + ttl: not yet passed
-    out = j.add(req(["n1"], [1_100]))
+    # a request expires on the responses' clock: 1100 = 100 + ttl has not passed it
+    out = j.add(req(["n1"], [1_100]), resp(["n1"], [1_100]))
+    assert nonzero(out.counts) == {"matched": 1} and j.n_pending == 1
+    # nor do later requests alone: the response may still come while responses lag
+    out = j.add(req(["n2"], [5_000]))
     assert len(out.records) == 0 and j.n_pending == 2
-    out = j.add(req(["n2"], [1_101]))
-    assert nonzero(out.counts) == {"request_expired": 1}
-    rec = out.records
+    out = j.add(None, resp(["n2"], [5_001]))
+    assert nonzero(out.counts) == {"matched": 1, "request_expired": 1}
+    rec = out.unmatched_requests
     assert rec[["request_id", "event_time_ms", "features.sepal_length", JOIN_STATUS]].values.tolist() == [
         ["err", 100, 6.1, "request_only"]]
-    assert "predictions.class" not in rec.columns and np.isnan(rec["latency_ms"].iloc[0])
-    assert len(out.unmatched_requests) == 1 and len(out.joined) == 0
+    assert np.isnan(rec["predictions.class"].iloc[0]) and np.isnan(rec["latency_ms"].iloc[0])
+    assert out.joined["request_id"].tolist() == ["n2"]
 
 
 def test_expiry_follows_the_callers_clock_not_wall_time():
@@ -244,13 +247,18 @@ def test_drain_changes_lists_what_to_insert_and_delete():
     ch = j.drain_changes()
     assert ch.added[["join_half", "join_seq", "request_id"]].values.tolist() == [["request", 0, "a"],
                                                                                    ["request", 1, "b"]]
-    assert ch.removed.tolist() == [] and ch.added_finished.empty and ch.clock_ms == 1 and ch.next_seq == 2
-    # a joins (request 0 leaves, finished id 3 arrives), c comes and goes within one drain
-    j.add(req(["c"], [2]), resp(["a", "c"], [3, 4]))  # seq 2 = c request, 3 = a response, 4 = c response
+    # the requests' clock gets its row (seq 2); no response seen yet, so none for that side
+    assert ch.added_finished[["join_half", "join_seq", "request_id", "event_time_ms"]].values.tolist() == [
+        ["clock", 2, "request", 1]]
+    assert ch.removed.tolist() == [] and ch.clock_ms == 1 and ch.next_seq == 3
+    # a joins (request 0 leaves, finished id 6 arrives), c comes and goes within one drain
+    j.add(req(["c"], [2]), resp(["a", "c"], [3, 4]))  # seq 3 = c request, 4 = a response, 5 = c response
     ch = j.drain_changes()
-    assert ch.removed.tolist() == [0] and ch.added.empty
-    assert ch.added_finished[["join_half", "join_seq", "request_id", "join_halves"]].values.tolist() == [
-        ["finished", 5, "a", 3], ["finished", 6, "c", 3]]
+    assert ch.removed.tolist() == [0, 2] and ch.added.empty  # request 0 and the requests' old clock row
+    assert ch.added_finished[["join_half", "join_seq", "request_id", "join_halves", "event_time_ms",
+                              "model"]].values.tolist() == [
+        ["finished", 6, "a", 3, 4, ISVC], ["finished", 7, "c", 3, 4, ISVC],
+        ["clock", 8, "request", 0, 2, ""], ["clock", 9, "response", 0, 4, ""]]
     ch = j.drain_changes()
     assert ch.added.empty and ch.added_finished.empty and ch.removed.tolist() == []
 
@@ -451,7 +459,8 @@ def test_mixed_text_and_number_columns_are_stored_as_text(db_url):
     with store.transaction() as conn:
         store.save_join_changes(conn, "j", j.drain_changes())
         entries, _, _ = store.load_join_state(conn, "j")
-    assert entries["features.zip"].tolist() == ["2139", "02139"]
+    halves = entries[entries["join_half"] == "request"]
+    assert halves["features.zip"].tolist() == ["2139", "02139"]
     store.close()
 
 

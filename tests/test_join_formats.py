@@ -90,7 +90,8 @@ def test_pipeline_steps_stay_apart_across_a_restore():
                             seldon(classifier_response(0.4), "classifier", "outputs", "p-9", T0 + 5)])
     assert [len(s) for s in steps] == [0, 0, 1]
     assert steps[2]["model"].tolist() == ["classifier"]
-    assert restored.pending()["model"].tolist() == ["scaler", "classifier"]
+    finished = restored.pending().query("join_half == 'finished'")
+    assert finished[["model", "request_id"]].values.tolist() == [["scaler", "p-9"], ["classifier", "p-9"]]
 
 
 def kserve(kind: str, ce_id: str, time: str, body: dict, isvc: str = "sklearn-iris", endpoint: str = "default",
@@ -142,3 +143,82 @@ def test_a_response_after_its_request_expired_is_not_a_second_row():
     # A's prediction is still readable apart from the records
     assert late[["request_id", "predictions.p0", JOIN_STATUS]].values.tolist() == [["A", 1.0, "response_only"]]
     assert j.n_pending == 0
+
+
+def iris_request(i: int) -> bytes:
+    r = ModelInferRequest(model_name="iris")
+    r.inputs.add(name="petal", datatype="FP32", shape=[1, 2]).contents.fp32_contents.extend([1.0 + i, 0.5])
+    return r.SerializeToString()
+
+
+def iris_response(i: int) -> bytes:
+    r = ModelInferResponse(model_name="iris", model_version="1")
+    r.outputs.add(name="class", datatype="INT64", shape=[1, 1]).contents.int64_contents.append(i % 3)
+    return r.SerializeToString()
+
+
+def replay_order(n: int, step_ms: int = 30_000):
+    """Per-topic dump files replayed one after the other: every input (a call every 30 s for
+    n calls) before any output (each 40 ms after its input)."""
+    inputs = [seldon(iris_request(i), "iris", "inputs", f"c-{i}", T0 + i * step_ms, offset=i) for i in range(n)]
+    outputs = [seldon(iris_response(i), "iris", "outputs", f"c-{i}", T0 + i * step_ms + 40, offset=i)
+               for i in range(n)]
+    return inputs, outputs
+
+
+def run(join: RequestResponseJoin, messages: list[Message], batch: int = 4):
+    records, counts = [], {}
+    for k in range(0, len(messages), batch):
+        d = decode_v2(messages[k:k + batch], FormatConfig(), LIMITS)
+        assert d.rejected == []
+        res = join.add(d.requests if len(d.requests) else None, d.responses if len(d.responses) else None)
+        records.append(res.records)
+        for key, v in res.counts.items():
+            counts[key] = counts.get(key, 0) + v
+    frames = [r for r in records if len(r)]
+    return (pd.concat(frames, ignore_index=True) if frames else records[0]), {k: v for k, v in counts.items() if v}
+
+
+def test_replayed_topics_all_inputs_before_all_outputs_still_join():
+    # 40 calls over 20 minutes, time to live 60 s: the inputs file runs 20 minutes ahead of
+    # the outputs file; requests wait for the responses' clock, not for their own side's
+    inputs, outputs = replay_order(40)
+    j = RequestResponseJoin(ttl_ms=60_000)
+    first, counts = run(j, inputs)
+    assert len(first) == 0 and counts == {} and j.n_pending == 40
+    assert j.side_clocks_ms == {"request": T0 + 39 * 30_000, "response": None}
+    records, counts = run(j, outputs)
+    assert counts == {"matched": 40}
+    assert (records[JOIN_STATUS] == "matched").all() and records["request_id"].tolist() == [f"c-{i}" for i in range(40)]
+    assert records["predictions.class"].tolist() == [float(i % 3) for i in range(40)]
+    assert records["features.petal[0]"].tolist() == [1.0 + i for i in range(40)]
+    assert j.n_pending == 0
+
+
+def test_side_clocks_survive_a_restart_between_the_files():
+    inputs, outputs = replay_order(12)
+    j = RequestResponseJoin(ttl_ms=60_000)
+    run(j, inputs)
+    ch = j.drain_changes()
+    stored = pd.concat([ch.added, ch.added_finished], ignore_index=True)
+    restarted = RequestResponseJoin(ttl_ms=60_000)
+    restarted.restore(stored, clock_ms=ch.clock_ms, next_seq=ch.next_seq)
+    assert restarted.side_clocks_ms == {"request": T0 + 11 * 30_000, "response": None}
+    records, counts = run(restarted, outputs)
+    assert counts == {"matched": 12} and len(records) == 12
+
+
+def test_a_side_that_never_comes_is_bounded_by_the_caps_and_max_skew():
+    inputs, _ = replay_order(30)
+    # memory cap: the oldest waiting requests are evicted, the rest wait
+    j = RequestResponseJoin(ttl_ms=60_000, max_pending=10)
+    records, counts = run(j, inputs)
+    # (the given-up ids are remembered for their late responses, up to max_finished = 10)
+    assert counts == {"request_evicted": 20, "ids_forgotten_early": 10} and j.n_pending == 10
+    assert records["request_id"].tolist() == [f"c-{i}" for i in range(20)]
+    # max_skew_ms: a side may trail the other by at most 5 minutes before its partners expire
+    j = RequestResponseJoin(ttl_ms=60_000, max_skew_ms=300_000)
+    records, counts = run(j, inputs)
+    # clock 870 s: requests at or before 870 - 300 - 60 = 510 s expire (calls 0..16)
+    assert counts == {"request_expired": 17}
+    assert (records[JOIN_STATUS] == "request_only").all() and j.n_pending == 13
