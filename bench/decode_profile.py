@@ -1,0 +1,99 @@
+"""CPU cost per record of the collector's decode side, without a broker.
+
+``python -m bench.decode_profile [--records N] [--batch B] [--profile]``
+
+Builds ``N`` benchmark records (:func:`bench.collector.records`, the stream of section (c) of
+``bench/README.md``: 25 features, about 660 bytes each) as kafka-python ``ConsumerRecord``
+tuples of one partition, then times, best of ``--repeats``, in µs of CPU time (this process)
+per record:
+
+- ``to_messages``: :func:`collector.kafka_source.to_messages`, the conversion of polled
+  records into :class:`collector.message.Message` objects;
+- ``decode auto``: :func:`collector.formats.decode_messages` with the default
+  :class:`~collector.formats.FormatConfig` (format ``auto``), ``B`` messages per call, as the
+  pipeline calls it per partition;
+- ``decode inferwatch``: the same with format ``inferwatch`` (no detection);
+- ``msgspec parse``: ``msgspec.json.decode`` of every body, the floor any JSON decoder pays.
+
+``--profile`` prints the top of a cProfile of ``decode auto``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import pstats
+import time
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from bench.collector import record_pool, records
+from collector.formats import FormatConfig, Limits, decode_messages
+from collector.kafka_source import to_messages
+
+TOPIC = "predictions"
+
+
+def consumer_records(n: int, pool_size: int = 20_000, seed: int = 11) -> list[ConsumerRecord]:
+    """``n`` records of the benchmark stream as kafka-python would hand them over (one partition)."""
+    pool = record_pool(pool_size, seed)
+    return [ConsumerRecord(TOPIC, 0, 0, i, 1_700_000_000_000 + i, 0, None, value, [], None, -1, len(value), -1)
+            for i, value in enumerate(records(0, n, 1, 1_700_000_000_000, pool))]
+
+
+def _best(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        gc.collect()
+        t = time.process_time()  # CPU time: steadier than wall time on a shared machine
+        fn()
+        best = min(best, time.process_time() - t)
+    return best
+
+
+def run(n: int, batch: int, repeats: int) -> dict[str, float]:
+    """µs per record of each stage (see the module docstring)."""
+    import msgspec
+
+    recs = consumer_records(n)
+    messages = to_messages(recs)
+    batches = [messages[i:i + batch] for i in range(0, n, batch)]
+    auto, fixed, limits = FormatConfig(), FormatConfig(format="inferwatch"), Limits()
+    rows = sum(len(decode_messages(b, auto, limits).records) for b in batches)
+    assert rows == n, f"{n - rows} of {n} benchmark records not decoded"
+    decode = msgspec.json.Decoder().decode
+    stages = {
+        "to_messages": lambda: [to_messages(recs[i:i + batch]) for i in range(0, n, batch)],
+        "decode auto": lambda: [decode_messages(b, auto, limits) for b in batches],
+        "decode inferwatch": lambda: [decode_messages(b, fixed, limits) for b in batches],
+        "msgspec parse": lambda: [decode(m.value) for m in messages],
+    }
+    return {name: _best(fn, repeats) / n * 1e6 for name, fn in stages.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.decode_profile", description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=300_000)
+    parser.add_argument("--batch", type=int, default=5000, help="messages per decode call (max_poll_records)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of the auto decode")
+    args = parser.parse_args(argv)
+    figures = run(args.records, args.batch, args.repeats)
+    floor = figures["msgspec parse"]
+    print(f"{args.records} records, {args.batch} per call, best of {args.repeats}")
+    for name, us in figures.items():
+        print(f"  {name:<20} {us:7.2f} us/record  ({us / floor:5.2f} x msgspec parse)")
+    if args.profile:
+        messages = to_messages(consumer_records(args.records))
+        fmt, limits = FormatConfig(), Limits()
+        prof = cProfile.Profile()
+        prof.enable()
+        for i in range(0, len(messages), args.batch):
+            decode_messages(messages[i:i + args.batch], fmt, limits)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()
