@@ -43,7 +43,13 @@ service's). The join keeps each half until its partner arrives, in a bounded buf
   ``matched`` + ``*_expired`` + ``*_evicted`` + ``*_no_id``, one per call (per request id,
   while it is remembered). A ``ttl_ms`` above the usual response delay keeps late halves rare.
 * KServe logs a response only for HTTP 200, so some requests never get one: they expire and
-  are still emitted, with their features, for feature drift.
+  are still emitted, with their features, for feature drift. A request names no model version
+  (V1 bodies carry none; the Open Inference Protocol puts it in the URL, not the body; the
+  CloudEvent attributes carry none), so a request given up without a version takes the
+  version of its model's responses: the version the responses of the same model and
+  ``serving.endpoint`` (KServe's default / canary) last switched to, else of the model's
+  responses on any endpoint; ``""`` only while no response of the model has named one. Its
+  row then lands in the same model version's windows as the model's joined calls.
 
 Every call returns whole records (:class:`JoinResult`): joined pairs and halves given up,
 told apart by the ``join_status`` column (``"matched"``, ``"request_only"``,
@@ -107,6 +113,8 @@ JOIN_BYTES = "join_bytes"  # estimated bytes of a waiting half, int64 (0 for fin
 JOIN_HALVES = "join_halves"  # finished ids: 1 = request consumed, 2 = response, 3 = both
 REQUEST, RESPONSE, FINISHED = "request", "response", "finished"
 CLOCK = "clock"  # a side's clock: request_id = the side ("request" / "response"), event_time_ms = its time
+VERSION = "version"  # a model's response version: model, model_version, request_id = the serving endpoint
+_MAX_VERSIONS = 10_000  # (model, endpoint) response versions remembered
 STATE_COLUMNS = (JOIN_HALF, JOIN_SEQ, JOIN_BYTES, JOIN_HALVES, "request_id", "event_time_ms")
 
 #: Keys of :attr:`JoinResult.counts`, each the number of halves (or pairs) for that reason.
@@ -679,6 +687,11 @@ class RequestResponseJoin:
         # number and value of its row in the caller's stored copy
         self._sides: dict[str, int | None] = {REQUEST: clock_ms, RESPONSE: clock_ms}
         self._side_rows: dict[str, tuple[int, int] | None] = {REQUEST: None, RESPONSE: None}
+        # (model, endpoint) -> (version, event time) of the responses, in the order the versions
+        # last changed; the sequence numbers of their stored rows; keys changed since the drain
+        self._versions: dict[tuple[str, str], tuple[str, int]] = {}
+        self._version_rows: dict[tuple[str, str], int] = {}
+        self._versions_changed: set[tuple[str, str]] = set()
         self._next_seq = next_seq
         self._known_below = next_seq  # entries with a lower seq are in the caller's stored copy
         self._removed: list[np.ndarray] = []
@@ -755,6 +768,7 @@ class RequestResponseJoin:
         late: list[pd.DataFrame] = []
         q = self._number(q)
         s = self._number(s)
+        self._note_versions(s)
         if clock_ms is not None:
             self._tick(REQUEST, int(clock_ms))
             self._tick(RESPONSE, int(clock_ms))
@@ -929,7 +943,50 @@ class RequestResponseJoin:
                 self._finish(_join_keys(gone), bit)
 
     def _emit(self, rows: pd.DataFrame, half: str, status: str) -> pd.DataFrame:
-        return _whole(rows, None, status) if half == REQUEST else _whole(None, rows, status)
+        if half == RESPONSE:
+            return _whole(None, rows, status)
+        out = _whole(rows, None, status)
+        if self._versions:
+            version = out["model_version"].to_numpy(dtype=object)
+            blank = np.flatnonzero(_blank(version))
+            if len(blank):
+                ends = out["serving.endpoint"].to_numpy(dtype=object) if "serving.endpoint" in out.columns \
+                    else np.full(len(out), "", dtype=object)
+                models = out["model"].to_numpy(dtype=object)
+                by_model = {m: v for (m, _e), (v, _t) in self._versions.items()}  # the latest change wins
+                version = version.copy()
+                for i in blank:
+                    e = ends[i] if isinstance(ends[i], str) else ""
+                    found = self._versions.get((models[i], e))
+                    version[i] = found[0] if found is not None else by_model.get(models[i], "")
+                out["model_version"] = version
+        return out
+
+    def _note_versions(self, s: pd.DataFrame) -> None:
+        """Remember the version each (model, endpoint) answers with (its last response naming
+        one, in arrival order), for requests given up without a version."""
+        if len(s) == 0:
+            return
+        version = _text(s["model_version"])
+        named = ~_blank(version)
+        if not named.any():
+            return
+        ends = _text(s["serving.endpoint"]) if "serving.endpoint" in s.columns else np.full(len(s), None, object)
+        last = pd.DataFrame({"m": _text(s["model"])[named], "e": ends[named], "v": version[named],
+                             "t": s["event_time_ms"].to_numpy(np.int64)[named]})
+        last["e"] = last["e"].where(last["e"].notna(), "")
+        last = last.drop_duplicates(["m", "e"], keep="last")
+        for m, e, v, t in last.itertuples(index=False):
+            key = (m if isinstance(m, str) else "", e)
+            old = self._versions.get(key)
+            if old is None or old[0] != v:
+                self._versions.pop(key, None)  # re-inserted last: the latest change
+                self._versions[key] = (v, int(t))
+                self._versions_changed.add(key)
+        while len(self._versions) > _MAX_VERSIONS:
+            key = next(iter(self._versions))
+            del self._versions[key]
+            self._versions_changed.add(key)
 
     def _finish(self, ids: np.ndarray, halves: int) -> None:
         assert self._clock is not None
@@ -967,6 +1024,10 @@ class RequestResponseJoin:
                 for i, (side, row) in enumerate(self._side_rows.items()) if self._sides[side] is not None]
         if rows:
             out = pd.concat([out, _clock_rows(rows)], ignore_index=True)
+        versions = [(self._version_rows.get(k, -3) if k not in self._versions_changed else -3, k, *v)
+                    for k, v in self._versions.items()]
+        if versions:
+            out = pd.concat([out, _version_rows(versions)], ignore_index=True)
         out = out.sort_values(JOIN_SEQ, kind="stable", ignore_index=True)
         return out[[*STATE_COLUMNS, *(c for c in out.columns if c not in STATE_COLUMNS)]]
 
@@ -1003,6 +1064,19 @@ class RequestResponseJoin:
                 self._next_seq += 1
         if clocks:
             finished = pd.concat([f for f in (finished, _clock_rows(clocks)) if len(f)], ignore_index=True)
+        versions = []
+        for key in [k for k in self._versions if k in self._versions_changed] + \
+                [k for k in self._versions_changed if k not in self._versions]:
+            old = self._version_rows.pop(key, None)
+            if old is not None and old >= 0:
+                self._removed.append(np.array([old], dtype=np.int64))
+            if key in self._versions:  # still remembered: its new row
+                self._version_rows[key] = self._next_seq
+                versions.append((self._next_seq, key, *self._versions[key]))
+                self._next_seq += 1
+        self._versions_changed = set()
+        if versions:
+            finished = pd.concat([f for f in (finished, _version_rows(versions)) if len(f)], ignore_index=True)
         removed = np.sort(np.concatenate(self._removed)) if self._removed else np.zeros(0, dtype=np.int64)
         self._known_below = self._next_seq
         self._removed = []
@@ -1028,7 +1102,7 @@ class RequestResponseJoin:
         missing = [c for c in STATE_COLUMNS if c not in entries.columns]
         if missing:
             raise ValueError(f"join state lacks the columns {missing}")
-        unknown = set(entries[JOIN_HALF].unique()) - {REQUEST, RESPONSE, FINISHED, CLOCK}
+        unknown = set(entries[JOIN_HALF].unique()) - {REQUEST, RESPONSE, FINISHED, CLOCK, VERSION}
         if unknown:
             raise ValueError(f"join state has unknown join_half values {sorted(map(str, unknown))}")
         seq = entries[JOIN_SEQ].to_numpy(dtype=np.int64)
@@ -1061,6 +1135,16 @@ class RequestResponseJoin:
             if side in (REQUEST, RESPONSE):
                 self._sides[side] = int(t)
                 self._side_rows[side] = (int(seq_i), int(t))
+        v = entries[entries[JOIN_HALF] == VERSION]
+        if len(v):  # in the order they changed (placeholder sequence numbers of a snapshot last)
+            v = v.assign(_o=np.where(v[JOIN_SEQ] < 0, np.iinfo(np.int64).max, v[JOIN_SEQ]))
+            v = v.sort_values("_o", kind="stable")
+            for seq_i, m, e, ver, t in zip(v[JOIN_SEQ].to_numpy(np.int64), v["model"], v["request_id"],
+                                           v["model_version"], v["event_time_ms"].to_numpy(np.int64)):
+                key = (str(m), "" if pd.isna(e) else str(e))
+                self._versions.pop(key, None)
+                self._versions[key] = (str(ver), int(t))
+                self._version_rows[key] = int(seq_i)
         for half, f in sets.items():
             if half == FINISHED:
                 self._finished.add(_Ids(_join_keys(f), f["event_time_ms"].to_numpy(np.int64),
@@ -1077,6 +1161,17 @@ def _clock_rows(rows: list[tuple[int, str, int]]) -> pd.DataFrame:
                          "request_id": pd.Series([r[1] for r in rows], dtype=object),
                          "event_time_ms": np.array([r[2] for r in rows], dtype=np.int64),
                          "model": pd.Series([""] * n, dtype=object)})
+
+
+def _version_rows(rows: list[tuple[int, tuple[str, str], str, int]]) -> pd.DataFrame:
+    """State rows of response versions from ``(join_seq, (model, endpoint), version, event time)``."""
+    n = len(rows)
+    return pd.DataFrame({JOIN_HALF: [VERSION] * n, JOIN_SEQ: np.array([r[0] for r in rows], dtype=np.int64),
+                         JOIN_BYTES: np.zeros(n, dtype=np.int64), JOIN_HALVES: np.zeros(n, dtype=np.int64),
+                         "request_id": pd.Series([r[1][1] for r in rows], dtype=object),
+                         "event_time_ms": np.array([r[3] for r in rows], dtype=np.int64),
+                         "model": pd.Series([r[1][0] for r in rows], dtype=object),
+                         "model_version": pd.Series([r[2] for r in rows], dtype=object)})
 
 
 def _aligned(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:

@@ -258,7 +258,9 @@ def test_drain_changes_lists_what_to_insert_and_delete():
     assert ch.added_finished[["join_half", "join_seq", "request_id", "join_halves", "event_time_ms",
                               "model"]].values.tolist() == [
         ["finished", 6, "a", 3, 4, ISVC], ["finished", 7, "c", 3, 4, ISVC],
-        ["clock", 8, "request", 0, 2, ""], ["clock", 9, "response", 0, 4, ""]]
+        ["clock", 8, "request", 0, 2, ""], ["clock", 9, "response", 0, 4, ""],
+        ["version", 10, "", 0, 4, ISVC]]  # the version ISVC's responses (no endpoint named) answer with
+    assert ch.added_finished["model_version"].tolist()[-1] == "v1"
     ch = j.drain_changes()
     assert ch.added.empty and ch.added_finished.empty and ch.removed.tolist() == []
 

@@ -222,3 +222,49 @@ def test_a_side_that_never_comes_is_bounded_by_the_caps_and_max_skew():
     # clock 870 s: requests at or before 870 - 300 - 60 = 510 s expire (calls 0..16)
     assert counts == {"request_expired": 17}
     assert (records[JOIN_STATUS] == "request_only").all() and j.n_pending == 13
+
+
+def oip_request(x: float) -> dict:
+    return {"inputs": [{"name": "age", "shape": [1], "datatype": "FP64", "data": [x]}]}
+
+
+def oip_response(version: str, p: float) -> dict:
+    return {"model_name": "income", "model_version": version, "id": "x",
+            "outputs": [{"name": "proba", "shape": [1], "datatype": "FP32", "data": [p]}]}
+
+
+def test_unanswered_kserve_requests_take_their_models_response_version():
+    # KServe v2 (Open Inference Protocol) bodies through the CloudEvents logger: the request
+    # names no version (it is in the URL), the response does. A canary rollout answers "4" on
+    # the canary endpoint and "3" on the default one; requests answered with a 500 are never
+    # logged as responses and expire.
+    ce = lambda kind, i, sec, body, ep: kserve(kind, f"id-{i}", f"2024-05-01T12:{sec:02d}:00Z", body,  # noqa: E731
+                                               isvc="income", endpoint=ep, offset=i)
+    j = RequestResponseJoin(ttl_ms=60_000)
+    fmt = FormatConfig(format="kserve")
+    records, late, counts = join_ce(j, [
+        ce("request", 0, 0, oip_request(39.0), "default"),
+        ce("response", 0, 0, oip_response("3", 0.2), "default"),
+        ce("request", 1, 1, oip_request(50.0), "canary"),
+        ce("response", 1, 1, oip_response("4", 0.7), "canary"),
+        ce("request", 2, 2, oip_request(28.0), "default"),  # answered 500: no response
+        ce("request", 3, 3, oip_request(61.0), "canary"),  # answered 500: no response
+        ce("request", 4, 9, oip_request(45.0), "default"),
+        ce("response", 4, 9, oip_response("3", 0.4), "default"),
+    ], fmt)
+    assert counts == {"matched": 3, "request_expired": 2}
+    got = records.set_index("request_id")[["model_version", JOIN_STATUS]].to_dict("index")
+    assert got == {"id-0": {"model_version": "3", JOIN_STATUS: "matched"},
+                   "id-1": {"model_version": "4", JOIN_STATUS: "matched"},
+                   "id-2": {"model_version": "3", JOIN_STATUS: "request_only"},
+                   "id-3": {"model_version": "4", JOIN_STATUS: "request_only"},
+                   "id-4": {"model_version": "3", JOIN_STATUS: "matched"}}
+    # a restart keeps what the model's endpoints answer with
+    again = RequestResponseJoin(ttl_ms=60_000)
+    again.restore(j.pending(), clock_ms=j.clock_ms, next_seq=j.next_seq)
+    records, _, counts = join_ce(again, [ce("request", 5, 10, oip_request(33.0), "canary"),
+                                         ce("request", 6, 20, oip_request(34.0), "staging"),
+                                         ce("response", 7, 30, oip_response("3", 0.1), "default")], fmt)
+    # an endpoint whose responses named no version yet: the model's latest version change
+    assert records.set_index("request_id")["model_version"].to_dict() == {"id-5": "4", "id-6": "4"}
+    assert counts == {"request_expired": 2} and again.n_pending == 1  # id-7's response waits

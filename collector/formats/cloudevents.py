@@ -13,7 +13,11 @@ CloudEvents of type ``org.kubeflow.serving.inference.request`` / ``.response`` s
 Bodies are V1 (``{"instances": ..}`` -> ``{"predictions": ..}``, see
 :mod:`collector.formats.tabular`) or Open Inference Protocol (:mod:`collector.formats.oip`).
 Model = the ``inferenceservicename`` attribute, else config ``model``; event time = ``time``,
-else the message timestamp. Serving metadata: ``serving.endpoint`` (default/canary),
+else the message timestamp. Model version = the body's (an OIP response's ``model_version``),
+else config ``model_version``, else ``""``: a request half names none (V1 bodies have no
+version, OIP puts it in the URL, and no CloudEvent attribute carries it), so the
+request-response join gives a request that is never answered the version its model's
+responses use (:class:`collector.join.RequestResponseJoin`). Serving metadata: ``serving.endpoint`` (default/canary),
 ``serving.component`` (predictor/transformer/explainer), ``serving.namespace`` and
 ``serving.x_request_id`` (from the ``metadata`` attribute, a JSON map of logged HTTP headers).
 """
