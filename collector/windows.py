@@ -56,8 +56,10 @@ class Assignment:
     """Result of :meth:`EventTimeWindows.assign_batch`.
 
     Attributes:
-        parts: (window key, rows) for each open segment that received rows, in key order. With
-            sliding windows a row appears once per window it belongs to.
+        parts: (window key, rows) for each open segment that received rows, in key order, rows
+            in batch order. One part per segment when the batch's frames have the same columns
+            and dtypes; otherwise one per frame and segment (a frame's rows keep its columns).
+            With sliding windows a row appears once per window it belongs to.
         late: rows that landed in no window (every window of theirs had closed).
         on_time: every other row, once each, in input order.
     """
@@ -235,25 +237,27 @@ class EventTimeWindows:
         Returns:
             The rows per segment (to be stored by the caller) and the late rows.
         """
-        parts: list[tuple[WindowKey, pd.DataFrame]] = []
-        late: list[pd.DataFrame] = []
-        on_time: list[pd.DataFrame] = []
-        arrived: list[tuple[tuple[str, int], list[tuple[tuple[str, str], np.ndarray | None]], np.ndarray,
-                            np.ndarray]] = []
         self.now_ms = now_ms
-        for source, frame in batch:
-            if frame.empty:
-                continue
+        frames = [(source, frame) for source, frame in batch if not frame.empty]
+        if not frames:
+            return Assignment([], pd.DataFrame(), pd.DataFrame())
+        # partitions of one shape are placed as one frame, so a window gets one part per batch
+        # (one stored partial, not one per partition); otherwise each keeps its own columns
+        first = frames[0][1]
+        uniform = all(f.columns.equals(first.columns) and f.dtypes.equals(first.dtypes) for _s, f in frames[1:])
+        combined = _concat([f for _s, f in frames]) if uniform else None
+        pieces: list[tuple[WindowKey, int, np.ndarray]] = []  # key, frame number (-1: combined), row positions
+        late_masks: list[np.ndarray] = []
+        arrived = []
+        offset = 0
+        for i, (source, frame) in enumerate(frames):
             groups = model_version_groups(frame)
             times = frame["event_time_ms"].to_numpy(np.int64)
-            late_mask = self._place(frame, groups, times, parts)
-            if late_mask.any():
-                late.append(frame[late_mask])
-                on_time.append(frame[~late_mask])
-            else:  # the usual case: no copy of the rows
-                late.append(frame.iloc[:0])
-                on_time.append(frame)
+            late_mask = self._place(len(frame), groups, times, offset if uniform else 0, -1 if uniform else i,
+                                    pieces)
+            late_masks.append(late_mask)
             arrived.append((source, groups, times, late_mask))
+            offset += len(frame)
         for source, groups, times, late_mask in arrived:
             if late_mask.all():
                 continue
@@ -267,24 +271,44 @@ class EventTimeWindows:
                 key = (model, version, *source)
                 self.max_event_time[key] = max(top, self.max_event_time.get(key, top))
                 self._last_arrival_ms[(model, version)] = now_ms
-        parts.sort(key=lambda p: p[0])
-        return Assignment(parts, _concat(late), _concat(on_time))
+        pieces.sort(key=lambda p: p[0])  # stable: partitions in batch order within a key
+        merged: list[tuple[WindowKey, int, list[np.ndarray]]] = []
+        for key, number, positions in pieces:
+            if uniform and merged and merged[-1][0] == key:
+                merged[-1][2].append(positions)
+            else:
+                merged.append((key, number, [positions]))
+        parts = [(key, _rows(combined if number < 0 else frames[number][1],
+                             chunks[0] if len(chunks) == 1 else np.concatenate(chunks)))
+                 for key, number, chunks in merged]
+        if uniform:
+            late_all = np.concatenate(late_masks) if len(late_masks) > 1 else late_masks[0]
+            if late_all.any():
+                late = combined[late_all].reset_index(drop=True)
+                on_time = combined[~late_all].reset_index(drop=True)
+            else:  # the usual case: no copy of the rows
+                late, on_time = combined.iloc[:0], combined
+        else:
+            late = _concat([f[m] for (_s, f), m in zip(frames, late_masks)])
+            on_time = _concat([f[~m] for (_s, f), m in zip(frames, late_masks)])
+        return Assignment(parts, late, on_time)
 
-    def _place(self, frame: pd.DataFrame, groups: list[tuple[tuple[str, str], np.ndarray | None]],
-               times: np.ndarray, parts: list[tuple[WindowKey, pd.DataFrame]]) -> np.ndarray:
-        """Append ``frame``'s rows to ``parts`` by segment of every open window they belong to;
-        returns the mask of rows that landed in none (late). ``groups``: the frame's
+    def _place(self, n_rows: int, groups: list[tuple[tuple[str, str], np.ndarray | None]], times: np.ndarray,
+               offset: int, frame_number: int, pieces: list[tuple[WindowKey, int, np.ndarray]]) -> np.ndarray:
+        """Append to ``pieces`` (key, ``frame_number``, row positions + ``offset``) the rows of
+        one frame of ``n_rows`` rows by segment of every open window they belong to; returns the
+        mask of rows that landed in none (late). ``groups``: the frame's
         :func:`model_version_groups`; ``times``: its event times."""
         last = self._last_start(times)
         n_windows = self.length_ms // self.slide_ms  # windows covering each record
-        placed = np.zeros(len(frame), dtype=bool)
+        placed = np.zeros(n_rows, dtype=bool)
         for (model, version), idx in groups:
             rows_last = last if idx is None else last[idx]
+            positions = np.arange(n_rows) if idx is None else idx
             if n_windows == 1 and rows_last[0] == rows_last[-1] and rows_last.min() == rows_last.max():
                 # every row of the pair in one window (the usual case for a polled batch)
-                by_start = [(int(rows_last[0]), idx)]
+                by_start = [(int(rows_last[0]), positions)]
             else:
-                positions = np.arange(len(frame)) if idx is None else idx
                 row = np.tile(positions, n_windows)
                 starts = (rows_last[None, :] - self.slide_ms * np.arange(n_windows)[:, None]).ravel()
                 order = np.argsort(starts, kind="stable")
@@ -297,19 +321,14 @@ class EventTimeWindows:
                 wm = self.watermark(model, version)
                 if mv_key in self._closed_starts or (wm is not None and start + self.length_ms <= wm):
                     continue
-                if members is None:
-                    placed[:] = True
-                    rows = frame
-                else:
-                    placed[members] = True
-                    rows = frame.iloc[members]
+                placed[members] = True
                 seg = self._next_segment.get(mv_key, 0)
                 count = self.open.get(WindowKey(model, version, start, seg), 0)
                 pos = 0
-                while pos < len(rows):
-                    take = min(self.max_records - count, len(rows) - pos)
+                while pos < len(members):
+                    take = min(self.max_records - count, len(members) - pos)
                     key = WindowKey(model, version, start, seg)
-                    parts.append((key, rows.iloc[pos:pos + take]))
+                    pieces.append((key, frame_number, members[pos:pos + take] + offset))
                     self.open[key] = count + take
                     pos += take
                     count += take
@@ -384,3 +403,10 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if len(frames) == 1:
         return frames[0].reset_index(drop=True)
     return pd.concat(frames, ignore_index=True)
+
+
+def _rows(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """The rows at ``positions`` (ascending); a slice, not a copy, when they are contiguous."""
+    if len(positions) and positions[-1] - positions[0] + 1 == len(positions):
+        return frame.iloc[int(positions[0]):int(positions[-1]) + 1]
+    return frame.iloc[positions]
