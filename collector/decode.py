@@ -74,6 +74,7 @@ class RejectReason(str, Enum):
     NO_SCHEMA = "no_schema"
     DECODER_ERROR = "decoder_error"
     TOO_MANY_MODELS = "too_many_models"
+    TOO_MANY_ROWS = "too_many_rows"
 
 
 class RecordError(ValueError):

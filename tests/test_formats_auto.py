@@ -149,3 +149,53 @@ def test_configured_mapping_wins_over_other_flat_log_rules():
     assert list(out.records["features.feat_age"]) == [41.0, 42.0]
     assert list(out.records["label"])[1] == "yes"
     assert list(out.labels["request_id"]) == ["r3"]
+
+
+# --- rows per message ------------------------------------------------------------------------
+
+def oip_request(rid, n_rows):
+    return json.dumps({"id": rid, "inputs": [{"name": "x", "shape": [n_rows, 2], "datatype": "FP32",
+                                               "data": [float(i) for i in range(2 * n_rows)]}]}).encode()
+
+
+def test_a_message_expanding_to_too_many_rows_is_rejected_whole():
+    import pytest
+
+    from collector.decode import RejectReason
+
+    limits = Limits(max_rows_per_message=3)
+    batch = [Message("t", 0, i, oip_request(f"q{i}", n), None, (), T0) for i, n in enumerate([3, 4, 1, 100])]
+    for fmt in (FormatConfig(model="m"), FormatConfig(format="oip", model="m")):
+        out = decode_messages(batch, fmt, limits)
+        assert [(r.message.offset, r.reason) for r in out.rejected] == [
+            (1, RejectReason.TOO_MANY_ROWS), (3, RejectReason.TOO_MANY_ROWS)]
+        assert out.rejected[0].detail == "the message expands to 4 rows > limit 3"
+        assert list(out.requests["request_id"]) == ["q0#0", "q0#1", "q0#2", "q2"]
+        assert out.requests["features.x[1]"].tolist() == [1.0, 3.0, 5.0, 1.0]
+    # the default bound is far above a normal batch; a bound must be positive
+    assert len(decode_messages(batch, FormatConfig(model="m"), Limits()).requests) == 108
+    assert Limits().max_rows_per_message == 100_000
+    with pytest.raises(ValueError, match="max_rows_per_message"):
+        Limits(max_rows_per_message=0)
+
+
+def test_rows_a_rejected_message_added_before_its_excess_are_dropped():
+    from collector.formats.columns import MAX_ROWS_PER_MESSAGE, DecodedBuilder
+
+    token = MAX_ROWS_PER_MESSAGE.set(3)
+    try:
+        out = DecodedBuilder()
+    finally:
+        MAX_ROWS_PER_MESSAGE.reset(token)
+
+    def one(m):
+        if m.offset == 1:  # labels first, then too many records
+            out.add("labels", 2, event_time_ms=T0, request_ids=["a", "b"], label=[1, 0])
+            out.add("records", 2, model="m", event_time_ms=T0, request_ids=["c", "d"])
+        else:
+            out.add_row(m, "records", model="m", event_time_ms=T0, request_id=f"r{m.offset}", values={"x": 1.0})
+
+    out.run([Message("t", 0, i, b"{}") for i in range(3)], one)
+    decoded = out.build()
+    assert [(r.message.offset, r.reason.value) for r in decoded.rejected] == [(1, "too_many_rows")]
+    assert list(decoded.records["request_id"]) == ["r0", "r2"] and len(decoded.labels) == 0

@@ -25,7 +25,7 @@ import numpy as np
 
 from collector.decode import decode_json_batch
 from collector.formats import bentoml, cloudevents, labels, mapped_json, oip, sagemaker, seldon
-from collector.formats.columns import merge_decoded
+from collector.formats.columns import MAX_ROWS_PER_MESSAGE, merge_decoded
 from collector.formats.config import FORMAT_NAMES, FormatConfig, JsonMapping, Limits
 from collector.message import Message
 from collector.record import Decoded
@@ -182,15 +182,20 @@ def decode_messages(messages: Sequence[Message], fmt: FormatConfig, limits: Limi
     Args:
         messages: raw messages in the order read.
         fmt: how this topic or file is decoded.
-        limits: per-message bounds.
+        limits: per-message bounds; ``max_rows_per_message`` holds for every decoder (the
+            decoders of single-row formats never reach it).
 
     Returns:
         Whole records, request and response halves, labels, and the rejected messages in
         input order. Never raises on message content.
     """
-    if fmt.format != "auto":
-        return DECODERS[fmt.format](messages, fmt, limits)
-    return _decode_auto(messages, fmt, limits)
+    token = MAX_ROWS_PER_MESSAGE.set(limits.max_rows_per_message)
+    try:
+        if fmt.format != "auto":
+            return DECODERS[fmt.format](messages, fmt, limits)
+        return _decode_auto(messages, fmt, limits)
+    finally:
+        MAX_ROWS_PER_MESSAGE.reset(token)
 
 
 _OPEN = np.frombuffer(b'{"', dtype=np.uint8)

@@ -9,6 +9,7 @@ text labels (:func:`detectors.profile.category_label`) with missing values empty
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -77,6 +78,11 @@ def check_width(n_columns: int, limits_max: int, where: str) -> None:
         raise RecordError(RejectReason.TOO_MANY_FEATURES, f"{where}: {n_columns} columns > limit {limits_max}")
 
 
+#: Most rows one message may add to a :class:`DecodedBuilder` (None: no bound), for the builders
+#: made while it is set; :func:`collector.formats.decode_messages` sets it from its limits.
+MAX_ROWS_PER_MESSAGE: ContextVar[int | None] = ContextVar("max_rows_per_message", default=None)
+
+
 class DecodedBuilder:
     """Collects blocks of rows and rejected messages; :meth:`build` makes the frames.
 
@@ -88,6 +94,9 @@ class DecodedBuilder:
         self._blocks: dict[str, list[tuple[int, dict[str, np.ndarray]]]] = {k: [] for k in KINDS}
         self._rows: dict[str, list[tuple]] = {k: [] for k in KINDS}
         self.rejected: list[Rejected] = []
+        self.max_rows = MAX_ROWS_PER_MESSAGE.get()
+        self._message_rows = 0  # rows the message being decoded by run() added so far
+        self._message_blocks: list[tuple[str, int]] = []  # and its blocks: (kind, index)
 
     def add_row(self, message: Message, kind: str, *, model: str | None, model_version: str = "",
                 event_time_ms: int, request_id: str, values: dict[str, object], label: object = None,
@@ -97,8 +106,20 @@ class DecodedBuilder:
         One-row messages (log lines) take this path: their values become columns once per
         batch instead of once per message.
         """
+        self._count_rows(1)
         self._rows[kind].append((model, model_version, event_time_ms, request_id, label, latency_ms, values,
                                  message))
+
+    def _count_rows(self, n: int) -> None:
+        """Count rows of the message being decoded against :attr:`max_rows`.
+
+        Raises:
+            RecordError: ``too_many_rows``, before anything of these rows is kept.
+        """
+        self._message_rows += n
+        if self.max_rows is not None and self._message_rows > self.max_rows:
+            raise RecordError(RejectReason.TOO_MANY_ROWS,
+                              f"the message expands to {self._message_rows} rows > limit {self.max_rows}")
 
     def _flush_rows(self, kind: str) -> None:
         rows = self._rows[kind]
@@ -126,19 +147,29 @@ class DecodedBuilder:
             return
         model, version, t, rid, label, latency, _, _ = zip(*rows)
         self.add(kind, len(rows), model=model, model_version=version, event_time_ms=t, request_ids=rid,
-                 columns=cols, label=label, latency_ms=latency)
+                 columns=cols, label=label, latency_ms=latency, _of_rows=True)
 
     def add(self, kind: str, n: int, *, model: str | Sequence[str] | None = None,
             model_version: str | Sequence[str] = "", event_time_ms: int | Sequence[int],
             request_ids: Sequence[str], columns: dict[str, np.ndarray] | None = None,
-            label: Sequence[object] | None = None, latency_ms: float | Sequence[float] = math.nan) -> None:
+            label: Sequence[object] | None = None, latency_ms: float | Sequence[float] = math.nan,
+            _of_rows: bool = False) -> None:
         """Add ``n`` rows of ``kind``; meta values are one value for all rows or ``n`` values.
 
         ``request_ids`` has ``n`` entries, ``label`` too if given. For ``labels`` only
         ``request_ids``, ``label``, ``event_time_ms`` and (optionally) ``model`` are used.
+
+        Raises:
+            RecordError: ``too_many_rows``: the message being decoded would add more than
+                :attr:`max_rows` rows (``_of_rows``: the block holds rows of :meth:`add_row`,
+                counted there).
         """
+        if not _of_rows:
+            self._count_rows(n)
         if self._rows[kind]:  # keep the input order
             self._flush_rows(kind)
+        if not _of_rows:
+            self._message_blocks.append((kind, len(self._blocks[kind])))
         meta: dict[str, np.ndarray] = {
             "request_id": np.asarray(request_ids, dtype=object),
             "event_time_ms": _meta(event_time_ms, n, np.int64),
@@ -165,12 +196,19 @@ class DecodedBuilder:
     def run(self, messages: Iterable[Message], decode_one: Callable[[Message], None]) -> None:
         """Call ``decode_one`` per message; a raised error becomes a rejection, never escapes.
 
-        ``decode_one`` must add its rows only after everything about the message checked out.
+        ``decode_one`` must add its rows only after everything about the message checked out. A
+        message adding more than :attr:`max_rows` rows is rejected as ``too_many_rows`` and none
+        of its rows are kept.
         """
         for msg in messages:
+            self._message_rows = 0
+            self._message_blocks = []
             try:
                 decode_one(msg)
             except RecordError as err:
+                if err.reason is RejectReason.TOO_MANY_ROWS:  # drop the blocks it added before the excess
+                    for kind, index in reversed(self._message_blocks):
+                        del self._blocks[kind][index]
                 self.reject(msg, err.reason, str(err))
             except RecursionError:
                 self.reject(msg, RejectReason.INVALID_JSON, "nested too deeply")

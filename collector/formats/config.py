@@ -187,6 +187,10 @@ class Limits:
         max_event_time_ms: event times after this epoch-milliseconds instant are rejected
             (``future_timestamp``); None = no bound. The caller sets it per batch, typically to
             now plus an allowed clock skew.
+        max_rows_per_message: a message that expands to more rows (an OIP tensor of shape
+            [N, k], a batched KServe, Seldon or SageMaker body) is rejected whole
+            (``too_many_rows``); > 0. Enforced for every format by
+            :func:`collector.formats.decode_messages`.
 
     Raises:
         ValueError: a bound that is not positive.
@@ -195,9 +199,12 @@ class Limits:
     max_message_bytes: int = 1_048_576
     max_features: int = 1000
     max_event_time_ms: int | None = None
+    max_rows_per_message: int = 100_000
 
     def __post_init__(self) -> None:
         if self.max_message_bytes <= 0:
             raise ValueError("max_message_bytes: must be > 0")
         if self.max_features <= 0:
             raise ValueError("max_features: must be > 0")
+        if self.max_rows_per_message <= 0:
+            raise ValueError("max_rows_per_message: must be > 0")
