@@ -66,9 +66,9 @@ def test_sagemaker_ground_truth_joins_by_the_captures_request_ids():
     assert list(out.labels["request_id"]) == ["inf-1", f"{e}#0", f"{e}#1", "inf-3"]
     assert list(out.labels["label"]) == ["1", "1", "0", "0"]
     assert list(out.labels["model"]) == ["xgb-churn"] * 4
-    # no event time in ground-truth lines: the file's modification time stands in
-    path = next((DATA / "sagemaker" / "groundtruth").rglob("*.jsonl"))
-    assert set(out.labels["event_time_ms"]) == {int(path.stat().st_mtime * 1000)}
+    # no event time in ground-truth lines: the hour of their .../2024/05/01/13/ path, when
+    # SageMaker's layout says the labels were collected (not the file's modification time)
+    assert set(out.labels["event_time_ms"]) == {T0 + 3_600_000}
 
 
 def capture(inp, out, meta=None):

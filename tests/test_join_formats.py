@@ -268,3 +268,55 @@ def test_unanswered_kserve_requests_take_their_models_response_version():
     # an endpoint whose responses named no version yet: the model's latest version change
     assert records.set_index("request_id")["model_version"].to_dict() == {"id-5": "4", "id-6": "4"}
     assert counts == {"request_expired": 2} and again.n_pending == 1  # id-7's response waits
+
+
+# --- SageMaker ground truth ---------------------------------------------------------------------
+
+def test_sagemaker_ground_truth_joins_the_captures_whatever_the_files_copy_time(tmp_path):
+    # Ground truth uploaded as SageMaker lays it out, <prefix>/yyyy/mm/dd/hh/, then copied
+    # here a month later (the copy's modification time), no model configured: the labels name
+    # no model and take the hour of their path, so they join the captures' predictions
+    import os
+    import shutil
+    from pathlib import Path
+
+    from collector.formats import decode_messages
+    from collector.formats.files import iter_messages
+    from collector.join import LabelJoin, MemoryLabelState
+
+    data = Path(__file__).parent / "data" / "formats" / "sagemaker"
+    gt = tmp_path / "churn-labels" / "2024" / "05" / "01" / "13" / "labels.jsonl"
+    gt.parent.mkdir(parents=True)
+    shutil.copy(data / "groundtruth" / "2024" / "05" / "01" / "13" / "labels.jsonl", gt)
+    month_later = (T0 + 30 * 86_400_000) / 1000
+    os.utime(gt, (month_later, month_later))
+    fmt = FormatConfig(format="sagemaker", feature_names=["age", "calls", "minutes", "msgs"])
+    captures = decode_messages(list(iter_messages([data / "datacapture"])), fmt, LIMITS)
+    labels = decode_messages(list(iter_messages([tmp_path])), fmt, LIMITS)
+    assert captures.rejected == [] and labels.rejected == []
+    assert "model" not in labels.labels.columns  # no model named: any model's prediction of the id
+    assert set(labels.labels["event_time_ms"]) == {T0 + 3_600_000}  # 2024-05-01T13:00Z
+    result = LabelJoin(delay_ms=86_400_000).process(MemoryLabelState(), captures.records, labels.labels)
+    assert result.counts["matched"] == 4 and result.counts["label_too_late"] == 0
+    pairs = result.pairs.set_index("request_id")
+    assert set(pairs["model"]) == {"xgb-churn"}
+    e = "aaaaaaaa-bbbb-cccc-dddd-000000000002"
+    assert pairs["label"].to_dict() == {"inf-1": "1", f"{e}#0": "1", f"{e}#1": "0", "inf-3": "0"}
+
+
+def test_sagemaker_ground_truth_time_from_the_line_then_the_path_then_the_message():
+    from collector.formats.sagemaker import decode as decode_sm
+
+    def gt(meta, topic):
+        value = json.dumps({"groundTruthData": {"data": "1", "encoding": "CSV"}, "eventMetadata": meta,
+                            "eventVersion": "0"}).encode()
+        return Message(topic=topic, partition=0, offset=0, value=value, key=None, headers=(), timestamp_ms=T0 + 7)
+
+    out = decode_sm([gt({"eventId": "e-1", "inferenceId": "inf-9", "inferenceTime": "2024-05-01T12:30:00Z"},
+                        "gt/2024/05/02/08/a.jsonl"),
+                     gt({"eventId": "e-2"}, "s3/bucket/gt/2024/05/02/08/b.jsonl"),
+                     gt({"eventId": "e-3"}, "ground-truth-topic"),
+                     gt({"eventId": "e-4"}, "gt/2024/13/02/08/c.jsonl")], FormatConfig(), LIMITS)
+    assert out.rejected == []
+    assert out.labels["request_id"].tolist() == ["inf-9", "e-2", "e-3", "e-4"]
+    assert out.labels["event_time_ms"].tolist() == [T0 + 1_800_000, T0 + 20 * 3_600_000, T0 + 7, T0 + 7]

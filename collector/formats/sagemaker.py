@@ -19,16 +19,34 @@ Ground-truth line: ``{"groundTruthData": {"data": "1", "encoding": "CSV"},
 "eventMetadata": {"eventId": ".."}, "eventVersion": "0"}`` -> a label row.
 
 Request id (the label join key) = ``inferenceId`` when the line has one, else ``eventId``,
-on both kinds of line (ground truth is uploaded with the capture's inference id in
-``eventId``). Model = config ``model``, else the endpoint name of a capture file path
+on both kinds of line (ground truth is uploaded with the capture's inference id, or its event
+id when the capture has none, in ``eventId``).
+
+Capture lines: model = config ``model``, else the endpoint name of a capture file path
 ``<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl`` (``serving.endpoint`` = the
-variant). Event time = ``inferenceTime``, else the message timestamp.
+variant); event time = ``inferenceTime``, else the message timestamp.
+
+Ground-truth lines are read from the line itself, not from where the file sits:
+
+- *Model* = config ``model``, else none: the label joins the prediction of its request id
+  whatever the model (:class:`collector.join.LabelJoin`). Ground truth is uploaded under
+  ``<prefix>/yyyy/mm/dd/hh/``, without the endpoint and variant of a capture path, so the
+  path's directories name no model (read as a capture path they would give the prefix's last
+  directories, and the labels would join nothing).
+- *Event time* (when the label became known, which the label join compares with the
+  prediction's time against its delay) = ``eventMetadata.inferenceTime`` when the line has
+  one (a line built from its capture's metadata), else the hour of a ground-truth path
+  ``.../yyyy/mm/dd/hh/<file>`` (UTC; SageMaker's layout, where that hour is when the labels
+  were collected), else the message timestamp. The file's modification time (the timestamp
+  of a file replayed) is the last resort only: a copied or downloaded file's is the copy's,
+  days after the labels, which would make every label too late for the join.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -41,6 +59,22 @@ from collector.message import Message
 from collector.record import FEATURE_PREFIX, PREDICTION_PREFIX, Decoded, row_request_ids
 
 _CAPTURE_PATH = re.compile(r"(?:^|/)(?P<endpoint>[^/]+)/(?P<variant>[^/]+)/\d{4}/\d{2}/\d{2}/\d{2}/[^/]+$")
+
+
+_HOUR_PATH = re.compile(r"(?:^|/)(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/(?P<h>\d{2})/[^/]+$")
+
+
+def hour_from_path(topic: str) -> int | None:
+    """Epoch ms of the hour of a SageMaker ``.../yyyy/mm/dd/hh/<file>`` path (UTC), else None
+    (not such a path, or not a valid date)."""
+    m = _HOUR_PATH.search(topic.replace("\\", "/"))
+    if m is None:
+        return None
+    try:
+        t = datetime(int(m["y"]), int(m["m"]), int(m["d"]), int(m["h"]), tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return int(t.timestamp()) * 1000
 
 
 def endpoint_from_path(topic: str) -> tuple[str, str] | None:
@@ -140,9 +174,6 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
             text_id(meta.get("eventId"), "eventMetadata.eventId")
         if not rid:
             raise RecordError(RejectReason.MISSING_FIELD, "eventMetadata.eventId: missing")
-        t = event_time(meta.get("inferenceTime"), "eventMetadata.inferenceTime", msg, limits)
-        path = endpoint_from_path(msg.topic)
-        model = fmt.model or (path[0] if path else None)
         if "groundTruthData" in obj:
             gt = obj["groundTruthData"]
             if not isinstance(gt, dict):
@@ -150,9 +181,15 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
             labels = _labels(gt)
             if not labels:
                 raise RecordError(RejectReason.NO_DATA, "groundTruthData.data: no label")
-            out.add("labels", len(labels), model=model, event_time_ms=t,
+            own = meta.get("inferenceTime")
+            t = event_time(own if own not in (None, "") else hour_from_path(msg.topic),
+                           "eventMetadata.inferenceTime", msg, limits)
+            out.add("labels", len(labels), model=fmt.model, event_time_ms=t,
                     request_ids=row_request_ids(rid, len(labels)), label=labels)
             return
+        t = event_time(meta.get("inferenceTime"), "eventMetadata.inferenceTime", msg, limits)
+        path = endpoint_from_path(msg.topic)
+        model = fmt.model or (path[0] if path else None)
         capture = obj.get("captureData")
         if not isinstance(capture, dict):
             raise RecordError(RejectReason.MISSING_FIELD, "captureData: missing")
