@@ -5,7 +5,7 @@ inferwatch's own format, 25 features each (:func:`record_pool`). Then, each in a
 process so neither inherits the other's memory:
 
 - (a) the ceiling: a bare ``KafkaConsumer`` with the collector's consumer settings
-  (``max_poll_records``, kafka-python's fetch defaults) polls the whole topic and only iterates
+  (``max_poll_records`` and the fetch sizes of ``KafkaConfig.consumer_config``) polls the whole topic and only iterates
   the records;
 - (b) the collector: :func:`inferwatch.runner.run_kafka`, the service's own loop (poll, partition
   states, decode, windows, store on SQLite in a temporary directory, commit), reads the same
@@ -191,12 +191,13 @@ class Run:
         return next(rss for _s, n, rss in self.samples if n >= share * total)
 
 
-def _bare(bootstrap: str, topic: str, expected: int, max_poll_records: int, timeout_s: float, out) -> None:
+def _bare(bootstrap: str, topic: str, expected: int, max_poll_records: int, timeout_s: float,
+          options: dict | None, out) -> None:
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap.split(","), group_id=f"bench-bare-{uuid.uuid4().hex}",
                              enable_auto_commit=False, auto_offset_reset="earliest",
-                             max_poll_records=max_poll_records, client_id="inferwatch-bench")
+                             max_poll_records=max_poll_records, client_id="inferwatch-bench", **(options or {}))
     seen = first_n = 0
     first_t = None
     deadline = time.monotonic() + timeout_s
@@ -284,9 +285,12 @@ def _in_child(timeout_s: float, target, *args) -> tuple:
     return result
 
 
-def run_bare(bootstrap: str, topic: str, expected: int, max_poll_records: int, timeout_s: float) -> Run:
-    """(a): the bare consumer in a fresh process."""
-    seen, first_n, seconds = _in_child(timeout_s, _bare, bootstrap, topic, expected, max_poll_records, timeout_s)
+def run_bare(bootstrap: str, topic: str, expected: int, max_poll_records: int, timeout_s: float,
+             options: dict | None = None) -> Run:
+    """(a): the bare consumer in a fresh process; ``options``: further kafka-python options
+    (the collector's consumer options, so both read alike)."""
+    seen, first_n, seconds = _in_child(timeout_s, _bare, bootstrap, topic, expected, max_poll_records, timeout_s,
+                                       options)
     if seen < expected:
         raise RuntimeError(f"bare consumer read {seen} of {expected} records")
     return Run(seen - first_n, seconds)
@@ -405,11 +409,15 @@ def run_collector_bench(cfg: CollectorConfig = CollectorConfig()) -> CollectorRe
     from inferwatch.config import KafkaConfig
 
     max_poll = KafkaConfig().max_poll_records
+    from kafka import KafkaConsumer
+
+    # the collector's consumer options (fetch sizes), so the ceiling reads as the collector does
+    options = {k: v for k, v in KafkaConfig().consumer_config().items() if k in KafkaConsumer.DEFAULT_CONFIG}
     interval = 0.1 if cfg.records < 1_000_000 else 0.5
     with broker() as bootstrap:
         topic = f"bench-records-{uuid.uuid4().hex[:8]}"
         produce_s, _t0 = produce(bootstrap, topic, cfg)
-        bare = run_bare(bootstrap, topic, cfg.records, max_poll, cfg.timeout_s)
+        bare = run_bare(bootstrap, topic, cfg.records, max_poll, cfg.timeout_s, options)
         collector = run_collector(bootstrap, topic, cfg.records, cfg.timeout_s, interval)
     oip = run_oip(cfg) if cfg.oip_messages else None
     return CollectorResult(cfg, produce_s, bare, collector, oip)

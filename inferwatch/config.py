@@ -41,7 +41,8 @@ class KafkaConfig(_Section):
     group_id: str = Field("inferwatch", min_length=1, description="consumer group id")
     dead_letter_topic: str = Field("inferwatch.dead-letter", min_length=1)
     auto_offset_reset: str = Field("earliest", pattern="^(earliest|latest)$")
-    max_poll_records: int = Field(5000, gt=0)
+    max_poll_records: int = Field(20_000, gt=0, description="messages per poll, and so per stored batch: the "
+                                                           "per-batch costs (transaction, queries) spread over more")
     poll_timeout_ms: int = Field(500, gt=0)
     max_message_bytes: int = Field(1_048_576, gt=0, description="larger messages are rejected as oversize")
     max_features: int = Field(1000, gt=0, description="records with more features are rejected")
@@ -158,6 +159,17 @@ class KafkaConfig(_Section):
     def client_config(self) -> dict[str, Any]:
         """``client_options`` plus the security options: what kafka-python receives."""
         return {**self.client_options, **self.security_options()}
+
+    def consumer_config(self) -> dict[str, Any]:
+        """What the consumer receives: :data:`CONSUMER_DEFAULTS` overridden by
+        :meth:`client_config`."""
+        return {**CONSUMER_DEFAULTS, **self.client_config()}
+
+
+# kafka-python consumer options inferwatch changes from the client's defaults (client_options
+# may set others): 8 MiB per partition and fetch (1 MiB by default) lets one poll fill
+# max_poll_records, so the client fetches, and the collector stores, fewer and larger batches
+CONSUMER_DEFAULTS: dict[str, Any] = {"max_partition_fetch_bytes": 8 * 1024 * 1024}
 
 
 # The kafka-python options that have their own key in the kafka section.

@@ -145,13 +145,14 @@ def connect_kafka(settings: Settings, stored_offsets: Callable[[], dict[tuple[st
     k = settings.kafka
     try:
         options = k.client_config()
+        consumer_options = k.consumer_config()
     except ValueError as exc:
         raise StartupError(str(exc)) from None
     source = None
     with ClientErrors() as seen:
         try:
             source = KafkaSource(k.bootstrap_servers, k.topics, k.group_id, stored_offsets, k.auto_offset_reset,
-                                 k.max_poll_records, options)
+                                 k.max_poll_records, consumer_options)
             dead_letter = KafkaDeadLetter(k.bootstrap_servers, k.dead_letter_topic, options)
         except KafkaTimeoutError as exc:
             if source is not None:
