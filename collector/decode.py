@@ -26,7 +26,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from itertools import compress, repeat
@@ -105,11 +105,19 @@ class DecodedBatch:
             (``features.<name>``) and per prediction (``predictions.<name>``). A column whose
             values are all numbers is float64 (missing = NaN); any other column holds strings
             (booleans as ``"true"``/``"false"``, integral numbers without ``.0``) or None.
+            Whether a column is numeric is decided over all rows of the batch, whatever model
+            they belong to.
         rejected: messages that failed, in input order.
+        frames: the same rows as one frame per model (in order of each model's first row; row
+            order kept), each with only the columns its own rows carry and each column typed by
+            its own rows alone: a feature one model sends as numbers stays float64 for that
+            model even when another model of the batch sends text under the same name. One
+            frame (``frame`` itself) when the batch holds one model; none when it has no rows.
     """
 
     frame: pd.DataFrame
     rejected: list[Rejected]
+    frames: list[pd.DataFrame] = field(default_factory=list)
 
 
 def parse_timestamp(value: object) -> int:
@@ -314,6 +322,17 @@ def decode_json_each(messages: Sequence[Message], max_message_bytes: int, max_fe
         rows.append(out[1])
     if not metas:
         return DecodedBatch(frame=_empty_frame(), rejected=rejected)
+    frame = _rows_frame(metas, rows)
+    models: dict[str, list[int]] = {}
+    for i, meta in enumerate(metas):
+        models.setdefault(meta[0], []).append(i)
+    frames = [frame] if len(models) == 1 else [
+        _rows_frame([metas[i] for i in idx], [rows[i] for i in idx]) for idx in models.values()]
+    return DecodedBatch(frame=frame, rejected=rejected, frames=frames)
+
+
+def _rows_frame(metas: list[tuple], rows: list[dict[str, object]]) -> pd.DataFrame:
+    """One frame of records (meta tuples and column dicts), columns in order of first appearance."""
     model, version, event_time, request_id, label, latency = zip(*metas)
     data = _meta_arrays(model, version, event_time, request_id, label, latency)
     names: dict[str, None] = {}
@@ -321,7 +340,7 @@ def decode_json_each(messages: Sequence[Message], max_message_bytes: int, max_fe
         names.update(dict.fromkeys(r))
     for name in names:
         data[name] = to_column([r.get(name) for r in rows])
-    return DecodedBatch(frame=pd.DataFrame(data), rejected=rejected)
+    return pd.DataFrame(data)
 
 
 def _meta_arrays(model, version, event_time, request_id, label, latency) -> dict[str, np.ndarray]:
@@ -376,7 +395,12 @@ def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_f
             rejected.append(out)
         else:
             parts.append(_Part.of_row(i, *out))
-    return DecodedBatch(frame=_assemble(parts), rejected=rejected)
+    frame = _assemble(list(parts))
+    if not len(frame):
+        return DecodedBatch(frame=frame, rejected=rejected)
+    by_model = _parts_by_model(parts)
+    frames = [frame] if len(by_model) == 1 else [_assemble(p) for p in by_model]
+    return DecodedBatch(frame=frame, rejected=rejected, frames=frames)
 
 
 # --- the batch path --------------------------------------------------------------------------
@@ -400,6 +424,8 @@ class _Part:
     meta: tuple[Sequence, ...]
     columns: dict[str, Sequence]
     types: dict[str, set[type]] | None = None  # each column's value types, when known
+    # the rows' feature and prediction objects (None: one row, whose order the columns keep)
+    dicts: tuple[Sequence[dict], Sequence[dict]] | None = None
 
     @classmethod
     def of_row(cls, position: int, meta: tuple, columns: dict[str, object]) -> _Part:
@@ -733,7 +759,8 @@ def _layout_part(rows: list[int] | None, positions: list[int], meta: tuple, feat
         columns = {k: list(compress(v, mask)) for k, v in columns.items()}
         if first:  # the first accepted row orders the columns
             columns = {k: columns[k] for k in _column_names(feats[first], preds[first])}
-    return _Part(pos, meta, columns, types)
+        feats, preds = list(compress(feats, mask)), list(compress(preds, mask))
+    return _Part(pos, meta, columns, types, (feats, preds))
 
 
 class _ListItems(tuple):
@@ -803,6 +830,28 @@ def _assemble(parts: list[_Part]) -> pd.DataFrame:
                 values[start:start + len(p.positions)] = block
         data[name] = to_column(values[order].tolist())
     return pd.DataFrame(data)
+
+
+def _parts_by_model(parts: list[_Part]) -> list[list[_Part]]:
+    """The parts' rows regrouped per model (in order of each model's first row): a part of one
+    model goes whole, a part of several is cut into one per model (column types then unknown)."""
+    groups: dict[str, list[_Part]] = {}
+    for p in parts:
+        models = p.meta[0]
+        names = dict.fromkeys(models)
+        if len(names) == 1:
+            groups.setdefault(models[0], []).append(p)
+            continue
+        for name in names:
+            mask = [m == name for m in models]
+            keep = np.array(mask)
+            first = mask.index(True)  # the model's first row orders its columns
+            order = _column_names(p.dicts[0][first], p.dicts[1][first]) if p.dicts else list(p.columns)
+            groups.setdefault(name, []).append(_Part(
+                list(compress(p.positions, mask)),
+                tuple(m[keep] if isinstance(m, np.ndarray) else list(compress(m, mask)) for m in p.meta),
+                {k: list(compress(p.columns[k], mask)) for k in order}))
+    return sorted(groups.values(), key=lambda ps: min(p.positions[0] for p in ps))
 
 
 def _as_list(values: Sequence) -> list:

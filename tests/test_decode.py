@@ -136,6 +136,9 @@ def assert_same_decoding(messages, max_bytes=1 << 20, max_features=100, max_even
     assert failures == []
     each = decode_json_each(messages, max_bytes, max_features, max_event_time_ms)
     pd.testing.assert_frame_equal(fast.frame, each.frame, check_exact=True)
+    assert len(fast.frames) == len(each.frames)
+    for a, b in zip(fast.frames, each.frames):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert [(r.message.offset, r.reason, r.detail) for r in fast.rejected] == \
         [(r.message.offset, r.reason, r.detail) for r in each.rejected]
     return fast
@@ -311,3 +314,22 @@ def test_batches_read_in_chunks_agree_with_the_rule_book(items, chunk):
         assert_same_decoding(messages)
     finally:
         decode._CHUNK = saved
+
+
+def test_column_types_are_decided_per_model():
+    # model m sends age as a number, model n as text: m's column stays numeric in m's frame
+    rows = [{**GOOD, "features": {"age": 41, "zip": "02139"}}, {**GOOD, "model": "n", "features": {"age": "old"}},
+            {**GOOD, "features": {"age": 42.5}}, {**GOOD, "model": "n", "features": {"age": None, "car": True}}]
+    batch = assert_same_decoding([msg(r, i) for i, r in enumerate(rows)])
+    assert list(batch.frame["features.age"])[:3] == ["41", "old", "42.5"]  # the whole batch as one frame: text
+    m, n = batch.frames
+    assert list(m["model"]) == ["m", "m"] and list(n["model"]) == ["n", "n"]
+    assert m["features.age"].dtype == np.float64 and list(m["features.age"]) == [41.0, 42.5]
+    assert list(m.columns[6:]) == ["features.age", "features.zip", "predictions.cls", "predictions.p",
+                                   "predictions.proba[0]", "predictions.proba[1]"]
+    assert [None if pd.isna(v) else v for v in n["features.age"]] == ["old", None]
+    assert "features.zip" not in n.columns and "features.car" not in m.columns
+    # one model: its frame is the batch's frame
+    single = decode_json_batch([msg(GOOD, 0), msg(GOOD, 1)], 1 << 20, 100)
+    assert len(single.frames) == 1 and single.frames[0] is single.frame
+    assert decode_json_batch([msg(b"x", 0)], 1 << 20, 100).frames == []
