@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import groupby
+from operator import attrgetter
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from collector.formats import Limits, decode_messages, detect_format
 from collector.join import (JOIN_STATUS, REQUEST_ONLY, RESPONSE_ONLY, LabelJoin, RequestResponseJoin,
                             performance_summaries)
 from collector.limits import CategoryLimit, ModelLimit
-from collector.message import Message, next_offsets
+from collector.message import Message
 from collector.windows import EventTimeWindows, WindowKey, model_version_groups
 from detectors import DriftConfig, KOfNAlarm, Profile, build_profile, compare, dataset_drift, kind_of
 from detectors.profile import NumericProfile
@@ -217,8 +218,11 @@ class Pipeline:
             for p in [p for p in self._joins if p not in assigned]:
                 del self._joins[p]
         # decoded per partition: event time (and so the watermark) advances per partition
-        for source, group in groupby(messages, key=lambda m: (m.topic, m.partition)):
+        offsets: dict[tuple[str, int], int] = {}  # next offset to read per partition (next_offsets)
+        for source, group in groupby(messages, key=_source_of):
             group = list(group)
+            top = max(m.offset for m in group) + 1
+            offsets[source] = max(offsets.get(source, 0), top)
             decoded = decode_messages(group, self.settings.formats.for_topic(source[0]), limits)
             rejected.extend(decoded.rejected)
             frame = decoded.records
@@ -246,7 +250,6 @@ class Pipeline:
             except BaseException:
                 self._drop_memory()  # the joins took this batch's halves, which are not stored
                 raise
-        offsets = next_offsets(messages)
         with self._transaction() as conn:
             self._sync(conn, batch, now, sources, partitions)
             assignment = self.windows.assign_batch(batch, now)
@@ -626,6 +629,9 @@ def _rows_per_model(frame: pd.DataFrame, groups: list[tuple[tuple[str, str], np.
     for (model, _version), idx in groups:
         out[model] = out.get(model, 0) + (len(frame) if idx is None else len(idx))
     return out
+
+
+_source_of = attrgetter("topic", "partition")  # (topic, partition) of a message
 
 
 def _join_name(partition: int) -> str:

@@ -81,3 +81,31 @@ def test_arrow_payload_keeps_types():
     assert back["x"].iloc[0] == 1.5 and pd.isna(back["x"].iloc[1])
     assert back["s"].iloc[0] == "a" and pd.isna(back["s"].iloc[1])
     assert back["t"].tolist() == [1, 2]
+
+
+def test_partials_read_back_as_one_frame_whatever_their_schemas():
+    """frames_from_bytes gives what concatenating each payload's frame gives: payloads of one
+    schema joined as Arrow tables, others (a column missing, an int that became a float, a
+    text column that is all missing) through pandas."""
+    from inferwatch.store import frames_from_bytes
+
+    same = [pd.DataFrame({"model": pd.array(["m", "m"], dtype="str"), "features.a": [1.0, float("nan")],
+                          "features.s": ["x", None], "n": [1, 2]}),
+            pd.DataFrame({"model": pd.array(["m"], dtype="str"), "features.a": [3.5], "features.s": ["y"], "n": [3]})]
+    mixed = [*same, pd.DataFrame({"model": ["m"], "features.a": [7], "features.s": [None]})]
+    for frames in (same, mixed, same[:1]):
+        got = frames_from_bytes([frame_to_bytes(f) for f in frames])
+        expected = pd.concat([frame_from_bytes(frame_to_bytes(f)) for f in frames], ignore_index=True)
+        pd.testing.assert_frame_equal(got, expected)
+    assert frames_from_bytes([]).empty
+
+
+def test_watermark_state_is_the_three_watermark_reads_in_one(store):
+    with store.transaction() as conn:
+        store.save_watermarks(conn, {("m", "1", "t", 0): 10, ("m", "1", "t", 1): 20}, {("m", "1"): 500})
+        store.save_watermarks(conn, {("m", "2", "t", 0): 30, ("n", "1", "u", 0): 5}, {("m", "2"): 700, ("n", "1"): 600})
+        marks, last, arrivals = store.load_watermark_state(conn)
+        assert marks == store.load_watermarks(conn) == {("m", "1", "t", 0): 10, ("m", "1", "t", 1): 20,
+                                                        ("m", "2", "t", 0): 30, ("n", "1", "u", 0): 5}
+        assert last == store.last_arrivals(conn) == {("m", "1"): 500, ("m", "2"): 700, ("n", "1"): 600}
+        assert arrivals == store.partition_arrivals(conn) == {("t", 0): 700, ("t", 1): 500, ("u", 0): 600}

@@ -177,3 +177,39 @@ def test_the_watermark_waits_for_partitions_read_by_other_members():
     # a partition nobody has reported on (None of its event time known) blocks every close
     w.sync({tuple(vars(k).values()): n for k, n in w.open.items()}, dict(w.max_event_time), {}, (), sources={**behind, ("t", 2): False})
     assert w.watermark("m", "1") is None and w.due(0, None) == []
+
+
+def test_model_version_groups_match_the_pandas_group_by():
+    import numpy as np
+
+    from collector.windows import model_version_groups
+
+    frame = pd.DataFrame({"model": pd.array(["b", "a", "b", None, "a", "b"], dtype="str"),
+                          "model_version": ["2", "1", "1", "1", "1", "2"]})
+    got = [(k, list(idx)) for k, idx in model_version_groups(frame)]
+    expected = [(k, list(idx)) for k, idx in frame.groupby(["model", "model_version"]).indices.items()]
+    assert got == expected == [(("a", "1"), [1, 4]), (("b", "1"), [2]), (("b", "2"), [0, 5])]
+    # one pair: no positions to apply
+    assert model_version_groups(rows([1, 2])) == [(("m", "1"), None)]
+    assert model_version_groups(rows([])) == []
+    assert isinstance(model_version_groups(frame)[0][1], np.ndarray)
+
+
+def test_a_batch_gives_one_part_per_segment_in_batch_order():
+    w = EventTimeWindows(H, 4)
+    batch = [(("t", 0), rows([1, 2, H + 1])), (("t", 1), rows([3, 4, 5]))]
+    a = w.assign_batch(batch, now_ms=0)
+    # partition 0's rows before partition 1's; the segment cut at 4 rows falls inside partition 1
+    assert [(k.start_ms, k.segment, list(r["event_time_ms"])) for k, r in a.parts] == [
+        (0, 0, [1, 2, 3, 4]), (0, 1, [5]), (H, 0, [H + 1])]
+    assert list(a.on_time["event_time_ms"]) == [1, 2, H + 1, 3, 4, 5] and a.late.empty
+    assert w.open == {WindowKey("m", "1", 0, 0): 4, WindowKey("m", "1", 0, 1): 1, WindowKey("m", "1", H, 0): 1}
+
+
+def test_partitions_of_different_columns_keep_their_own():
+    w = EventTimeWindows(H, 100)
+    other = rows([3]).rename(columns={"x": "y"})
+    a = w.assign_batch([(("t", 0), rows([1, 2])), (("t", 1), other)], now_ms=0)
+    assert [sorted(r.columns) for _k, r in a.parts] == [["event_time_ms", "model", "model_version", "x"],
+                                                       ["event_time_ms", "model", "model_version", "y"]]
+    assert len(a.on_time) == 3
