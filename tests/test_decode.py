@@ -333,3 +333,17 @@ def test_column_types_are_decided_per_model():
     single = decode_json_batch([msg(GOOD, 0), msg(GOOD, 1)], 1 << 20, 100)
     assert len(single.frames) == 1 and single.frames[0] is single.frame
     assert decode_json_batch([msg(b"x", 0)], 1 << 20, 100).frames == []
+
+
+def test_repeated_and_unknown_keys_agree():
+    # the batch parser reads only the record's own fields: the last of repeated keys wins, as in json
+    raw = json.dumps(GOOD).encode()
+    batch = assert_same_decoding([
+        msg(raw.replace(b"{", b'{"model": "x", "extra": {"deep": [1, {"a": null}]}, ', 1), 0),
+        msg(raw.replace(b'"label": true', b'"label": true, "label": "late"'), 1),
+        msg(raw[:-1] + b', "model": "last", "features": {"age": 7}}', 2),
+        msg(raw.replace(b'"request_id": "r1", ', b""), 3)])
+    assert list(batch.frame["model"]) == ["m", "m", "last"]
+    assert list(batch.frame["label"]) == ["true", "late", "true"]
+    assert list(batch.frame["features.age"]) == [41.0, 41.0, 7.0]
+    assert [(r.message.offset, r.reason) for r in batch.rejected] == [(3, RejectReason.MISSING_FIELD)]
