@@ -111,6 +111,7 @@ JOIN_HALF = "join_half"  # "request" | "response" | "finished" | "clock"
 JOIN_SEQ = "join_seq"  # arrival sequence number, unique per entry, int64
 JOIN_BYTES = "join_bytes"  # estimated bytes of a waiting half, int64 (0 for finished ids)
 JOIN_HALVES = "join_halves"  # finished ids: 1 = request consumed, 2 = response, 3 = both
+_JOIN_KEY = "join_key"  # a waiting half's key (see _join_keys), in memory only
 REQUEST, RESPONSE, FINISHED = "request", "response", "finished"
 CLOCK = "clock"  # a side's clock: request_id = the side ("request" / "response"), event_time_ms = its time
 VERSION = "version"  # a model's response version: model, model_version, request_id = the serving endpoint
@@ -164,6 +165,13 @@ def _join_keys(frame: pd.DataFrame) -> np.ndarray:
     n = len(frame)
     if n == 0:
         return np.zeros(0, dtype=object)
+    if _JOIN_KEY in frame.columns:  # computed once when the half came in
+        return frame[_JOIN_KEY].to_numpy(dtype=object)
+    if "model" in frame.columns:
+        try:  # the usual case: every model and id is text
+            return frame["model"].to_numpy(dtype=object) + _KEY_SEP + frame["request_id"].to_numpy(dtype=object)
+        except TypeError:
+            pass
     models = _text(frame["model"]) if "model" in frame.columns else np.full(n, "", dtype=object)
     rids = _text(frame["request_id"])
     models = np.where(pd.isna(models), "", models).astype(object)
@@ -173,8 +181,10 @@ def _join_keys(frame: pd.DataFrame) -> np.ndarray:
 
 def _split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(models, request ids) of join keys (object arrays)."""
-    parts = [k.split(_KEY_SEP, 1) for k in keys]
-    return (np.array([p[0] for p in parts], dtype=object), np.array([p[1] for p in parts], dtype=object))
+    if len(keys) == 0:
+        return np.zeros(0, dtype=object), np.zeros(0, dtype=object)
+    models, _sep, rids = np.strings.partition(np.asarray(keys).astype(str), _KEY_SEP)
+    return models.astype(object), rids.astype(object)
 
 
 def _keys_of(ids: np.ndarray) -> pd.Index:
@@ -502,13 +512,13 @@ def _whole(req: pd.DataFrame | None, resp: pd.DataFrame | None, status: str) -> 
     assert base is not None
     n = len(base)
     out = base.reset_index(drop=True)
-    drop = [c for c in (JOIN_BYTES, JOIN_HALVES, JOIN_HALF) if c in out.columns]
+    drop = [c for c in (JOIN_BYTES, JOIN_HALVES, JOIN_HALF, _JOIN_KEY) if c in out.columns]
     if drop:
         out = out.drop(columns=drop)
     out = out.rename(columns={JOIN_SEQ: "_order"})
     if other is not None:
         o = other.reset_index(drop=True)
-        skip = set(META_COLUMNS) | {JOIN_SEQ, JOIN_BYTES, JOIN_HALVES, JOIN_HALF}
+        skip = set(META_COLUMNS) | {JOIN_SEQ, JOIN_BYTES, JOIN_HALVES, JOIN_HALF, _JOIN_KEY}
         for name in o.columns:
             if name in skip:
                 continue
@@ -542,12 +552,17 @@ def _column_order(columns: Sequence[str]) -> list[str]:
     return [*META_COLUMNS, *groups[0], *groups[1], *groups[2], *groups[3], JOIN_STATUS]
 
 
+_NO_RECORDS: list[pd.DataFrame] = []  # the empty records frame, built once (a copy is cheap)
+
+
 def _records(parts: list[pd.DataFrame]) -> pd.DataFrame:
     parts = [p for p in parts if len(p)]
     if not parts:
-        return pd.DataFrame({**{c: [] for c in META_COLUMNS}, JOIN_STATUS: []}).astype(
-            {"event_time_ms": np.int64, "latency_ms": np.float64, "model": object, "model_version": object,
-             "request_id": object, "label": object, JOIN_STATUS: object})
+        if not _NO_RECORDS:
+            _NO_RECORDS.append(pd.DataFrame({**{c: [] for c in META_COLUMNS}, JOIN_STATUS: []}).astype(
+                {"event_time_ms": np.int64, "latency_ms": np.float64, "model": object, "model_version": object,
+                 "request_id": object, "label": object, JOIN_STATUS: object}))
+        return _NO_RECORDS[0].copy()
     out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     order = np.argsort(out["_order"].to_numpy(), kind="stable")
     cols = _column_order(out.columns)
@@ -805,6 +820,7 @@ class RequestResponseJoin:
             return frame
         frame[JOIN_SEQ] = np.arange(self._next_seq, self._next_seq + len(frame), dtype=np.int64)
         frame[JOIN_BYTES] = np.full(len(frame), row_bytes(frame), dtype=np.int64)
+        frame[_JOIN_KEY] = pd.Series(_join_keys(frame), dtype=object, index=frame.index)  # object: see _id_column
         self._next_seq += len(frame)
         return frame
 
@@ -967,16 +983,25 @@ class RequestResponseJoin:
         one, in arrival order), for requests given up without a version."""
         if len(s) == 0:
             return
-        version = _text(s["model_version"])
-        named = ~_blank(version)
+        v = s["model_version"]
+        named = (v.notna() & (v != "")).to_numpy(dtype=bool)
         if not named.any():
             return
-        ends = _text(s["serving.endpoint"]) if "serving.endpoint" in s.columns else np.full(len(s), None, object)
-        last = pd.DataFrame({"m": _text(s["model"])[named], "e": ends[named], "v": version[named],
-                             "t": s["event_time_ms"].to_numpy(np.int64)[named]})
-        last["e"] = last["e"].where(last["e"].notna(), "")
-        last = last.drop_duplicates(["m", "e"], keep="last")
-        for m, e, v, t in last.itertuples(index=False):
+        cols = ["model", "model_version", "event_time_ms"] + (["serving.endpoint"] if "serving.endpoint" in s.columns else [])
+        sub = s.loc[named, cols]
+        if sub["model"].nunique(dropna=False) == 1 and (
+                len(cols) == 3 or sub["serving.endpoint"].nunique(dropna=False) == 1):
+            # the usual batch: one model and endpoint, its last response counts
+            row = sub.iloc[-1]
+            e = row["serving.endpoint"] if len(cols) == 4 else None
+            found = [(row["model"], e if isinstance(e, str) else "", row["model_version"], row["event_time_ms"])]
+        else:
+            last = pd.DataFrame({"m": _text(sub["model"]), "v": _text(sub["model_version"]),
+                                 "t": sub["event_time_ms"].to_numpy(np.int64),
+                                 "e": _text(sub["serving.endpoint"]) if len(cols) == 4 else None})
+            last["e"] = last["e"].where(last["e"].notna(), "")
+            found = list(last[["m", "e", "v", "t"]].drop_duplicates(["m", "e"], keep="last").itertuples(index=False))
+        for m, e, v, t in found:
             key = (m if isinstance(m, str) else "", e)
             old = self._versions.get(key)
             if old is None or old[0] != v:
@@ -1022,12 +1047,10 @@ class RequestResponseJoin:
         out = self._state_frame(lambda e: e.frame())
         rows = [(row[0] if row is not None and row[1] == self._sides[side] else -1 - i, side, self._sides[side])
                 for i, (side, row) in enumerate(self._side_rows.items()) if self._sides[side] is not None]
-        if rows:
-            out = pd.concat([out, _clock_rows(rows)], ignore_index=True)
         versions = [(self._version_rows.get(k, -3) if k not in self._versions_changed else -3, k, *v)
                     for k, v in self._versions.items()]
-        if versions:
-            out = pd.concat([out, _version_rows(versions)], ignore_index=True)
+        if rows or versions:
+            out = pd.concat([out, _meta_rows(rows, versions)], ignore_index=True)
         out = out.sort_values(JOIN_SEQ, kind="stable", ignore_index=True)
         return out[[*STATE_COLUMNS, *(c for c in out.columns if c not in STATE_COLUMNS)]]
 
@@ -1035,6 +1058,8 @@ class RequestResponseJoin:
         parts = []
         for half in halves:
             f = take(self._sets[half] if half != FINISHED else self._finished)
+            if _JOIN_KEY in f.columns:
+                f = f.drop(columns=_JOIN_KEY)
             if len(f):
                 f[JOIN_HALF] = half
                 if JOIN_HALVES not in f.columns:
@@ -1062,8 +1087,6 @@ class RequestResponseJoin:
                 self._side_rows[side] = (self._next_seq, t)
                 clocks.append((self._next_seq, side, t))
                 self._next_seq += 1
-        if clocks:
-            finished = pd.concat([f for f in (finished, _clock_rows(clocks)) if len(f)], ignore_index=True)
         versions = []
         for key in [k for k in self._versions if k in self._versions_changed] + \
                 [k for k in self._versions_changed if k not in self._versions]:
@@ -1075,8 +1098,8 @@ class RequestResponseJoin:
                 versions.append((self._next_seq, key, *self._versions[key]))
                 self._next_seq += 1
         self._versions_changed = set()
-        if versions:
-            finished = pd.concat([f for f in (finished, _version_rows(versions)) if len(f)], ignore_index=True)
+        if clocks or versions:
+            finished = pd.concat([f for f in (finished, _meta_rows(clocks, versions)) if len(f)], ignore_index=True)
         removed = np.sort(np.concatenate(self._removed)) if self._removed else np.zeros(0, dtype=np.int64)
         self._known_below = self._next_seq
         self._removed = []
@@ -1121,6 +1144,8 @@ class RequestResponseJoin:
                 keep = [c for c in keep if c != JOIN_HALVES]
             f = f[keep].copy()
             f["request_id"] = _id_column(f["request_id"])
+            if half != FINISHED:
+                f[_JOIN_KEY] = pd.Series(_join_keys(f), dtype=object, index=f.index)
             for col in (JOIN_SEQ, JOIN_BYTES, "event_time_ms") + ((JOIN_HALVES,) if half == FINISHED else ()):
                 f[col] = f[col].to_numpy(dtype=np.int64)
             sets[half] = f
@@ -1153,25 +1178,18 @@ class RequestResponseJoin:
                 self._sets[half].add(f)
 
 
-def _clock_rows(rows: list[tuple[int, str, int]]) -> pd.DataFrame:
-    """State rows of side clocks from ``(join_seq, side, clock)``."""
+def _meta_rows(clocks: list[tuple[int, str, int]],
+               versions: list[tuple[int, tuple[str, str], str, int]]) -> pd.DataFrame:
+    """State rows of side clocks, from ``(join_seq, side, clock)``, and of response versions,
+    from ``(join_seq, (model, endpoint), version, event time)``."""
+    rows = [(CLOCK, seq, side, t, "", None) for seq, side, t in clocks] + \
+        [(VERSION, seq, key[1], t, key[0], v) for seq, key, v, t in versions]
     n = len(rows)
-    return pd.DataFrame({JOIN_HALF: [CLOCK] * n, JOIN_SEQ: np.array([r[0] for r in rows], dtype=np.int64),
+    half, seq, rid, t, model, version = zip(*rows)
+    return pd.DataFrame({JOIN_HALF: pd.Series(half, dtype=object), JOIN_SEQ: np.array(seq, dtype=np.int64),
                          JOIN_BYTES: np.zeros(n, dtype=np.int64), JOIN_HALVES: np.zeros(n, dtype=np.int64),
-                         "request_id": pd.Series([r[1] for r in rows], dtype=object),
-                         "event_time_ms": np.array([r[2] for r in rows], dtype=np.int64),
-                         "model": pd.Series([""] * n, dtype=object)})
-
-
-def _version_rows(rows: list[tuple[int, tuple[str, str], str, int]]) -> pd.DataFrame:
-    """State rows of response versions from ``(join_seq, (model, endpoint), version, event time)``."""
-    n = len(rows)
-    return pd.DataFrame({JOIN_HALF: [VERSION] * n, JOIN_SEQ: np.array([r[0] for r in rows], dtype=np.int64),
-                         JOIN_BYTES: np.zeros(n, dtype=np.int64), JOIN_HALVES: np.zeros(n, dtype=np.int64),
-                         "request_id": pd.Series([r[1][1] for r in rows], dtype=object),
-                         "event_time_ms": np.array([r[3] for r in rows], dtype=np.int64),
-                         "model": pd.Series([r[1][0] for r in rows], dtype=object),
-                         "model_version": pd.Series([r[2] for r in rows], dtype=object)})
+                         "request_id": pd.Series(rid, dtype=object), "event_time_ms": np.array(t, dtype=np.int64),
+                         "model": pd.Series(model, dtype=object), "model_version": pd.Series(version, dtype=object)})
 
 
 def _aligned(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
