@@ -987,7 +987,9 @@ class RequestResponseJoin:
         named = (v.notna() & (v != "")).to_numpy(dtype=bool)
         if not named.any():
             return
-        cols = ["model", "model_version", "event_time_ms"] + (["serving.endpoint"] if "serving.endpoint" in s.columns else [])
+        cols = ["model", "model_version", "event_time_ms"]
+        if "serving.endpoint" in s.columns:
+            cols.append("serving.endpoint")
         sub = s.loc[named, cols]
         if sub["model"].nunique(dropna=False) == 1 and (
                 len(cols) == 3 or sub["serving.endpoint"].nunique(dropna=False) == 1):

@@ -4,7 +4,6 @@ as the pipeline joins them."""
 
 import json
 
-import numpy as np
 import pandas as pd
 
 from collector.formats import FormatConfig, Limits
@@ -320,3 +319,22 @@ def test_sagemaker_ground_truth_time_from_the_line_then_the_path_then_the_messag
     assert out.rejected == []
     assert out.labels["request_id"].tolist() == ["inf-9", "e-2", "e-3", "e-4"]
     assert out.labels["event_time_ms"].tolist() == [T0 + 1_800_000, T0 + 20 * 3_600_000, T0 + 7, T0 + 7]
+
+
+def test_kserve_halves_without_inferenceservicename_join_under_the_configured_model():
+    # without the inferenceservicename attribute the request names no model (the configured
+    # one stands in) while the OIP response names the server's model: both halves take the
+    # configured model, so they join
+    def bare(kind, body):
+        m = kserve(kind, "c-1", "2024-05-01T12:00:00Z", body)
+        return Message(topic=m.topic, partition=0, offset=0, value=m.value, key=None, timestamp_ms=T0,
+                       headers=tuple((k, v) for k, v in m.headers if k != "ce_inferenceservicename"))
+
+    resp = oip_response("3", 0.6)
+    resp["model_name"] = "income-predictor"
+    j = RequestResponseJoin(ttl_ms=60_000)
+    records, _, counts = join_ce(j, [bare("request", oip_request(40.0)), bare("response", resp)],
+                                 FormatConfig(format="kserve", model="income"))
+    assert counts == {"matched": 1}
+    assert records[["model", "model_version", "features.age", "predictions.proba"]].values.tolist() == [
+        ["income", "3", 40.0, 0.6]]  # JSON FP32 data read as written

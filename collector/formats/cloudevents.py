@@ -12,7 +12,9 @@ CloudEvents of type ``org.kubeflow.serving.inference.request`` / ``.response`` s
 
 Bodies are V1 (``{"instances": ..}`` -> ``{"predictions": ..}``, see
 :mod:`collector.formats.tabular`) or Open Inference Protocol (:mod:`collector.formats.oip`).
-Model = the ``inferenceservicename`` attribute, else config ``model``; event time = ``time``,
+Model = the ``inferenceservicename`` attribute, else config ``model``, else (a response) the
+body's ``model_name``: both halves of a call get the same model, which the request-response
+join keys on together with the id; event time = ``time``,
 else the message timestamp. Model version = the body's (an OIP response's ``model_version``),
 else config ``model_version``, else ``""``: a request half names none (V1 bodies have no
 version, OIP puts it in the URL, and no CloudEvent attribute carries it), so the
@@ -154,7 +156,9 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
                 raise RecordError(RejectReason.UNSUPPORTED_CONTENT, f"content-type: {ctype[:80]!r} is not JSON")
             body = load_json(body, "body")
         rows = decode_body(body, side, fmt, limits)
-        model = require_model(_text(attrs, "inferenceservicename") or rows.model_name or fmt.model,
+        # the config's model before the body's: a request body never names its model, and
+        # both halves of a call must name the same one to join
+        model = require_model(_text(attrs, "inferenceservicename") or fmt.model or rows.model_name,
                               "the CloudEvent (inferenceservicename)")
         t = event_time(attrs.get("time"), "time", msg, limits)
         serving = {k: _text(attrs, k) for k in ("endpoint", "component", "namespace")}
