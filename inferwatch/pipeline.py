@@ -256,10 +256,10 @@ class Pipeline:
             parts, late_rows, on_time = assignment.parts, assignment.late, assignment.on_time
             for key, rows in parts:
                 self.store.add_window_partial(conn, key.model, key.model_version, key.start_ms, key.segment, rows)
-            self._feed_bootstrap_references(conn, on_time, model_version_groups(on_time))
+            on_time_groups = model_version_groups(on_time)
+            self._feed_bootstrap_references(conn, on_time, on_time_groups)
             if offsets:
                 self.store.save_offsets(conn, self.group_id, offsets)
-            on_time_groups = model_version_groups(on_time)
             touched = {mv for mv, _idx in on_time_groups}
             self.fed_models |= touched
             for source, join_partition in join_sources.items():
@@ -702,4 +702,4 @@ def coerce_to_reference(rows: pd.DataFrame, ref: Profile) -> pd.DataFrame:
                 np.float64)
         else:
             out[col] = values
-    return pd.DataFrame(out, index=rows.index)
+    return pd.DataFrame(out, index=rows.index, copy=False)  # the columns are read, never written
