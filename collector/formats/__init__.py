@@ -3,9 +3,10 @@
 Entry points:
 
 - :func:`decode_messages` ``(messages, fmt, limits) -> Decoded``: decode a batch with the
-  format fixed by ``fmt.format``, or detected per message when it is ``auto``;
-- :func:`detect_format` ``(message) -> str``: the format a message looks like, from its headers,
-  topic and body;
+  format fixed by ``fmt.format``, or routed per message as :func:`detect_format` says when it
+  is ``auto``;
+- :func:`detect_format` ``(message, mapping=None) -> str``: the format a message looks like,
+  from its headers, topic and body (and the topic's JSON mapping, when it has one);
 - :class:`FormatConfig` and :class:`Limits` (:mod:`collector.formats.config`);
 - :mod:`collector.formats.files`: messages from JSON-lines files and Kafka dumps, for replay.
 
@@ -228,8 +229,9 @@ def _plain_run(messages: Sequence[Message], topics: dict[str, bool]) -> np.ndarr
     if not lengths.all():
         return None
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    data = np.frombuffer(joined + b"\0" * len(_SCHEMA_OPEN), dtype=np.uint8)
-    head = data[starts[:, None] + np.arange(len(_SCHEMA_OPEN))]
+    data = np.frombuffer(joined, dtype=np.uint8)
+    # the first bytes of every value (past a short value's end: the next one's, masked below)
+    head = data[np.minimum(starts[:, None] + np.arange(len(_SCHEMA_OPEN)), len(data) - 1)]
     opened = (head[:, :2] == _OPEN).all(axis=1) & (lengths >= 2)
     schema = (head == _SCHEMA_OPEN).all(axis=1) & (lengths >= len(_SCHEMA_OPEN))
     return opened & ~schema
@@ -260,16 +262,19 @@ def _decode_auto(messages: Sequence[Message], fmt: FormatConfig, limits: Limits)
     else:
         for i, m in enumerate(messages):
             v = m.value
-            if v and b'"features"' in v and topics[m.topic] and (not m.headers or _plain_headers(m.headers)):
-                # no escape, no SageMaker key, no BentoML schema start: nothing to search for
-                if b"\\" not in v and b'Data"' not in v and v[:2] == b'{"' and v[:10] != b'{"columns"':
-                    continue
-                name = detect_format(m, mapping)
-            else:
-                name = detect_format(m, mapping)
+            # a plain message whose body has no escape, no SageMaker key and no BentoML schema
+            # start: nothing for the rules before inferwatch's to find
+            if (v and b'"features"' in v and topics[m.topic] and (not m.headers or _plain_headers(m.headers))
+                    and b"\\" not in v and b'Data"' not in v and v[:2] == b'{"' and v[:10] != b'{"columns"'):
+                continue
+            name = detect_format(m, mapping)
             name_of[i] = fallback if name == UNKNOWN else name
-    first = [i for i in range(n) if name_of[i] is None or name_of[i] == "inferwatch"]
-    tried = decode_inferwatch([messages[i] for i in first], fmt, limits) if first else None
+    if plain is not None and plain.all():  # the common case: one run of records
+        first = range(n)
+        tried = decode_inferwatch(messages, fmt, limits)
+    else:
+        first = [i for i in range(n) if name_of[i] is None or name_of[i] == "inferwatch"]
+        tried = decode_inferwatch([messages[i] for i in first], fmt, limits) if first else None
     if tried is not None:
         kept = []
         at = iter(first)
@@ -283,6 +288,8 @@ def _decode_auto(messages: Sequence[Message], fmt: FormatConfig, limits: Limits)
             if name_of[i] == "inferwatch":
                 kept.append(r)
         tried.rejected = kept
+        if set(name_of) <= {None, "inferwatch"}:
+            return tried
     groups: dict[str, list[Message]] = {}
     for i, name in enumerate(name_of):
         groups.setdefault(name or "inferwatch", []).append(messages[i])
