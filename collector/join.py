@@ -107,7 +107,7 @@ JOIN_STATUS = "join_status"
 MATCHED, REQUEST_ONLY, RESPONSE_ONLY = "matched", "request_only", "response_only"
 
 #: Columns of the state frame (:meth:`RequestResponseJoin.pending`) besides the record columns.
-JOIN_HALF = "join_half"  # "request" | "response" | "finished" | "clock"
+JOIN_HALF = "join_half"  # "request" | "response" | "finished" | "clock" | "version"
 JOIN_SEQ = "join_seq"  # arrival sequence number, unique per entry, int64
 JOIN_BYTES = "join_bytes"  # estimated bytes of a waiting half, int64 (0 for finished ids)
 JOIN_HALVES = "join_halves"  # finished ids: 1 = request consumed, 2 = response, 3 = both
@@ -172,11 +172,10 @@ def _join_keys(frame: pd.DataFrame) -> np.ndarray:
             return frame["model"].to_numpy(dtype=object) + _KEY_SEP + frame["request_id"].to_numpy(dtype=object)
         except TypeError:
             pass
-    models = _text(frame["model"]) if "model" in frame.columns else np.full(n, "", dtype=object)
+    models = _text(frame["model"]) if "model" in frame.columns else np.full(n, None, dtype=object)
     rids = _text(frame["request_id"])
-    models = np.where(pd.isna(models), "", models).astype(object)
-    rids = np.where(pd.isna(rids), "", rids).astype(object)
-    return models + _KEY_SEP + rids
+    text = [("" if m is None else str(m)) + _KEY_SEP + ("" if r is None else str(r)) for m, r in zip(models, rids)]
+    return np.array(text, dtype=object)
 
 
 def _split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

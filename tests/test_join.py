@@ -310,7 +310,9 @@ def scenarios(draw):
     n = draw(st.integers(1, 14))
     messages = []
     for i in range(n):
-        rid = f"id-{i}"
+        # a call is "<model>/<request id>": two models' calls share each request id, as the
+        # steps of a Seldon pipeline do
+        rid = f"{'scaler' if i % 2 == 0 else 'classifier'}/id-{i // 2}"
         t = draw(st.integers(0, 3_000))
         copies = draw(st.integers(1, 2))
         messages += [("q", rid, t, k) for k in range(copies)]
@@ -337,12 +339,14 @@ def scenarios(draw):
 def _frames(batch):
     qs = [(rid, t, k) for kind, rid, t, k in batch if kind == "q"]
     ss = [(rid, t, k) for kind, rid, t, k in batch if kind == "s"]
-    q = req([r for r, _, _ in qs], [t for _, t, _ in qs]) if qs else None
+    q = req([r.split("/")[1] for r, _, _ in qs], [t for _, t, _ in qs]) if qs else None
     if q is not None:  # copies differ, so the test sees which one survived
         q["features.sepal_length"] = [float(k) + t / 1000 for _, t, k in qs]
-    s = resp([r for r, _, _ in ss], [t for _, t, _ in ss]) if ss else None
+        q["model"] = [r.split("/")[0] for r, _, _ in qs]
+    s = resp([r.split("/")[1] for r, _, _ in ss], [t for _, t, _ in ss]) if ss else None
     if s is not None:
         s["predictions.class"] = [float(k) for _, _, k in ss]
+        s["model"] = [r.split("/")[0] for r, _, _ in ss]
     return q, s
 
 
@@ -394,9 +398,10 @@ def test_a_restored_join_equals_an_uninterrupted_one_and_every_half_ends_once(sc
     assert given_up == status.count("request_only")
     if params["remember_ms"] == 10**10 and params["max_finished"] == 10**6:
         # ids never forgotten: each call (request id) has exactly one row, whichever halves came
-        ids = {rid for batch in batches for _kind, rid, *_ in batch}
-        assert sorted(a["request_id"].tolist() if len(a) else []) == sorted(ids)
-        ended = a[a[JOIN_STATUS] != "response_only"]["request_id"].tolist() if len(a) else []
+        calls = {rid for batch in batches for _kind, rid, *_ in batch}
+        call = (a["model"] + "/" + a["request_id"]) if len(a) else pd.Series([], dtype=object)
+        assert sorted(call.tolist()) == sorted(calls)
+        ended = call[a[JOIN_STATUS] != "response_only"].tolist() if len(a) else []
         # and the first copy to arrive is the one kept
         first = {}
         for batch in batches:
