@@ -85,48 +85,55 @@ def profile(n: int = 300_000, batch: int = 20_000, partitions: int = 4, pool_siz
                 depth[0] -= 1
         return wrapper
 
-    pl.decode_messages = timed("decode", pl.decode_messages)
-    patches = [(ModelLimit, "admit", "caps"), (CategoryLimit, "apply", "caps"), (pl.Pipeline, "_sync", "sync"),
-               (EventTimeWindows, "assign_batch", "assign"), (Store, "add_window_partial", "store"),
-               (pl.Pipeline, "_feed_bootstrap_references", "store"), (Store, "save_offsets", "store"),
-               (Store, "save_watermarks", "store"), (pl.Pipeline, "_close", "close")]
-    for owner, name, stage in patches:
-        setattr(owner, name, timed(stage, getattr(owner, name)))
+    patches = [(pl, "decode_messages", "decode"), (ModelLimit, "admit", "caps"), (CategoryLimit, "apply", "caps"),
+               (pl.Pipeline, "_sync", "sync"), (EventTimeWindows, "assign_batch", "assign"),
+               (Store, "add_window_partial", "store"), (pl.Pipeline, "_feed_bootstrap_references", "store"),
+               (Store, "save_offsets", "store"), (Store, "save_watermarks", "store"), (pl.Pipeline, "_close", "close")]
+    originals = [(owner, name, owner.__dict__[name]) for owner, name, _stage in patches]
+    collecting = [0.0]
+
+    def gc_timer(phase: str, _info: dict) -> None:
+        if phase == "start":
+            collecting[0] = time.process_time()
+        else:
+            spent["gc"] += time.process_time() - collecting[0]
 
     batches = build_messages(n, partitions, pool_size, seed, batch)
-    with tempfile.TemporaryDirectory(prefix="inferwatch-profile-") as tmp:
-        settings = Settings(database_url=f"sqlite:///{tmp}/inferwatch.db", metrics={"enabled": False})
-        store = open_store(settings)
-        pipeline = pl.Pipeline(settings, store, Metrics(), lambda rejected: None, "bench")
-        gc.freeze()  # as inferwatch.runner.run_kafka does once the service has started
-        gc.set_threshold(50_000, 20, 100)
-        collecting = [0.0]
-
-        def gc_timer(phase: str, _info: dict) -> None:
-            if phase == "start":
-                collecting[0] = time.process_time()
-            else:
-                spent["gc"] += time.process_time() - collecting[0]
-
-        gc.callbacks.append(gc_timer)
-        profiler = None
-        if cprofile:
-            import cProfile
-            profiler = cProfile.Profile()
-            profiler.enable()
-        # a backlog being read, as in the benchmark: every partition behind its end
-        sources = {("bench", p): False for p in range(partitions)}
-        total = 0.0
-        closed = 0
-        for msgs in batches:
-            t = time.process_time()
-            closed += len(pipeline.process(msgs, sources=sources, partitions=sources))
-            total += time.process_time() - t
-        gc.callbacks.remove(gc_timer)
-        if profiler is not None:
-            profiler.disable()
-            profiler.dump_stats(cprofile)
-        store.close()
+    threshold = gc.get_threshold()
+    total = 0.0
+    closed = 0
+    try:
+        for owner, name, stage in patches:
+            setattr(owner, name, timed(stage, getattr(owner, name)))
+        with tempfile.TemporaryDirectory(prefix="inferwatch-profile-") as tmp:
+            settings = Settings(database_url=f"sqlite:///{tmp}/inferwatch.db", metrics={"enabled": False})
+            store = open_store(settings)
+            pipeline = pl.Pipeline(settings, store, Metrics(), lambda rejected: None, "bench")
+            gc.freeze()  # as inferwatch.runner.run_kafka does once the service has started
+            gc.set_threshold(50_000, 20, 100)
+            gc.callbacks.append(gc_timer)
+            profiler = None
+            if cprofile:
+                import cProfile
+                profiler = cProfile.Profile()
+                profiler.enable()
+            # a backlog being read, as in the benchmark: every partition behind its end
+            sources = {("bench", p): False for p in range(partitions)}
+            for msgs in batches:
+                t = time.process_time()
+                closed += len(pipeline.process(msgs, sources=sources, partitions=sources))
+                total += time.process_time() - t
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(cprofile)
+            store.close()
+    finally:  # the caller's functions and collector settings back
+        if gc_timer in gc.callbacks:
+            gc.callbacks.remove(gc_timer)
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+        for owner, name, fn in originals:
+            setattr(owner, name, fn)
     spent["other"] = total - sum(spent[s] for s in STAGES[:-3])
     spent["total"] = total
     print(f"{n} records, {len(batches)} batches, {closed} windows closed")
