@@ -378,8 +378,8 @@ def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_f
         max_event_time_ms: later timestamps are rejected as ``future_timestamp``.
 
     Returns:
-        The accepted rows as a :class:`DecodedBatch` frame plus the rejected messages, in input
-        order. Never raises on message content.
+        The accepted rows as a :class:`DecodedBatch` frame (and as one frame per model) plus
+        the rejected messages, in input order. Never raises on message content.
     """
     parts: list[_Part] = []
     slow: list[int] = []
@@ -472,8 +472,8 @@ def _joined(a: Sequence, b: Sequence) -> Sequence:
 
 def _parse(messages: Sequence[Message], base: int, max_message_bytes: int, slow: list[int]
            ) -> tuple[list[int], list]:
-    """Parse every message the fast parser may read; the others' positions (``base`` + index)
-    go to ``slow``."""
+    """Parse every message the fast parser may read into a :class:`_Record`; the others'
+    positions (``base`` + index) go to ``slow``."""
     values = [m.value for m in messages]
     try:
         if all(values) and max(map(len, values)) <= max_message_bytes:
