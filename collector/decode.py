@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -34,6 +34,7 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 import msgspec
+from msgspec.structs import astuple
 import numpy as np
 import pandas as pd
 
@@ -383,13 +384,23 @@ def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_f
     """
     parts: list[_Part] = []
     slow: list[int] = []
+
+    def raw(position: int) -> bytes:
+        return messages[position].value
+
     # a few thousand parsed records at a time stay in the CPU caches; the parts are joined after
     for start in range(0, len(messages), _CHUNK):
         chunk = messages[start:start + _CHUNK]
         chunk_slow: list[int] = []
         positions, objs = _parse(chunk, start, max_message_bytes, chunk_slow)
         try:
-            parts += _fast_parts(objs, positions, max_features, max_event_time_ms, chunk_slow) if objs else []
+            try:
+                new = _fast_parts(objs, positions, max_features, max_event_time_ms, chunk_slow, raw) if objs else []
+            except _NotUniform:  # read by the layout of its first record, but not all alike: parse again
+                chunk_slow = []
+                positions, objs = _parse(chunk, start, max_message_bytes, chunk_slow, layout=False)
+                new = _fast_parts(objs, positions, max_features, max_event_time_ms, chunk_slow, raw) if objs else []
+            parts += new
         except Exception:  # noqa: BLE001 - a defect here must not lose the batch: decode it message by message
             log.exception("batch decoding failed; decoding these %d messages one by one", len(chunk))
             chunk_slow = list(range(start, start + len(chunk)))
@@ -430,6 +441,62 @@ class _Record(msgspec.Struct, gc=False):
 # about 40% cheaper than parsing into a dict: the record's own keys and unknown fields are
 # never built as Python objects (msgspec keeps the last of repeated keys, as json does)
 _decode_bytes = msgspec.json.Decoder(_Record).decode
+_decode_plain = msgspec.json.Decoder().decode
+
+
+class _Fields(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """Base of the struct of one layout's ``features`` or ``predictions`` object: exactly its
+    keys (any other key, or a missing one, fails the parse), values any JSON."""
+
+
+class _NotUniform(Exception):
+    """The records of a chunk parsed by the layout of its first one do not all fit the layout's
+    fast path (e.g. a list of class probabilities of another length): parse them again."""
+
+
+_LAYOUTS: dict[tuple, Callable[[bytes], object]] = {}  # (feature keys, prediction keys) -> decoder
+_MAX_LAYOUTS = 64
+
+
+def _fields_struct(keys: tuple[str, ...]) -> type:
+    names = [f"f{i}" for i in range(len(keys))]  # any text may be a key: fields renamed to it
+    return msgspec.defstruct("_LayoutFields", [(n, Any) for n in names], bases=(_Fields,),
+                             rename=dict(zip(names, keys)))
+
+
+def _layout_decoder(first: bytes) -> Callable[[bytes], object] | None:
+    """A parser of records with exactly the feature and prediction keys of the record ``first``
+    (in any order), into a :class:`_Record`-like struct whose ``features`` and ``predictions``
+    are :class:`_Fields` structs; None when ``first`` is no record with both objects.
+
+    Parsing 25 features into a struct costs about 40% less than into a dict, and its values come
+    out as a tuple (``msgspec.structs.astuple``) at half the cost of looking each key up."""
+    try:
+        obj = _decode_plain(first)
+    except Exception:  # noqa: BLE001 - not for this path
+        return None
+    if type(obj) is not dict or type(obj.get("features")) is not dict or type(obj.get("predictions")) is not dict:
+        return None
+    key = (tuple(obj["features"]), tuple(obj["predictions"]))
+    decoder = _LAYOUTS.get(key)
+    if decoder is None:
+        if len(_LAYOUTS) >= _MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        record = msgspec.defstruct(
+            "_LayoutRecord", [("model", Any), ("model_version", Any), ("timestamp", Any), ("request_id", Any),
+                              ("features", _fields_struct(key[0])), ("predictions", _fields_struct(key[1])),
+                              ("label", Any, None), ("latency_ms", Any, None)], gc=False)
+        decoder = _LAYOUTS[key] = msgspec.json.Decoder(record).decode
+    return decoder
+
+
+def _keys(obj: dict | _Fields) -> list[str]:
+    """The keys of a parsed object: a dict's in their order, a layout struct's in its field order."""
+    return list(obj) if type(obj) is dict else list(obj.__struct_encode_fields__)
+
+
+def _items(obj: dict | _Fields):
+    return obj.items() if type(obj) is dict else zip(obj.__struct_encode_fields__, astuple(obj))
 _CHUNK = 4096
 _SUSPECT_ESCAPE_BYTES = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 _REQUIRED = attrgetter(*REQUIRED_FIELDS)
@@ -449,8 +516,8 @@ class _Part:
     meta: tuple[Sequence, ...]
     columns: dict[str, Sequence]
     types: dict[str, set[type]] | None = None  # each column's value types, when known
-    # the rows' feature and prediction objects (None: one row, whose order the columns keep)
-    dicts: tuple[Sequence[dict], Sequence[dict]] | None = None
+    # the column names of row j in that row's own order (None: one row, whose order the columns keep)
+    order_at: Callable[[int], list[str]] | None = None
 
     @classmethod
     def of_row(cls, position: int, meta: tuple, columns: dict[str, object]) -> _Part:
@@ -470,10 +537,11 @@ def _joined(a: Sequence, b: Sequence) -> Sequence:
     return [*a, *b]
 
 
-def _parse(messages: Sequence[Message], base: int, max_message_bytes: int, slow: list[int]
+def _parse(messages: Sequence[Message], base: int, max_message_bytes: int, slow: list[int], layout: bool = True
            ) -> tuple[list[int], list]:
-    """Parse every message the fast parser may read into a :class:`_Record`; the others'
-    positions (``base`` + index) go to ``slow``."""
+    """Parse every message the fast parser may read into a :class:`_Record` (with ``layout``,
+    when every one has the feature and prediction keys of the first, into the structs of
+    :func:`_layout_decoder`); the others' positions (``base`` + index) go to ``slow``."""
     values = [m.value for m in messages]
     try:
         if all(values) and max(map(len, values)) <= max_message_bytes:
@@ -485,6 +553,12 @@ def _parse(messages: Sequence[Message], base: int, max_message_bytes: int, slow:
     except TypeError:  # a tombstone (None value)
         clean = False
     if clean:
+        decoder = _layout_decoder(values[0]) if layout else None
+        if decoder is not None:
+            try:
+                return list(range(base, base + len(values))), list(map(decoder, values))
+            except Exception:  # noqa: BLE001 - another layout among them: each into its own dict
+                pass
         try:
             return list(range(base, base + len(values))), list(map(_decode_bytes, values))
         except Exception:  # noqa: BLE001 - any parse failure: find it message by message
@@ -520,9 +594,14 @@ def _nonempty_text(values: Sequence) -> np.ndarray:
 
 
 def _fast_parts(objs: list, positions: list[int], max_features: int, max_event_time_ms: int | None,
-                slow: list[int]) -> list[_Part]:
-    """Column-wise checks of parsed records (:class:`_Record`); rows that pass become parts, the
-    others go to ``slow``."""
+                slow: list[int], raw: Callable[[int], bytes]) -> list[_Part]:
+    """Column-wise checks of parsed records (:class:`_Record`, or the layout structs of
+    :func:`_layout_decoder`); rows that pass become parts, the others go to ``slow``. ``raw``
+    gives the message value at a position.
+
+    Raises:
+        _NotUniform: layout structs that do not all fit one part.
+    """
     top = list(map(_REQUIRED, objs))  # the parse left only objects with every required field
     model, version, stamp, request_id, features, predictions = zip(*top)
     label = list(map(_LABEL, objs))
@@ -531,7 +610,9 @@ def _fast_parts(objs: list, positions: list[int], max_features: int, max_event_t
     keep = _nonempty_text(model) & _nonempty_text(request_id)
     version, ok = _versions(version)
     keep &= ok
-    if set(map(type, features)) != {dict} or set(map(type, predictions)) != {dict}:
+    f_types, p_types = set(map(type, features)), set(map(type, predictions))
+    if not (f_types == p_types == {dict} or (len(f_types) == len(p_types) == 1 and issubclass(
+            next(iter(f_types)), _Fields) and issubclass(next(iter(p_types)), _Fields))):
         keep &= np.fromiter((type(f) is dict and type(p) is dict for f, p in zip(features, predictions)),
                             dtype=bool, count=len(objs))
     label, ok = _labels(label)
@@ -549,7 +630,7 @@ def _fast_parts(objs: list, positions: list[int], max_features: int, max_event_t
         if not positions:
             return []
     meta = (model, version, event_time, request_id, label, latency_ms)
-    return _layout_parts(features, predictions, positions, meta, max_features, slow)
+    return _layout_parts(features, predictions, positions, meta, max_features, slow, raw)
 
 
 def _versions(values: Sequence) -> tuple[Sequence, np.ndarray]:
@@ -688,13 +769,23 @@ class _MixedLayout(Exception):
 
 
 def _layout_parts(features: Sequence[dict], predictions: Sequence[dict], positions: list[int], meta: tuple,
-                  max_features: int, slow: list[int]) -> list[_Part]:
+                  max_features: int, slow: list[int], raw: Callable[[int], bytes]) -> list[_Part]:
     """The rows' parts: one when every row has the same feature names, prediction names and
-    list lengths (checked while transposing), else one per such layout, ordered by first row."""
+    list lengths (checked while transposing), else one per such layout, ordered by first row.
+
+    Raises:
+        _NotUniform: layout structs whose list lengths differ.
+    """
     f0, p0 = features[0], predictions[0]
+    if isinstance(f0, _Fields):  # one layout by construction
+        try:
+            part = _layout_part(None, positions, meta, features, predictions, max_features, slow, raw)
+        except (KeyError, _MixedLayout):
+            raise _NotUniform from None
+        return [part] if part is not None else []
     if set(map(len, features)) == {len(f0)} and set(map(len, predictions)) == {len(p0)}:
         try:
-            part = _layout_part(None, positions, meta, features, predictions, max_features, slow)
+            part = _layout_part(None, positions, meta, features, predictions, max_features, slow, raw)
             return [part] if part is not None else []
         except (KeyError, _MixedLayout):
             pass
@@ -704,7 +795,7 @@ def _layout_parts(features: Sequence[dict], predictions: Sequence[dict], positio
         groups.setdefault(key, []).append(i)
     parts = []
     for rows in groups.values():
-        part = _layout_part(rows, positions, meta, features, predictions, max_features, slow)
+        part = _layout_part(rows, positions, meta, features, predictions, max_features, slow, raw)
         if part is not None:
             parts.append(part)
     return parts
@@ -718,10 +809,11 @@ def _pick(rows: list[int] | None, values: Sequence) -> Sequence:
     return [values[i] for i in rows]
 
 
-def _column_names(f: dict, p: dict) -> list[str]:
-    """Column names of one record, in the order :func:`validate_record` creates them."""
-    names = [FEATURE_PREFIX + k for k in f]
-    for k, v in p.items():
+def _column_names(f: dict | _Fields, p: dict | _Fields) -> list[str]:
+    """Column names of one record, in the order :func:`validate_record` creates them (of a
+    layout struct: in its field order)."""
+    names = [FEATURE_PREFIX + k for k in _keys(f)]
+    for k, v in _items(p):
         if type(v) is list:
             names.extend(f"{PREDICTION_PREFIX}{k}[{i}]" for i in range(len(v)))
         else:
@@ -730,19 +822,24 @@ def _column_names(f: dict, p: dict) -> list[str]:
 
 
 def _layout_part(rows: list[int] | None, positions: list[int], meta: tuple, features: Sequence[dict],
-                 predictions: Sequence[dict], max_features: int, slow: list[int]) -> _Part | None:
-    """The part of the rows (None: all) of one layout, or None when no row passes.
+                 predictions: Sequence[dict], max_features: int, slow: list[int],
+                 raw: Callable[[int], bytes]) -> _Part | None:
+    """The part of the rows (None: all) of one layout, or None when no row passes. Its columns
+    are in the order of its first row (for layout structs: as that row's own text has them).
 
     Raises:
         KeyError, _MixedLayout: the rows do not all have the same names and list lengths.
     """
     feats, preds, pos = _pick(rows, features), _pick(rows, predictions), list(_pick(rows, positions))
-    f_names, p_names = list(feats[0]), list(preds[0])
+    f_names, p_names = _keys(feats[0]), _keys(preds[0])
+    structs = isinstance(feats[0], _Fields)
     columns: dict[str, Sequence] = {}
     if f_names:
-        for name, values in zip(f_names, _transpose(feats, f_names)):
+        f_values = list(zip(*map(astuple, feats))) if structs else _transpose(feats, f_names)
+        for name, values in zip(f_names, f_values):
             columns[FEATURE_PREFIX + name] = values
-    for name, values in zip(p_names, _transpose(preds, p_names)) if p_names else ():
+    p_values = (list(zip(*map(astuple, preds))) if structs else _transpose(preds, p_names)) if p_names else ()
+    for name, values in zip(p_names, p_values):
         types = set(map(type, values))
         if list not in types:
             columns[PREDICTION_PREFIX + name] = values
@@ -767,14 +864,22 @@ def _layout_part(rows: list[int] | None, positions: list[int], meta: tuple, feat
         slow.extend(p for p, k in zip(pos, mask) if not k)
         if not any(mask):
             return None
-        first = mask.index(True)
         pos = list(compress(pos, mask))
         meta = tuple(m[keep] if isinstance(m, np.ndarray) else list(compress(m, mask)) for m in meta)
         columns = {k: list(compress(v, mask)) for k, v in columns.items()}
-        if first:  # the first accepted row orders the columns
-            columns = {k: columns[k] for k in _column_names(feats[first], preds[first])}
         feats, preds = list(compress(feats, mask)), list(compress(preds, mask))
-    return _Part(pos, meta, columns, types, (feats, preds))
+    if structs:
+        def order_at(j: int, pos: list[int] = pos) -> list[str]:
+            obj = _decode_plain(raw(pos[j]))  # parsed alike before: a record with both objects
+            return _column_names(obj["features"], obj["predictions"])
+    else:
+        def order_at(j: int, feats: Sequence[dict] = feats, preds: Sequence[dict] = preds) -> list[str]:
+            return _column_names(feats[j], preds[j])
+    if structs or not keep.all():  # the (first accepted) row's own order
+        order = order_at(0)
+        if order != list(columns):
+            columns = {k: columns[k] for k in order}
+    return _Part(pos, meta, columns, types, order_at)
 
 
 class _ListItems(tuple):
@@ -860,7 +965,7 @@ def _parts_by_model(parts: list[_Part]) -> list[list[_Part]]:
             mask = [m == name for m in models]
             keep = np.array(mask)
             first = mask.index(True)  # the model's first row orders its columns
-            order = _column_names(p.dicts[0][first], p.dicts[1][first]) if p.dicts else list(p.columns)
+            order = p.order_at(first) if p.order_at else list(p.columns)
             groups.setdefault(name, []).append(_Part(
                 list(compress(p.positions, mask)),
                 tuple(m[keep] if isinstance(m, np.ndarray) else list(compress(m, mask)) for m in p.meta),

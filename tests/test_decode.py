@@ -347,3 +347,21 @@ def test_repeated_and_unknown_keys_agree():
     assert list(batch.frame["label"]) == ["true", "late", "true"]
     assert list(batch.frame["features.age"]) == [41.0, 41.0, 7.0]
     assert [(r.message.offset, r.reason) for r in batch.rejected] == [(3, RejectReason.MISSING_FIELD)]
+
+
+def test_records_of_one_layout_keep_each_rows_own_key_order():
+    # parsed by the layout of the first record: the columns still follow the first accepted
+    # row's own key order, per batch and per model
+    a = {**GOOD, "features": {"age": 1, "state": "MA"}, "predictions": {"p": 0.1, "proba": [0.2, 0.8]}}
+    b = {**GOOD, "features": {"state": "NY", "age": 2}, "predictions": {"proba": [0.3, 0.7], "p": 0.2}}
+    late = {**a, "timestamp": "yesterday"}
+    rows = [late, b, a, {**a, "model": "n"}, {**b, "model": "n"}]
+    batch = assert_same_decoding([msg(r, i) for i, r in enumerate(rows)])
+    assert list(batch.frame.columns[6:]) == ["features.state", "features.age", "predictions.proba[0]",
+                                             "predictions.proba[1]", "predictions.p"]
+    assert list(batch.frames[1].columns[6:]) == ["features.age", "features.state", "predictions.p",
+                                                 "predictions.proba[0]", "predictions.proba[1]"]
+    # same keys, lists of another length: parsed again into dicts, same result
+    short = {**a, "predictions": {"p": 0.1, "proba": [1.0]}}
+    batch = assert_same_decoding([msg(r, i) for i, r in enumerate([a, short, b, {**a, "features": {"age": 3}}])])
+    assert list(batch.frame["predictions.proba[1]"].isna()) == [False, True, False, False]
