@@ -163,7 +163,9 @@ class Pipeline:
         join = self._joins.get(partition)
         if join is None:
             j = self.settings.join
-            join = RequestResponseJoin(j.ttl_seconds * 1000, max_pending=j.max_pending, max_bytes=j.max_bytes)
+            skew = None if j.max_skew_seconds is None else j.max_skew_seconds * 1000
+            join = RequestResponseJoin(j.ttl_seconds * 1000, max_pending=j.max_pending, max_bytes=j.max_bytes,
+                                       max_skew_ms=skew)
             with self.store.engine.connect() as conn:
                 entries, clock, next_seq = self.store.load_join_state(conn, _join_name(partition))
             if clock is not None or len(entries):
@@ -213,6 +215,7 @@ class Pipeline:
         joins_touched: set[int] = set()
         join_sources: dict[tuple[str, int], int] = {}  # source -> the join its halves went to
         label_frames: list[pd.DataFrame] = []
+        late_responses: list[pd.DataFrame] = []  # predictions whose call already has its row
         if sources is not None:  # a partition read elsewhere meanwhile reloads its join state from the store
             assigned = {p for _t, p in sources}
             for p in [p for p in self._joins if p not in assigned]:
@@ -236,6 +239,10 @@ class Pipeline:
                 for outcome, n in joined.counts.items():
                     join_counts[outcome] = join_counts.get(outcome, 0) + n
                 frame = _concat_rows(frame, joined.records)
+                if len(joined.late):
+                    late = joined.late[joined.late[JOIN_STATUS] == RESPONSE_ONLY]
+                    if len(late):
+                        late_responses.append(late)
             admitted = self.model_limit.admit(frame)
             if not admitted.all():
                 rejected.extend(self._over_model_cap(group, decoded, frame, ~admitted))
@@ -271,7 +278,7 @@ class Pipeline:
                 self.store.save_partition_states(conn, sources)
             for p in sorted(joins_touched):
                 self.store.save_join_changes(conn, _join_name(p), self._joins[p].drain_changes())
-            self._realized_performance(conn, on_time, label_frames)
+            self._realized_performance(conn, on_time, label_frames, late_responses)
             closed = self._close(conn, self.windows.due(now, self._idle_ms()), now)
         for outcome, n in join_counts.items():
             if n:
@@ -287,13 +294,22 @@ class Pipeline:
         self._after_commit(closed)
         return closed
 
-    def _realized_performance(self, conn, records: pd.DataFrame, label_frames: list[pd.DataFrame]) -> None:
+    def _realized_performance(self, conn, records: pd.DataFrame, label_frames: list[pd.DataFrame],
+                              late_responses: list[pd.DataFrame] = ()) -> None:
         """Join this batch's predictions (of the models ``performance.models`` describes) and
         labels with those waiting in the store, and merge the labelled pairs into the realized
-        performance of their prediction's windows."""
+        performance of their prediction's windows. ``late_responses``: responses that came
+        after their request was given up; their call's row is the request's (no prediction),
+        so their predictions are still labelled here. Pairs whose prediction, label or
+        probabilities cannot be scored are counted as the outcome ``unscorable``."""
         specs = self._performance_specs
         if not specs:
             return
+        late = [f[f["model"].isin(list(specs))] for f in late_responses]
+        late = [f for f in late if len(f)]
+        if late:
+            records = pd.concat([records, *late], ignore_index=True) if len(records) else \
+                pd.concat(late, ignore_index=True)
         preds = records[records["model"].isin(list(specs))] if len(records) else records
         if JOIN_STATUS in preds.columns:  # a request without its response has no prediction
             preds = preds[preds[JOIN_STATUS] != REQUEST_ONLY]
@@ -314,6 +330,9 @@ class Pipeline:
             perf = performance_summaries(pairs if len(pairs) else unlabelled.iloc[:0], spec, window_ms=w.length_ms,
                                          slide_ms=w.slide_ms, origin_ms=w.origin_ms,
                                          unlabelled=unlabelled if len(unlabelled) else None)
+            if perf.n_invalid:
+                counts = self._pending_label_counts
+                counts["unscorable"] = counts.get("unscorable", 0) + perf.n_invalid
             for (m, v, start), summary in sorted(perf.summaries.items()):
                 merged = self.store.merge_window_performance(conn, m, v, start, summary)
                 latest = self._pending_performance.get((m, v))

@@ -467,3 +467,75 @@ def test_a_request_waiting_for_its_response_holds_the_watermark_back(db_url):
     assert dict(zip(windows["window_start_ms"], windows["record_count"])) == {m * 60_000: 120 for m in range(5)}
     assert metrics.records_late.labels("sklearn-iris")._value.get() == 0
     store.close()
+
+
+@pytest.mark.parametrize("max_skew_seconds", [600, None])
+def test_requests_whose_responses_never_come_expire_within_the_skew_bound(db_url, max_skew_seconds):
+    """A KServe logger in request-only mode logs no response at all, so the responses' clock
+    never moves: with ``join.max_skew_seconds`` the requests still expire (and their windows
+    close on the watermark); without a bound they wait, holding the watermark back."""
+    hour = 3_600_000
+    settings = _settings(db_url, window={"length_seconds": 3600, "idle_close_seconds": None},
+                         formats={"default": {"format": "kserve", "model_version": "1",
+                                              "feature_names": ["a"], "prediction_names": ["y"]}},
+                         join={"ttl_seconds": 60, "max_skew_seconds": max_skew_seconds},
+                         reference={"bootstrap_records": 100})
+    store = open_store(settings)
+    metrics = Metrics()
+    pipeline = Pipeline(settings, store, metrics, log_dead_letter, "g")
+    n = 3 * 360  # one request every 10 s for three hours
+    msgs = [_kserve(i, "request", f"r{i}", i * 10_000, {"instances": [[float(i % 7)]]}) for i in range(n)]
+    for lo in range(0, n, 60):
+        pipeline.process(msgs[lo:lo + 60])
+    windows = store.list_windows()
+    expired = metrics.join_outcomes.labels("request_expired")._value.get()
+    if max_skew_seconds is None:
+        assert windows.empty and expired == 0
+    else:
+        # requests expire once the requests' own clock is 600 s + 60 s past them, so the first
+        # two hours close and hold every request of theirs, each counted for its features
+        counts = dict(zip(windows["window_start_ms"], windows["record_count"]))
+        assert counts == {0: 360, hour: 360}
+        # the last request is at (n - 1) x 10 s: those strictly more than 660 s before it expired
+        assert expired == (n - 1) - (600 + 60) // 10
+    pipeline.close_all()
+    counts = dict(zip(*(store.list_windows()[c] for c in ("window_start_ms", "record_count"))))
+    assert counts == {0: 360, hour: 360, 2 * hour: 360}  # nothing lost either way
+    store.close()
+
+
+def test_a_late_response_is_still_labelled_and_unscorable_labels_are_counted(db_url):
+    """A response arriving after its request was given up adds no second row to the window,
+    but its prediction still meets its label; a label outside the configured classes is
+    counted ``unscorable`` in inferwatch_labels_total."""
+    import json
+
+    settings = _settings(db_url, window={"length_seconds": 3600, "idle_close_seconds": None},
+                         formats={"default": {"format": "kserve", "model_version": "1",
+                                              "feature_names": ["a"], "prediction_names": ["y"]},
+                                  "topics": {"labels": {"format": "labels"}}},
+                         join={"ttl_seconds": 60},
+                         performance={"label_delay_seconds": 3600, "models": {"sklearn-iris": {
+                             "task": "classification", "prediction": "y", "labels": ["0", "1"]}}})
+    store = open_store(settings)
+    metrics = Metrics()
+    pipeline = Pipeline(settings, store, metrics, log_dead_letter, "g")
+    pipeline.process([_kserve(0, "request", "r1", 0, {"instances": [[1.0]]}),
+                      _kserve(1, "request", "r2", 1_000, {"instances": [[2.0]]}),
+                      _kserve(2, "request", "r3", 2_000, {"instances": [[3.0]]}),
+                      _kserve(3, "response", "r2", 100_000, {"predictions": [1]})])  # r1 and r3 expire
+    assert metrics.join_outcomes.labels("request_expired")._value.get() == 2
+    pipeline.process([_kserve(4, "response", "r1", 100_500, {"predictions": [0]}),  # late
+                      _kserve(5, "response", "r3", 101_000, {"predictions": [1]})])  # late
+    assert metrics.join_outcomes.labels("response_late")._value.get() == 2
+    labels = [Message("labels", 0, i, json.dumps({"request_id": rid, "label": label, "timestamp": 200_000}).encode())
+              for i, (rid, label) in enumerate([("r1", 0), ("r2", 1), ("r3", "maybe")])]
+    pipeline.process(labels)
+    pipeline.close_all()
+    windows = store.list_windows()
+    assert windows["record_count"].tolist() == [3]  # one row per call
+    perf = store.list_window_performance("sklearn-iris")
+    assert perf["n_labelled"].tolist() == [2] and perf["accuracy"].tolist() == [1.0]  # r1 (late) and r2
+    assert metrics.labels_joined.labels("matched")._value.get() == 3
+    assert metrics.labels_joined.labels("unscorable")._value.get() == 1
+    store.close()
