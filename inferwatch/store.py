@@ -658,6 +658,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # WAL lets the metrics/CLI readers run while the collector writes; foreign keys are off by default.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
+    # in WAL mode NORMAL syncs at checkpoints, not at every commit: a killed process loses
+    # nothing committed, a power cut may lose the last transactions, which the stored offsets
+    # then read again from Kafka (the data and its offsets roll back together)
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()

@@ -109,3 +109,11 @@ def test_watermark_state_is_the_three_watermark_reads_in_one(store):
                                                         ("m", "2", "t", 0): 30, ("n", "1", "u", 0): 5}
         assert last == store.last_arrivals(conn) == {("m", "1"): 500, ("m", "2"): 700, ("n", "1"): 600}
         assert arrivals == store.partition_arrivals(conn) == {("t", 0): 700, ("t", 1): 500, ("u", 0): 600}
+
+
+def test_sqlite_runs_in_wal_mode_syncing_at_checkpoints(tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    with s.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    s.close()
