@@ -392,14 +392,20 @@ def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_f
     for start in range(0, len(messages), _CHUNK):
         chunk = messages[start:start + _CHUNK]
         chunk_slow: list[int] = []
-        positions, objs = _parse(chunk, start, max_message_bytes, chunk_slow)
         try:
-            try:
-                new = _fast_parts(objs, positions, max_features, max_event_time_ms, chunk_slow, raw) if objs else []
-            except _NotUniform:  # read by the layout of its first record, but not all alike: parse again
-                chunk_slow = []
-                positions, objs = _parse(chunk, start, max_message_bytes, chunk_slow, layout=False)
-                new = _fast_parts(objs, positions, max_features, max_event_time_ms, chunk_slow, raw) if objs else []
+            new: list[_Part] = []
+            for positions, objs in _parse(chunk, start, max_message_bytes, chunk_slow):
+                if not objs:
+                    continue
+                run_slow: list[int] = []
+                try:
+                    new += _fast_parts(objs, positions, max_features, max_event_time_ms, run_slow, raw)
+                except _NotUniform:  # read by one layout, but not all alike: parse these again into dicts
+                    run_slow = []
+                    positions, objs = _parse_plain([raw(i) for i in positions], positions[0], max_message_bytes,
+                                                   run_slow)
+                    new += _fast_parts(objs, positions, max_features, max_event_time_ms, run_slow, raw) if objs else []
+                chunk_slow += run_slow
             parts += new
         except Exception:  # noqa: BLE001 - a defect here must not lose the batch: decode it message by message
             log.exception("batch decoding failed; decoding these %d messages one by one", len(chunk))
@@ -537,11 +543,17 @@ def _joined(a: Sequence, b: Sequence) -> Sequence:
     return [*a, *b]
 
 
-def _parse(messages: Sequence[Message], base: int, max_message_bytes: int, slow: list[int], layout: bool = True
-           ) -> tuple[list[int], list]:
-    """Parse every message the fast parser may read into a :class:`_Record` (with ``layout``,
-    when every one has the feature and prediction keys of the first, into the structs of
-    :func:`_layout_decoder`); the others' positions (``base`` + index) go to ``slow``."""
+def _parse(messages: Sequence[Message], base: int, max_message_bytes: int, slow: list[int]
+           ) -> list[tuple[list[int], list]]:
+    """Parse every message the fast parser may read; the others' positions (``base`` + index)
+    go to ``slow``.
+
+    Returns:
+        Runs of ``(positions, parsed records)``, in message order: first, when the first
+        :data:`_MIN_LAYOUT_RUN` or more records share the feature and prediction keys of the
+        first one, those records as the structs of :func:`_layout_decoder`; then the others as
+        :class:`_Record` structs. A run may be empty.
+    """
     values = [m.value for m in messages]
     try:
         if all(values) and max(map(len, values)) <= max_message_bytes:
@@ -552,17 +564,42 @@ def _parse(messages: Sequence[Message], base: int, max_message_bytes: int, slow:
             clean = False
     except TypeError:  # a tombstone (None value)
         clean = False
-    if clean:
-        decoder = _layout_decoder(values[0]) if layout else None
-        if decoder is not None:
-            try:
-                return list(range(base, base + len(values))), list(map(decoder, values))
-            except Exception:  # noqa: BLE001 - another layout among them: each into its own dict
-                pass
+    if not clean:
+        return [_parse_each(values, base, max_message_bytes, slow)]
+    decoder = _layout_decoder(values[0])
+    objs: list = []
+    if decoder is not None:
+        append = objs.append
         try:
-            return list(range(base, base + len(values))), list(map(_decode_bytes, values))
-        except Exception:  # noqa: BLE001 - any parse failure: find it message by message
+            for v in values:
+                append(decoder(v))
+        except Exception:  # noqa: BLE001 - another layout from here on
             pass
+    k = len(objs)
+    if k == len(values):
+        return [(list(range(base, base + k)), objs)]
+    if k < _MIN_LAYOUT_RUN:  # too short a run to be worth its own part: parsed again with the rest
+        return [_parse_plain(values, base, max_message_bytes, slow)]
+    return [(list(range(base, base + k)), objs), _parse_plain(values[k:], base + k, max_message_bytes, slow)]
+
+
+_MIN_LAYOUT_RUN = 64
+
+
+def _parse_plain(values: list[bytes], base: int, max_message_bytes: int, slow: list[int]
+                 ) -> tuple[list[int], list]:
+    """Values without tombstones, oversize ones or \\u escapes, parsed into :class:`_Record`
+    structs; the positions of those that fail go to ``slow``."""
+    try:
+        return list(range(base, base + len(values))), list(map(_decode_bytes, values))
+    except Exception:  # noqa: BLE001 - any parse failure: find it message by message
+        return _parse_each(values, base, max_message_bytes, slow)
+
+
+def _parse_each(values: list[bytes | None], base: int, max_message_bytes: int, slow: list[int]
+                ) -> tuple[list[int], list]:
+    """Values parsed one by one into :class:`_Record` structs; tombstones, oversize values, the
+    ones with NUL or surrogate escapes and those that fail go to ``slow``."""
     positions, objs = [], []
     for i, raw in enumerate(values, base):
         if not raw or len(raw) > max_message_bytes or _SUSPECT_ESCAPE_BYTES.search(raw):

@@ -304,16 +304,30 @@ def test_tombstones_escapes_and_big_integers_agree():
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(messages_strategy, st.sampled_from([1, 2, 3, 5]))
-def test_batches_read_in_chunks_agree_with_the_rule_book(items, chunk):
+@given(messages_strategy, st.sampled_from([1, 2, 3, 5, 4096]), st.sampled_from([1, 2, 64]))
+def test_batches_read_in_chunks_agree_with_the_rule_book(items, chunk, layout_run):
+    # small chunks, and short runs of one layout read as structs before the rest
     import collector.decode as decode
 
     messages = [Message("t", 0, i, _encode(r, how)) for i, (r, how) in enumerate(items)]
-    saved, decode._CHUNK = decode._CHUNK, chunk
+    saved = decode._CHUNK, decode._MIN_LAYOUT_RUN
+    decode._CHUNK, decode._MIN_LAYOUT_RUN = chunk, layout_run
     try:
         assert_same_decoding(messages)
     finally:
-        decode._CHUNK = saved
+        decode._CHUNK, decode._MIN_LAYOUT_RUN = saved
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(good_records(), min_size=1, max_size=40), st.sampled_from([1, 2, 3]))
+def test_good_records_in_layout_runs_agree_with_the_rule_book(items, layout_run):
+    import collector.decode as decode
+
+    saved, decode._MIN_LAYOUT_RUN = decode._MIN_LAYOUT_RUN, layout_run
+    try:
+        assert_same_decoding([Message("t", 0, i, json.dumps(r).encode()) for i, r in enumerate(items)])
+    finally:
+        decode._MIN_LAYOUT_RUN = saved
 
 
 def test_column_types_are_decided_per_model():
