@@ -205,20 +205,26 @@ class KafkaSource:
         self.consumer.resume(*self.consumer.paused())
 
     def commit(self, messages: list[Message]) -> None:
-        """Commit the offsets after ``messages`` to Kafka (best effort: the stored offsets are
-        authoritative)."""
+        """Commit the offsets after ``messages`` to Kafka, asynchronously (best effort, for lag
+        tooling: the offsets stored with the data are authoritative, so the loop never waits
+        for the broker's answer; a failed commit is logged and the next batch commits again)."""
         offsets = next_offsets(messages)
         if not offsets:
             return
         try:
-            self.consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
-                                  for (t, p), o in offsets.items()})
+            self.consumer.commit_async({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                                        for (t, p), o in offsets.items()}, callback=_log_failed_commit)
         except Exception as exc:  # a rebalance in progress, the broker restarting: the next batch commits again
             log.warning("offset commit to Kafka failed (stored offsets are kept): %s", exc)
 
     def close(self) -> None:
         """Leave the group and close the connection."""
         self.consumer.close(autocommit=False)
+
+
+def _log_failed_commit(offsets, response) -> None:
+    if isinstance(response, Exception):
+        log.warning("offset commit to Kafka failed (stored offsets are kept): %s", response)
 
 
 def to_messages(records: Sequence[Any]) -> list[Message]:

@@ -46,6 +46,8 @@ class KafkaConfig(_Section):
     poll_timeout_ms: int = Field(500, gt=0)
     max_message_bytes: int = Field(1_048_576, gt=0, description="larger messages are rejected as oversize")
     max_features: int = Field(1000, gt=0, description="records with more features are rejected")
+    max_rows_per_message: int = Field(100_000, gt=0, description="a message expanding to more rows (a batched "
+                                      "tensor, a V1 instances list) is rejected whole (reason too_many_rows)")
     max_models: int = Field(1000, gt=0, description="(model, version) pairs tracked; records of further "
                                                     "ones are rejected as too_many_models")
     max_categories: int = Field(1000, gt=0, description="distinct values kept per model and text column; "

@@ -23,12 +23,13 @@ import pandas as pd
 
 from alerting.dataset_drift import ALERT_NAME, AlertEvent, next_state, webhook_body
 from alerting.webhook import DeliveryError, post_json
-from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, Rejected, RejectReason
+from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, Rejected, RejectReason, to_column
 from collector.formats import Limits, decode_messages, detect_format
 from collector.join import (JOIN_STATUS, REQUEST_ONLY, RESPONSE_ONLY, LabelJoin, RequestResponseJoin,
                             performance_summaries)
 from collector.limits import CategoryLimit, ModelLimit
 from collector.message import Message
+from collector.record import SERVING_PREFIX
 from collector.windows import EventTimeWindows, WindowKey, model_version_groups
 from detectors import DriftConfig, KOfNAlarm, Profile, build_profile, compare, dataset_drift, kind_of
 from detectors.profile import NumericProfile
@@ -47,6 +48,39 @@ def column_role(column: str) -> tuple[str, str]:
     if column.startswith(PREDICTION_PREFIX):
         return "prediction", column[len(PREDICTION_PREFIX):]
     return "feature", column[len(FEATURE_PREFIX):] if column.startswith(FEATURE_PREFIX) else column
+
+
+def split_per_model(frame: pd.DataFrame) -> list[pd.DataFrame]:
+    """A decoded frame as one frame per model (in order of each model's first row, row order
+    kept), each through :func:`own_columns`; ``[frame]`` itself when it holds one model."""
+    if frame.empty:
+        return [frame]
+    codes, models = pd.factorize(frame["model"])
+    if len(models) <= 1:
+        return [frame]
+    return [own_columns(frame[codes == c].reset_index(drop=True)) for c in range(len(models))]
+
+
+def own_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of one model cut from a frame of several: feature, prediction and serving columns
+    none of its rows carries are dropped, and object columns are typed again by these rows
+    alone (:func:`collector.decode.to_column`), so a feature another model sends as text
+    never turns this model's numbers into categories."""
+    drop, retyped = [], {}
+    for col in rows.columns:
+        if not col.startswith((FEATURE_PREFIX, PREDICTION_PREFIX, SERVING_PREFIX)):
+            continue
+        values = rows[col]
+        if values.isna().all():
+            drop.append(col)
+        elif values.dtype == object:
+            retyped[col] = to_column(values.tolist())
+    if not drop and not retyped:
+        return rows
+    out = rows.drop(columns=drop)
+    for col, column in retyped.items():
+        out[col] = column
+    return out
 
 
 def profiled_columns(frame: pd.DataFrame) -> list[str]:
@@ -208,7 +242,8 @@ class Pipeline:
         kafka = self.settings.kafka
         future = self.settings.window.max_future_seconds
         max_event_time = None if future is None else now + future * 1000
-        limits = Limits(kafka.max_message_bytes, kafka.max_features, max_event_time)
+        limits = Limits(kafka.max_message_bytes, kafka.max_features, max_event_time,
+                        max_rows_per_message=kafka.max_rows_per_message)
         batch, rejected = [], []
         capped: dict[str, int] = {}
         join_counts: dict[str, int] = {}
@@ -247,10 +282,11 @@ class Pipeline:
             if not admitted.all():
                 rejected.extend(self._over_model_cap(group, decoded, frame, ~admitted))
                 frame = frame[admitted].reset_index(drop=True)
-            frame, replaced = self.category_limit.apply(frame)
-            for model, n in replaced.items():
-                capped[model] = capped.get(model, 0) + n
-            batch.append((source, frame))
+            for part in split_per_model(frame):  # each model's columns typed by its own rows
+                part, replaced = self.category_limit.apply(part)
+                for model, n in replaced.items():
+                    capped[model] = capped.get(model, 0) + n
+                batch.append((source, part))
         if rejected:
             try:
                 self.dead_letter(rejected)
@@ -347,9 +383,10 @@ class Pipeline:
         failed = {id(r.message) for r in decoded.rejected}
         accepted = [m for m in group if id(m) not in failed]
         # only inferwatch's own record is one row per message, in order
-        fmt = self.settings.formats.for_topic(group[0].topic).format
+        topic_fmt = self.settings.formats.for_topic(group[0].topic)
+        fmt, mapping = topic_fmt.format, topic_fmt.mapping
         one_to_one = len(accepted) == len(frame) and (
-            fmt == "inferwatch" or (fmt == "auto" and all(detect_format(m) == "inferwatch" for m in accepted)))
+            fmt == "inferwatch" or (fmt == "auto" and all(detect_format(m, mapping) == "inferwatch" for m in accepted)))
         out = []
         for i in np.flatnonzero(refused):
             row = frame.iloc[i]
@@ -450,7 +487,7 @@ class Pipeline:
                 continue
             have = self._bootstrap_counts.get((model, version), 0)
             want = max(0, n_needed - have)
-            take = frame.iloc[:want] if idx is None else frame.iloc[idx[:want]]
+            take = frame.iloc[:want] if idx is None else own_columns(frame.iloc[idx[:want]])
             if take.empty:
                 continue
             self.store.add_reference_partial(conn, model, version, take)

@@ -539,3 +539,63 @@ def test_a_late_response_is_still_labelled_and_unscorable_labels_are_counted(db_
     assert metrics.labels_joined.labels("matched")._value.get() == 3
     assert metrics.labels_joined.labels("unscorable")._value.get() == 1
     store.close()
+
+
+def test_a_feature_numeric_for_one_model_and_text_for_another_keeps_each_models_type(db_url):
+    """Two models share a feature name in one batch: numbers for one, text for the other.
+    Each model's reference and windows see its own type (numbers stay numbers, never text
+    labels capped into categories)."""
+    import json
+
+    import numpy as np
+
+    from detectors import Profile, kind_of
+
+    settings = _settings(db_url, window={"length_seconds": 3600, "idle_close_seconds": None},
+                         reference={"bootstrap_records": 100}, kafka={"max_categories": 50})
+    store = open_store(settings)
+    rng = np.random.default_rng(5)
+    msgs = []
+    for i in range(400):
+        model = "num" if i % 2 == 0 else "txt"
+        x = float(rng.normal(0, 1)) if model == "num" else f"c{i % 3}"
+        msgs.append(Message("preds", 0, i, json.dumps({
+            "model": model, "model_version": "1", "timestamp": i * 1000, "request_id": f"r{i}",
+            "features": {"x": x, "shared": 1.5}, "predictions": {"y": 0.5}}).encode()))
+    metrics = Metrics()
+    pipeline = Pipeline(settings, store, metrics, log_dead_letter, "g")
+    pipeline.process(msgs[:200])
+    pipeline.process(msgs[200:])
+    pipeline.close_all()
+    with store.engine.connect() as conn:
+        num = Profile.from_dict(store.get_reference(conn, "num", "1")[1])
+        txt = Profile.from_dict(store.get_reference(conn, "txt", "1")[1])
+    assert kind_of(num.columns["features.x"]) == "numeric" and num.columns["features.x"].count == 100
+    assert kind_of(txt.columns["features.x"]) == "categorical"
+    assert kind_of(num.columns["features.shared"]) == "numeric"
+    # 200 distinct numbers never reached the 50-category cap: nothing was replaced
+    assert metrics.values_capped.labels("num", "too_many_categories")._value.get() == 0
+    windows = store.list_windows().set_index("model")
+    assert windows.loc["num", "record_count"] == 200 and windows.loc["num", "status"] == "ok"
+    store.close()
+
+
+def test_a_message_expanding_to_more_rows_than_the_limit_is_rejected_whole(db_url):
+    import json
+
+    settings = _settings(db_url, kafka={"max_rows_per_message": 3},
+                         formats={"default": {"format": "oip", "model": "m", "model_version": "1"}})
+    store = open_store(settings)
+    metrics = Metrics()
+    dead = []
+    pipeline = Pipeline(settings, store, metrics, lambda rejected: dead.extend(rejected), "g")
+
+    def body(rows: int) -> bytes:
+        return json.dumps({"id": f"q{rows}", "inputs": [{"name": "a", "shape": [rows, 1], "datatype": "FP32",
+                                                          "data": list(range(rows))}]}).encode()
+    pipeline.process([Message("oip", 0, 0, body(3), None, (), 1000), Message("oip", 0, 1, body(4), None, (), 2000)])
+    assert metrics.records_rejected.labels("too_many_rows")._value.get() == 1
+    assert [r.message.offset for r in dead] == [1]
+    pipeline.close_all()
+    assert store.list_windows()["record_count"].sum() == 3
+    store.close()

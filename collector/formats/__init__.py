@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 import numpy as np
+import pandas as pd
 
 from collector.decode import decode_json_batch
 from collector.formats import bentoml, cloudevents, labels, mapped_json, oip, sagemaker, seldon
@@ -40,7 +41,20 @@ UNKNOWN = "unknown"
 def decode_inferwatch(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> Decoded:
     """inferwatch's own JSON record (:func:`collector.decode.decode_json_batch`) as whole records."""
     batch = decode_json_batch(messages, limits.max_message_bytes, limits.max_features, limits.max_event_time_ms)
-    return Decoded(records=batch.frame, rejected=batch.rejected)
+    return Decoded(records=_typed_per_model(batch), rejected=batch.rejected)
+
+
+def _typed_per_model(batch) -> pd.DataFrame:
+    """The batch's rows in input order, each column's values as its own model's frame typed
+    them: where two models disagree (numbers for one, text for the other) the column is
+    object and still holds each model's numbers as numbers, so splitting it per model gives
+    each model its own type back (the pipeline does), never text labels of numbers."""
+    if len(batch.frames) <= 1:
+        return batch.frame
+    codes, _ = pd.factorize(batch.frame["model"])  # frames come in order of each model's first row
+    combined = pd.concat(batch.frames, ignore_index=True)
+    combined.index = np.argsort(codes, kind="stable")
+    return combined.sort_index()[list(batch.frame.columns)]
 
 
 Decoder = Callable[[Sequence[Message], FormatConfig, Limits], Decoded]
