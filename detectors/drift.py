@@ -56,6 +56,7 @@ from .distance import (
     total_variation_distance,
     wasserstein_divisor,
     wasserstein_pair,
+    wasserstein_pair_sorted,
 )
 from .evidently_rule import evidently_column_drift
 from .multiple_testing import adjust_p_values
@@ -390,7 +391,7 @@ def _choose_test(kind: ColumnKind, reference: ColumnProfile, column: str, cfg: D
         return name
     if kind == "numeric":
         assert isinstance(reference, NumericProfile)
-        distinct = np.unique(reference.sample).size
+        distinct = _distinct_values(reference)
         return "categorical_auto" if distinct <= cfg.discrete_max_values else "ks"
     return "categorical_auto"
 
@@ -505,7 +506,10 @@ def _column(reference: ColumnProfile, current: ColumnProfile | None, n_rows_curr
         if raw is not None and math.isfinite(raw):
             distances["wasserstein"] = raw
             distances["wasserstein_normalised"] = raw / wasserstein_divisor(reference.std, cfg.std_floor)
-        else:  # no KS, or a distance beyond float64 that only the rescaled division keeps finite
+        elif raw is None:  # W1 alone, still from the sorted samples (identical to wasserstein_pair)
+            distances["wasserstein"], distances["wasserstein_normalised"] = wasserstein_pair_sorted(
+                ref_sorted, cur_sorted, reference.std, cfg.std_floor)
+        else:  # a distance beyond float64 that only the rescaled division keeps finite
             distances["wasserstein"], distances["wasserstein_normalised"] = wasserstein_pair(
                 ref_sorted, cur_sorted, reference.std, cfg.std_floor)
         distances.update(psi=psi(ref_hist, cur_hist, cfg.psi_eps), js_distance=js_distance(ref_hist, cur_hist),
@@ -553,6 +557,18 @@ def _sorted_sample(profile: NumericProfile) -> np.ndarray:
     if cached is None or cached.size != profile.sample.size:
         cached = np.sort(profile.sample)
         profile.__dict__["_sorted_sample"] = cached
+    return cached
+
+
+def _distinct_values(profile: NumericProfile) -> int:
+    """``np.unique(profile.sample).size``, read off the cached sorted sample and cached in turn
+    (a reference profile chooses its columns' tests for every window)."""
+    cached = profile.__dict__.get("_distinct_values")
+    if cached is None:
+        ordered = _sorted_sample(profile)
+        # as np.unique: a new value wherever a sorted value differs from the one before
+        cached = int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1 if ordered.size else 0
+        profile.__dict__["_distinct_values"] = cached
     return cached
 
 

@@ -43,6 +43,7 @@ from ._checks import (
     chi2_log_sf,
     finite_sample,
     is_constant,
+    merged_ecdf_counts,
     neg_log10_p,
     quiet,
     t_log_sf,
@@ -136,7 +137,8 @@ def ks_and_wasserstein_sorted(ref_sorted: np.ndarray, cur_sorted: np.ndarray) ->
     Both statistics are functionals of the same two empirical CDFs: over the merged values
     ``z``, ``D = max |F_ref(z) - F_cur(z)|`` and ``W1 = sum |F_ref(z_i) - F_cur(z_i)| (z_(i+1) - z_i)``.
     Sorting dominates their cost, so this merges the two sorted samples once (linear time for
-    two sorted runs) and evaluates both CDFs there; a reference sample sorted once serves every
+    two sorted runs) and reads both CDFs off a running count there
+    (:func:`detectors._checks.merged_ecdf_counts`); a reference sample sorted once serves every
     window. The arithmetic mirrors ``scipy.stats.ks_2samp`` (asymptotic p-value
     ``kstwo.sf(D, round(n m / (n + m)))`` for samples above ``KS_EXACT_MAX_N``) and
     ``scipy.stats.wasserstein_distance`` step for step, so the numbers are identical (tests
@@ -162,10 +164,9 @@ def ks_and_wasserstein_sorted(ref_sorted: np.ndarray, cur_sorted: np.ndarray) ->
     n1, n2 = u.size, v.size
     if max(n1, n2) <= KS_EXACT_MAX_N or max(abs(u[0]), abs(u[-1]), abs(v[0]), abs(v[-1])) > _LARGE:
         return ks_test(u, v), wasserstein(u, v)
-    merged = np.concatenate((u, v))
-    merged.sort(kind="mergesort")
-    cdf_u = u.searchsorted(merged, "right") / n1
-    cdf_v = v.searchsorted(merged, "right") / n2
+    merged, count_u, count_v = merged_ecdf_counts(u, v)
+    cdf_u = count_u / n1
+    cdf_v = count_v / n2
     diffs = cdf_u - cdf_v
     # as ks_2samp: the larger of the two one-sided deviations, minus side clipped at 0
     min_s = float(np.clip(-diffs[np.argmin(diffs)], 0, 1))
