@@ -50,6 +50,9 @@ class KafkaConfig(_Section):
                                       "tensor, a V1 instances list) is rejected whole (reason too_many_rows)")
     max_models: int = Field(1000, gt=0, description="(model, version) pairs tracked; records of further "
                                                     "ones are rejected as too_many_models")
+    model_idle_release_seconds: int | None = Field(
+        86400, gt=0, description="a tracked (model, version) pair with no record for this long (wall clock) "
+                                 "and no open window gives its max_models slot to a new pair; null: never")
     max_categories: int = Field(1000, gt=0, description="distinct values kept per model and text column; "
                                                         "later new values become __other__")
     client_options: dict[str, Any] = Field(default_factory=dict,

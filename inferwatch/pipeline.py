@@ -25,6 +25,7 @@ from alerting.dataset_drift import ALERT_NAME, AlertEvent, next_state, webhook_b
 from alerting.webhook import DeliveryError, post_json
 from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, Rejected, RejectReason, to_column
 from collector.formats import Limits, decode_messages, detect_format
+from collector.formats.bentoml import SchemaCache, schema_from_json, schema_to_json
 from collector.join import (JOIN_STATUS, REQUEST_ONLY, RESPONSE_ONLY, LabelJoin, RequestResponseJoin,
                             performance_summaries)
 from collector.limits import CategoryLimit, ModelLimit
@@ -143,9 +144,17 @@ class Pipeline:
         self._pending_label_counts: dict[str, int] = {}
         # (model, version) -> (window start, metrics) of the latest window whose performance changed
         self._pending_performance: dict[tuple[str, str], tuple[int, dict]] = {}
+        # BentoML schema lines read by earlier runs (the stored offsets may lie past them)
+        self.bentoml_schemas = SchemaCache(track_changes=True)
         with store.transaction() as conn:
-            self._restore(conn, now_ms())
-            self.model_limit = ModelLimit(settings.kafka.max_models, store.tracked_models(conn))
+            start = now_ms()
+            self._restore(conn, start)
+            idle = settings.kafka.model_idle_release_seconds
+            self.model_limit = ModelLimit(
+                settings.kafka.max_models, store.tracked_models(conn),
+                idle_release_ms=None if idle is None else idle * 1000, last_seen=store.last_arrivals(conn),
+                open_pairs=lambda: {(k.model, k.model_version) for k in self.windows.open}, now_ms=start)
+            self.bentoml_schemas.load([(k, schema_from_json(t)) for k, t in store.load_bentoml_schemas(conn)])
 
     def _new_windows(self) -> EventTimeWindows:
         w = self.settings.window
@@ -261,7 +270,7 @@ class Pipeline:
             group = list(group)
             top = max(m.offset for m in group) + 1
             offsets[source] = max(offsets.get(source, 0), top)
-            decoded = decode_messages(group, self.settings.formats.for_topic(source[0]), limits)
+            decoded = decode_messages(group, self.settings.formats.for_topic(source[0]), limits, self.bentoml_schemas)
             rejected.extend(decoded.rejected)
             frame = decoded.records
             if len(decoded.labels):
@@ -278,7 +287,7 @@ class Pipeline:
                     late = joined.late[joined.late[JOIN_STATUS] == RESPONSE_ONLY]
                     if len(late):
                         late_responses.append(late)
-            admitted = self.model_limit.admit(frame)
+            admitted = self.model_limit.admit(frame, now)
             if not admitted.all():
                 rejected.extend(self._over_model_cap(group, decoded, frame, ~admitted))
                 frame = frame[admitted].reset_index(drop=True)
@@ -293,8 +302,11 @@ class Pipeline:
             except BaseException:
                 self._drop_memory()  # the joins took this batch's halves, which are not stored
                 raise
+        schemas = self.bentoml_schemas.changes()
         with self._transaction() as conn:
             self._sync(conn, batch, now, sources, partitions)
+            if schemas:  # with the offsets past their schema lines
+                self.store.save_bentoml_schemas(conn, {k: schema_to_json(v) for k, v in schemas.items()})
             assignment = self.windows.assign_batch(batch, now)
             parts, late_rows, on_time = assignment.parts, assignment.late, assignment.on_time
             for key, rows in parts:
@@ -316,6 +328,7 @@ class Pipeline:
                 self.store.save_join_changes(conn, _join_name(p), self._joins[p].drain_changes())
             self._realized_performance(conn, on_time, label_frames, late_responses)
             closed = self._close(conn, self.windows.due(now, self._idle_ms()), now)
+        self.bentoml_schemas.stored(schemas)
         for outcome, n in join_counts.items():
             if n:
                 self.metrics.join_outcomes.labels(outcome).inc(n)

@@ -137,6 +137,13 @@ partition_states = sa.Table(
     sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
 )
 
+bentoml_schemas = sa.Table(
+    "bentoml_schemas", metadata,
+    sa.Column("monitor", sa.Text, primary_key=True),
+    sa.Column("roles", sa.Text, nullable=False),
+    sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
+)
+
 alert_states = sa.Table(
     "alert_states", metadata,
     sa.Column("alert_name", sa.Text, primary_key=True),
@@ -446,6 +453,18 @@ class Store:
         for (topic, partition), caught_up in sorted(states.items()):
             _upsert(conn, partition_states, {"topic": topic, "partition": partition},
                     {"caught_up": bool(caught_up), "updated_at_ms": now})
+
+    def save_bentoml_schemas(self, conn: Connection, schemas: dict[str, str]) -> None:
+        """Upsert the BentoML schema (column roles as JSON text) per monitor key."""
+        now = now_ms()
+        for monitor, roles in sorted(schemas.items()):
+            _upsert(conn, bentoml_schemas, {"monitor": monitor}, {"roles": roles, "updated_at_ms": now})
+
+    def load_bentoml_schemas(self, conn: Connection) -> list[tuple[str, str]]:
+        """Every stored ``(monitor key, schema JSON)``, least recently written first."""
+        c = bentoml_schemas.c
+        q = sa.select(c.monitor, c.roles).order_by(c.updated_at_ms, c.monitor)
+        return [(m, r) for m, r in conn.execute(q)]
 
     def load_partition_states(self, conn: Connection) -> dict[tuple[str, int], bool]:
         """Whether each (topic, partition) has caught up with its end, as last reported."""

@@ -124,6 +124,16 @@ CREATE TABLE IF NOT EXISTS partition_states (
     PRIMARY KEY (topic, partition)
 );
 
+-- The last BentoML schema line read per monitor (its directory, or the topic): the column roles
+-- as JSON, written with the batch that read it, so a collector resuming past that line still
+-- decodes the monitor's data lines.
+CREATE TABLE IF NOT EXISTS bentoml_schemas (
+    monitor        TEXT    NOT NULL,
+    roles          TEXT    NOT NULL,
+    updated_at_ms  BIGINT  NOT NULL,
+    PRIMARY KEY (monitor)
+);
+
 -- Current state of each alert (firing or resolved) per model version.
 CREATE TABLE IF NOT EXISTS alert_states (
     alert_name      TEXT    NOT NULL,

@@ -176,6 +176,32 @@ MAPPING = {"model": "svc.model", "model_version": "svc.version", "timestamp": "t
            "features": ["input.*", "feat_*", "country"], "predictions": ["score"]}
 
 
+def test_bentoml_schemas_of_a_caller_are_kept_apart_and_reported_until_stored():
+    schema = msg({"meta_data": {"bento_name": "iris", "bento_version": "v1"},
+                  "columns": [{"name": "x", "role": "feature", "type": "numerical"},
+                              {"name": "y", "role": "target", "type": "categorical"}]}, topic="mon")
+    data = msg({"x": 1.5, "y": "a", "timestamp": "2024-05-01T12:00:00", "request_id": "r1", "trace_id": "0"},
+               topic="mon", offset=1)
+    mine = bentoml.SchemaCache(track_changes=True)
+    out = decode_messages([schema, data], FormatConfig(format="bentoml"), LIMITS, mine)
+    assert out.rejected == [] and list(out.records["model"]) == ["iris"]
+    assert bentoml.SCHEMAS.get("mon") is None  # the process-wide cache is not touched
+    changes = mine.changes()
+    assert changes == {"mon": bentoml.Schema(("x",), (), "y", "iris", "v1")}
+    # not confirmed (the batch's transaction failed): still reported, also after the line is read again
+    decode_messages([schema], FormatConfig(), LIMITS, mine)
+    assert mine.changes() == changes
+    mine.stored(changes)
+    assert mine.changes() == {}
+    # a restart loads the stored text and decodes data lines without the schema line
+    again = bentoml.SchemaCache(track_changes=True)
+    again.load([(k, bentoml.schema_from_json(bentoml.schema_to_json(v))) for k, v in changes.items()])
+    out = decode_messages([data], FormatConfig(), LIMITS, again)
+    assert out.rejected == [] and list(out.records["model_version"]) == ["v1"]
+    assert texts(out.records["label"]) == ["a"]
+    assert again.changes() == {}
+
+
 def test_mapped_json_the_documented_example():
     line = {"ts": 1714564800.25, "svc": {"model": "churn", "version": 3}, "trace_id": "t-1",
             "input": {"tenure": 12, "plan": "pro"}, "feat_age": 41, "feat_ids": [1, 2], "score": 0.83,

@@ -599,3 +599,82 @@ def test_a_message_expanding_to_more_rows_than_the_limit_is_rejected_whole(db_ur
     pipeline.close_all()
     assert store.list_windows()["record_count"].sum() == 3
     store.close()
+
+
+def _bentoml_line(i: int) -> bytes:
+    import json
+
+    return json.dumps({"sepal_len": 5.0 + i / 10, "pred": "setosa" if i % 2 else "virginica",
+                       "label": "setosa", "timestamp": f"2024-05-01T00:00:{i:02d}.000000",
+                       "request_id": f"r{i}", "trace_id": "0"}).encode()
+
+
+def test_a_restart_past_a_bentoml_schema_line_still_decodes_its_monitors_data_lines(db_url, monkeypatch):
+    """The schema line is stored with the batch that read it: a new pipeline on the same
+    database (a restart, which resumes past that line) decodes the monitor's later data lines."""
+    import json
+
+    from collector.formats import bentoml
+
+    settings = _settings(db_url, window={"length_seconds": 3600, "idle_close_seconds": None},
+                         formats={"default": {"format": "bentoml"}})
+    store = open_store(settings)
+    dead = []
+    schema = json.dumps({"meta_data": {"bento_name": "iris", "bento_version": "v7"},
+                         "columns": [{"name": "sepal_len", "role": "feature", "type": "numerical"},
+                                     {"name": "pred", "role": "prediction", "type": "categorical"},
+                                     {"name": "label", "role": "target", "type": "categorical"}]}).encode()
+    first = Pipeline(settings, store, Metrics(), dead.extend, group_id="g")
+    first.process([Message("mon", 0, 0, schema)] + [Message("mon", 0, i, _bentoml_line(i)) for i in (1, 2)])
+    assert dead == [] and store.load_offsets("g") == {("mon", 0): 3}
+    # the process ends: what it remembered in memory is gone
+    monkeypatch.setattr(bentoml, "SCHEMAS", bentoml.SchemaCache())
+    again = Pipeline(settings, store, Metrics(), dead.extend, group_id="g")
+    again.process([Message("mon", 0, i, _bentoml_line(i)) for i in (3, 4, 5)])
+    assert [(r.reason.value, r.detail) for r in dead] == []
+    closed = again.close_all()
+    # model and version from the stored schema's bento name and version, all five rows counted
+    assert [(w.key.model, w.key.model_version, w.record_count) for w in closed] == [("iris", "v7", 5)]
+    windows = store.list_windows()
+    assert windows["record_count"].tolist() == [5]
+    store.close()
+
+
+def test_a_retired_model_versions_slot_goes_to_a_new_one_once_its_windows_closed(db_url):
+    """kafka.max_models counts versions live at a time: a version idle for
+    model_idle_release_seconds (wall clock) with no open window gives its slot up; one with
+    an open window keeps it, also across a restart."""
+    import json
+
+    from inferwatch.store import now_ms
+
+    settings = _settings(db_url, kafka={"max_models": 1, "model_idle_release_seconds": 1},
+                         window={"length_seconds": 3600, "idle_close_seconds": None})
+    store = open_store(settings)
+    dead = []
+
+    def rec(offset: int, version: str) -> Message:
+        return Message("t", 0, offset, json.dumps({
+            "model": "m", "model_version": version, "timestamp": 1000 + offset, "request_id": f"r{offset}",
+            "features": {"x": offset}, "predictions": {"p": 0.5}}).encode())
+
+    t0 = now_ms() - 60_000  # wall-clock times of the batches, all in the past
+    pipe = Pipeline(settings, store, Metrics(), dead.extend, group_id="g")
+    pipe.process([rec(0, "1"), rec(1, "1")], now=t0)
+    # version 1 has sent nothing for 2 s, but its window is open: version 2 is refused
+    pipe.process([rec(2, "2")], now=t0 + 2000)
+    assert [(r.message.offset, r.reason.value) for r in dead] == [(2, "too_many_models")]
+    assert [(w.key.model_version, w.record_count) for w in pipe.close_all()] == [("1", 2)]
+    # its window closed: version 1's slot is released for version 2
+    pipe.process([rec(3, "2")], now=t0 + 3000)
+    assert len(dead) == 1 and pipe.model_limit.known == {("m", "2")} and pipe.model_limit.released == 1
+    # and version 1, back, is now the one refused
+    pipe.process([rec(4, "1")], now=t0 + 3500)
+    assert [(r.message.offset, r.reason.value) for r in dead][1:] == [(4, "too_many_models")]
+    # a restart tracks what the store holds, releasing at once the idle versions without an
+    # open window beyond the cap: version 2 (open window) keeps the slot
+    again = Pipeline(settings, store, Metrics(), dead.extend, group_id="g")
+    assert again.model_limit.known == {("m", "2")}
+    again.process([rec(5, "3")], now=t0 + 50_000)
+    assert [r.message.offset for r in dead][2:] == [5]
+    store.close()

@@ -185,7 +185,8 @@ def _plain_topic(topic: str) -> bool:
     return not (seldon.parse_topic(topic) or seldon.ERROR_TOPIC.match(topic))
 
 
-def decode_messages(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> Decoded:
+def decode_messages(messages: Sequence[Message], fmt: FormatConfig, limits: Limits,
+                    schemas: bentoml.SchemaCache | None = None) -> Decoded:
     """Decode a batch of messages into the canonical record's frames.
 
     With ``fmt.format`` fixed, every message goes to that format's decoder. With ``auto``
@@ -199,6 +200,8 @@ def decode_messages(messages: Sequence[Message], fmt: FormatConfig, limits: Limi
         fmt: how this topic or file is decoded.
         limits: per-message bounds; ``max_rows_per_message`` holds for every decoder (the
             decoders of single-row formats never reach it).
+        schemas: BentoML schemas known per monitor, updated with the schema lines read (the
+            caller may store its changes); None: the process-wide ``bentoml.SCHEMAS``.
 
     Returns:
         Whole records, request and response halves, labels, and the rejected messages in
@@ -206,9 +209,11 @@ def decode_messages(messages: Sequence[Message], fmt: FormatConfig, limits: Limi
     """
     token = MAX_ROWS_PER_MESSAGE.set(limits.max_rows_per_message)
     try:
+        if fmt.format == "bentoml":
+            return bentoml.decode(messages, fmt, limits, schemas)
         if fmt.format != "auto":
             return DECODERS[fmt.format](messages, fmt, limits)
-        return _decode_auto(messages, fmt, limits)
+        return _decode_auto(messages, fmt, limits, schemas)
     finally:
         MAX_ROWS_PER_MESSAGE.reset(token)
 
@@ -251,7 +256,8 @@ def _plain_run(messages: Sequence[Message], topics: dict[str, bool]) -> np.ndarr
     return opened & ~schema
 
 
-def _decode_auto(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> Decoded:
+def _decode_auto(messages: Sequence[Message], fmt: FormatConfig, limits: Limits,
+                 schemas: bentoml.SchemaCache | None = None) -> Decoded:
     """``auto`` routing without a regex pass over every body.
 
     Messages that may be inferwatch records (no format-deciding header, a plain topic, a body
@@ -307,7 +313,8 @@ def _decode_auto(messages: Sequence[Message], fmt: FormatConfig, limits: Limits)
     groups: dict[str, list[Message]] = {}
     for i, name in enumerate(name_of):
         groups.setdefault(name or "inferwatch", []).append(messages[i])
-    parts = [tried if name == "inferwatch" else DECODERS[name](group, fmt, limits) for name, group in groups.items()]
+    parts = [tried if name == "inferwatch" else bentoml.decode(group, fmt, limits, schemas) if name == "bentoml"
+             else DECODERS[name](group, fmt, limits) for name, group in groups.items()]
     if len(parts) == 1:
         return parts[0]
     return merge_decoded(parts, {id(m): i for i, m in enumerate(messages)})

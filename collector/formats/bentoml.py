@@ -20,7 +20,8 @@ position is used). Rows logged with ``log_batch`` in one request share its reque
 
 Roles: ``feature`` -> ``features.<name>``, ``prediction`` -> ``predictions.<name>``, the first
 ``target`` -> ``label``; a ``numerical_sequence`` value (a list) -> ``<name>[i]`` columns. A
-schema line seen on a topic (or in a monitor directory) is remembered for later data lines.
+schema line seen on a topic (or in a monitor directory) is remembered for later data lines
+(in the caller's :class:`SchemaCache`; the service stores it in its database).
 Config ``feature_names`` / ``prediction_names``, when set, list the feature and prediction
 columns instead; with neither, a data line is rejected (``no_schema``). Model = config ``model``, else the monitor
 name from the file path, else the schema's ``bento_name``; version = config, else
@@ -29,6 +30,7 @@ name from the file path, else the schema's ``bento_name``; version = config, els
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -58,10 +60,23 @@ class Schema:
 
 
 class SchemaCache:
-    """The last schema seen per monitor (bounded, least recently used evicted; thread-safe)."""
+    """The last schema seen per monitor (bounded, least recently used evicted; thread-safe).
 
-    def __init__(self, capacity: int = _MAX_SCHEMAS) -> None:
+    A collector that resumes past a monitor's schema line still decodes its data lines when
+    the schemas are kept outside the process: its owner loads the stored ones with
+    :meth:`load`, stores what :meth:`changes` returns in the transaction of the batch that read
+    them and confirms it with :meth:`stored` once committed. The decoder never touches storage.
+
+    Args:
+        capacity: monitors remembered (> 0).
+        track_changes: record new schemas for :meth:`changes` (off for a cache nobody
+            stores, so it stays bounded).
+    """
+
+    def __init__(self, capacity: int = _MAX_SCHEMAS, track_changes: bool = False) -> None:
         self._items: OrderedDict[str, Schema] = OrderedDict()
+        self._changed: dict[str, Schema] = {}
+        self._track = track_changes
         self._capacity = capacity
         self._lock = threading.Lock()
 
@@ -74,15 +89,61 @@ class SchemaCache:
             return schema
 
     def put(self, key: str, schema: Schema) -> None:
-        """Remember ``schema`` for ``key``."""
+        """Remember ``schema`` for ``key`` (and report it by :meth:`changes` when it is new
+        or differs from the one remembered)."""
         with self._lock:
+            if self._track and self._items.get(key) != schema:
+                self._changed[key] = schema
             self._items[key] = schema
             self._items.move_to_end(key)
             while len(self._items) > self._capacity:
                 self._items.popitem(last=False)
 
+    def load(self, schemas: Sequence[tuple[str, Schema]]) -> None:
+        """Remember stored schemas, oldest first (the last ones are kept when they exceed the
+        capacity); they are not reported as changes."""
+        with self._lock:
+            for key, schema in schemas:
+                self._items[key] = schema
+                self._items.move_to_end(key)
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
 
+    def changes(self) -> dict[str, Schema]:
+        """Schemas put (new or different) and not yet confirmed by :meth:`stored`, per monitor key."""
+        with self._lock:
+            return dict(self._changed)
+
+    def stored(self, changes: dict[str, Schema]) -> None:
+        """Confirm that ``changes`` (from :meth:`changes`) were stored: they are no longer
+        reported, unless put again meanwhile with another schema. Changes never confirmed
+        (their transaction failed) are reported again."""
+        with self._lock:
+            for key, schema in changes.items():
+                if self._changed.get(key) == schema:
+                    del self._changed[key]
+
+
+#: the schemas of callers that keep none of their own (one-off decoding, replays)
 SCHEMAS = SchemaCache()
+
+
+def schema_to_json(schema: Schema) -> str:
+    """``schema`` as JSON text (for storage); :func:`schema_from_json` reads it back."""
+    return json.dumps({"features": list(schema.features), "predictions": list(schema.predictions),
+                       "target": schema.target, "bento_name": schema.bento_name,
+                       "bento_version": schema.bento_version}, separators=(",", ":"))
+
+
+def schema_from_json(text: str) -> Schema:
+    """The schema :func:`schema_to_json` wrote.
+
+    Raises:
+        ValueError, KeyError: text that is not such JSON.
+    """
+    d = json.loads(text)
+    return Schema(tuple(d["features"]), tuple(d["predictions"]), d.get("target"), d.get("bento_name"),
+                  d.get("bento_version"))
 
 
 def monitor_key(topic: str) -> tuple[str, str | None]:
@@ -124,14 +185,20 @@ def _add_value(row: dict, prefix: str, name: str, v: object) -> None:
         row[prefix + name] = scalar(v, name)
 
 
-def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> Decoded:
+def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits,
+           schemas: SchemaCache | None = None) -> Decoded:
     """Decode BentoML monitoring schema and data lines into whole records.
+
+    Args:
+        schemas: the schemas known per monitor, updated with the schema lines read; None: the
+            process-wide :data:`SCHEMAS`.
 
     Returns:
         One record per data line; schema lines produce no rows (they are remembered);
         rejected lines.
     """
     out = DecodedBuilder()
+    cache = SCHEMAS if schemas is None else schemas
     zone = fmt.zone()
     configured = (Schema(tuple(fmt.feature_names or ()), tuple(fmt.prediction_names or ()), None)
                   if fmt.feature_names or fmt.prediction_names else None)
@@ -140,9 +207,9 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
         obj = load_object(payload(msg, limits))
         key, monitor = monitor_key(msg.topic)
         if "columns" in obj and not any(k in obj for k in PRESERVED):
-            SCHEMAS.put(key, parse_schema(obj))
+            cache.put(key, parse_schema(obj))
             return
-        schema = configured or SCHEMAS.get(key)
+        schema = configured or cache.get(key)
         if schema is None:
             raise RecordError(RejectReason.NO_SCHEMA, "columns: no BentoML schema line seen for this monitor and "
                                                       "no feature_names/prediction_names in the config")
