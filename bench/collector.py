@@ -68,9 +68,12 @@ class CollectorConfig:
     oip_rows: int = 64
     oip_features: int = 25
     timeout_s: float = 3600.0
+    #: messages per poll for both consumers; None: the collector's default (``kafka.max_poll_records``).
+    #: Small runs need fewer, or the whole topic comes in the first poll and no rate is measured.
+    max_poll_records: int | None = None
 
 
-QUICK = CollectorConfig(records=30_000, pool=2_000, oip_messages=200, timeout_s=600.0)
+QUICK = CollectorConfig(records=30_000, pool=2_000, oip_messages=200, timeout_s=600.0, max_poll_records=2_000)
 
 
 # --------------------------------------------------------------------------- the records
@@ -216,7 +219,8 @@ def _bare(bootstrap: str, topic: str, expected: int, max_poll_records: int, time
     out.put((seen, first_n, elapsed))
 
 
-def _collector(bootstrap: str, topic: str, expected: int, timeout_s: float, interval_s: float, out) -> None:
+def _collector(bootstrap: str, topic: str, expected: int, timeout_s: float, interval_s: float,
+               max_poll_records: int | None, out) -> None:
     import inferwatch  # noqa: F401  (environment defaults before Evidently is imported)
     from inferwatch.config import Settings
     from inferwatch.runner import run_kafka
@@ -224,9 +228,11 @@ def _collector(bootstrap: str, topic: str, expected: int, timeout_s: float, inte
 
     with tempfile.TemporaryDirectory(prefix="inferwatch-bench-") as tmp:
         group = f"bench-collector-{uuid.uuid4().hex}"
-        settings = Settings(database_url=f"sqlite:///{tmp}/inferwatch.db", metrics={"enabled": False},
-                            kafka={"bootstrap_servers": bootstrap, "topics": [topic], "group_id": group,
-                                   "dead_letter_topic": f"{topic}.dead-letter"})
+        kafka = {"bootstrap_servers": bootstrap, "topics": [topic], "group_id": group,
+                 "dead_letter_topic": f"{topic}.dead-letter"}
+        if max_poll_records:
+            kafka["max_poll_records"] = max_poll_records
+        settings = Settings(database_url=f"sqlite:///{tmp}/inferwatch.db", metrics={"enabled": False}, kafka=kafka)
         stop = threading.Event()
         closed: list[int] = []
         failure: list[BaseException] = []
@@ -296,9 +302,12 @@ def run_bare(bootstrap: str, topic: str, expected: int, max_poll_records: int, t
     return Run(seen - first_n, seconds)
 
 
-def run_collector(bootstrap: str, topic: str, expected: int, timeout_s: float, interval_s: float) -> Run:
-    """(b) and (c): the service loop in a fresh process, sampled every ``interval_s``."""
-    samples, closed = _in_child(timeout_s, _collector, bootstrap, topic, expected, timeout_s, interval_s)
+def run_collector(bootstrap: str, topic: str, expected: int, timeout_s: float, interval_s: float,
+                  max_poll_records: int | None = None) -> Run:
+    """(b) and (c): the service loop in a fresh process, sampled every ``interval_s``;
+    ``max_poll_records`` None: the service's default."""
+    samples, closed = _in_child(timeout_s, _collector, bootstrap, topic, expected, timeout_s, interval_s,
+                                max_poll_records)
     if not samples or samples[-1][1] < expected:
         raise RuntimeError(f"collector stored {samples[-1][1] if samples else 0} of {expected} records")
     t0, n0, _ = samples[0]
@@ -408,7 +417,7 @@ def broker() -> Iterator[str]:
 def run_collector_bench(cfg: CollectorConfig = CollectorConfig()) -> CollectorResult:
     from inferwatch.config import KafkaConfig
 
-    max_poll = KafkaConfig().max_poll_records
+    max_poll = cfg.max_poll_records or KafkaConfig().max_poll_records
     from kafka import KafkaConsumer
 
     # the collector's consumer options (fetch sizes), so the ceiling reads as the collector does
@@ -418,7 +427,7 @@ def run_collector_bench(cfg: CollectorConfig = CollectorConfig()) -> CollectorRe
         topic = f"bench-records-{uuid.uuid4().hex[:8]}"
         produce_s, _t0 = produce(bootstrap, topic, cfg)
         bare = run_bare(bootstrap, topic, cfg.records, max_poll, cfg.timeout_s, options)
-        collector = run_collector(bootstrap, topic, cfg.records, cfg.timeout_s, interval)
+        collector = run_collector(bootstrap, topic, cfg.records, cfg.timeout_s, interval, max_poll)
     oip = run_oip(cfg) if cfg.oip_messages else None
     return CollectorResult(cfg, produce_s, bare, collector, oip)
 

@@ -192,7 +192,7 @@ def test_collector_records_follow_the_record_format() -> None:
 def test_collector_run_tiny(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFERWATCH_BENCH_KAFKA", kafka_bootstrap)
     cfg = collector.CollectorConfig(records=4_000, partitions=2, producers=1, pool=300, oip_messages=20,
-                                    timeout_s=240.0)
+                                    timeout_s=240.0, max_poll_records=500)
     result = collector.run_collector_bench(cfg)
     assert result.bare.rate > 0 and result.collector.rate > 0 and math.isfinite(result.ratio)
     assert result.collector.samples[-1][1] == 4_000  # every record stored once, offsets included
