@@ -22,6 +22,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from kafka.errors import (KafkaError, KafkaTimeoutError, SaslAuthenticationFailedError,
                           UnsupportedSaslMechanismError)
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_when_event_set
+from threadpoolctl import threadpool_limits
 
 from collector.dead_letter import KafkaDeadLetter
 from collector.decode import Rejected
@@ -379,7 +380,10 @@ def run_kafka(settings: Settings, stop: threading.Event, on_closed: OnClosed | N
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         log.info("consuming %s as group %s from %s", ",".join(k.topics), k.group_id, k.bootstrap_servers)
-        service.run()
+        # BLAS on one thread: its worker threads spin after each long dot product (the
+        # Wasserstein step), doubling the CPU the drift tests take for no gain in wall time
+        with threadpool_limits(limits=1, user_api="blas"):
+            service.run()
     finally:
         source.close()
         dead_letter.close()
