@@ -157,33 +157,45 @@ _KEY_SEP = "\x1f"
 
 
 def _join_keys(frame: pd.DataFrame) -> np.ndarray:
-    """The join keys of a frame's rows: ``model + "\\x1f" + request_id`` (object array).
+    """The join keys of a frame's rows (object array): ``len(model) + "\\x1f" + model +
+    request_id``.
 
     Halves join by model *and* request id: Seldon Core v2 pipelines pass one ``x-request-id``
     to every model of the pipeline, so an id alone would join one step's request with another
-    step's response. A missing model or id counts as ``""`` (rows without an id never wait)."""
+    step's response. The model's length makes the key unambiguous whatever characters the
+    model or the id hold (:func:`_split_keys` reads it back). A missing model or id counts as
+    ``""`` (rows without an id never wait)."""
     n = len(frame)
     if n == 0:
         return np.zeros(0, dtype=object)
     if _JOIN_KEY in frame.columns:  # computed once when the half came in
         return frame[_JOIN_KEY].to_numpy(dtype=object)
-    if "model" in frame.columns:
-        try:  # the usual case: every model and id is text
-            return frame["model"].to_numpy(dtype=object) + _KEY_SEP + frame["request_id"].to_numpy(dtype=object)
-        except TypeError:
-            pass
     models = _text(frame["model"]) if "model" in frame.columns else np.full(n, None, dtype=object)
-    rids = _text(frame["request_id"])
-    text = [("" if m is None else str(m)) + _KEY_SEP + ("" if r is None else str(r)) for m, r in zip(models, rids)]
-    return np.array(text, dtype=object)
+    rids = frame["request_id"].to_numpy(dtype=object)
+    codes, uniq = pd.factorize(models, use_na_sentinel=False)  # a batch holds few models
+    prefixes = np.array([_model_prefix(m) for m in uniq], dtype=object)[codes]
+    try:  # the usual case: every id is text
+        return prefixes + rids
+    except TypeError:
+        pass
+    return np.array([p + ("" if r is None or r is pd.NA or r != r else str(r))
+                     for p, r in zip(prefixes, _text(frame["request_id"]))], dtype=object)
+
+
+def _model_prefix(model: object) -> str:
+    text = "" if model is None or model is pd.NA or model != model else str(model)
+    return f"{len(text)}{_KEY_SEP}{text}"
 
 
 def _split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(models, request ids) of join keys (object arrays)."""
-    if len(keys) == 0:
-        return np.zeros(0, dtype=object), np.zeros(0, dtype=object)
-    models, _sep, rids = np.strings.partition(np.asarray(keys).astype(str), _KEY_SEP)
-    return models.astype(object), rids.astype(object)
+    """(models, request ids) of join keys (object arrays), as :func:`_join_keys` built them."""
+    models, rids = [], []
+    for key in keys:
+        length, _sep, rest = key.partition(_KEY_SEP)
+        k = int(length)
+        models.append(rest[:k])
+        rids.append(rest[k:])
+    return np.array(models, dtype=object), np.array(rids, dtype=object)
 
 
 def _keys_of(ids: np.ndarray) -> pd.Index:

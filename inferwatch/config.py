@@ -208,10 +208,11 @@ class JoinConfig(_Section):
     max_pending: int = Field(100_000, gt=0, description="most halves waiting per partition; the oldest are "
                                                         "given up early beyond it")
     max_bytes: int = Field(64 * 2**20, gt=0, description="most estimated bytes of waiting halves per partition")
-    max_skew_seconds: int | None = Field(3600, ge=0, description="a waiting half expires on its partner side's "
+    max_skew_seconds: int | None = Field(600, ge=0, description="a waiting half expires on its partner side's "
                                          "clock, taken as at least its own side's clock minus this (so requests "
-                                         "whose responses never come still expire); null: no bound but max_pending "
-                                         "and max_bytes (for replaying per-topic dumps spanning longer)")
+                                         "whose responses never come still expire, and their partition's windows "
+                                         "close at most this much later); null: no bound but max_pending and "
+                                         "max_bytes (inferwatch replay's default when not set)")
 
 
 class ModelPerformance(_Section):

@@ -448,6 +448,11 @@ class Pipeline:
                                                   rows)
             for p, j in self._joins.items():
                 self.store.save_join_changes(conn, _join_name(p), j.drain_changes())
+            # a model whose only rows were still waiting for their partners was fed too
+            given_up = {(m, v) for _src, rows in batch for (m, v), _idx in model_version_groups(rows)}
+            self.fed_models |= given_up
+            if only is not None:
+                only = only | given_up
             keys = [k for k in sorted(self.windows.open) if only is None or (k.model, k.model_version) in only]
             closed = self._close(conn, [(k, reason) for k in keys], now)
         self._after_commit(closed)

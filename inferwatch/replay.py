@@ -85,6 +85,10 @@ def replay_files(settings: Settings, paths: Iterable[str | os.PathLike], store: 
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    if "max_skew_seconds" not in settings.join.model_fields_set:
+        # files of one topic each are read one after the other: a request may wait for its
+        # response as long as the files take; what waits at the end is given up by close_all
+        settings = settings.model_copy(update={"join": settings.join.model_copy(update={"max_skew_seconds": None})})
     pipeline = Pipeline(settings, store, metrics, dead_letter, group_id=group_id)
     stored = store.load_offsets(group_id)
     # what an earlier run of the same replay stored is skipped, line by line

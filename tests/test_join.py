@@ -683,3 +683,24 @@ def test_rows_a_spec_cannot_read_are_counted_and_left_out():
         PerformanceSpec("classification", "predictions.label", labels=("yes",))
     with pytest.raises(ValueError, match="predictions.q"):
         performance_summaries(pairs, PerformanceSpec("regression", "predictions.q"), window_ms=10)
+
+
+def test_a_model_and_id_never_join_another_model_and_id_with_the_same_text_joined():
+    """(model "a\\x1fb", id "c") and (model "a", id "b\\x1fc") read the same when their texts
+    are joined by the separator; they are two calls and must not match, also after the
+    finished ids are stored and restored."""
+    from collector.join import _join_keys, _split_keys
+
+    join = RequestResponseJoin(60_000)
+    q = req(["c"], [1000], model=["a\x1fb"])
+    s = resp(["b\x1fc"], [1000], model=["a"])
+    out = join.add(q, s)
+    assert out.counts["matched"] == 0
+    keys = _join_keys(pd.concat([q, s], ignore_index=True))
+    assert len(set(keys)) == 2
+    models, rids = _split_keys(keys)
+    assert models.tolist() == ["a\x1fb", "a"] and rids.tolist() == ["c", "b\x1fc"]
+    # integer ids and a missing model read back as text
+    odd = pd.DataFrame({"model": [None, "m"], "request_id": [7, "x"]})
+    assert [m for m in _split_keys(_join_keys(odd))[0]] == ["", "m"]
+    assert [r for r in _split_keys(_join_keys(odd))[1]] == ["7", "x"]

@@ -95,3 +95,66 @@ def test_replay_names_a_truncated_gzip_file(tmp_path):
     config.write_text(json.dumps({"database_url": f"sqlite:///{tmp_path / 'x.db'}", "metrics": {"enabled": False}}))
     result = CliRunner().invoke(app, ["replay", str(f), "-c", str(config)])
     assert result.exit_code == 1 and "cut.jsonl.gz" in result.output
+
+
+def _kserve_dump_line(offset: int, kind: str, event_id: str, t_ms: int, body: dict) -> str:
+    stamp = datetime.utcfromtimestamp(t_ms / 1000).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    headers = [["ce_specversion", "1.0"], ["ce_id", event_id], ["ce_source", "http://localhost:9081/"],
+               ["ce_type", f"org.kubeflow.serving.inference.{kind}"], ["ce_time", stamp],
+               ["ce_inferenceservicename", "iris"], ["ce_namespace", "ml"], ["ce_component", "predictor"],
+               ["ce_endpoint", "default"], ["content-type", "application/json"]]
+    return json.dumps({"topic": "kserve-logs", "partition": 0, "offset": offset, "timestamp": t_ms, "key": None,
+                       "headers": headers, "value": json.dumps(body)})
+
+
+def test_replay_of_per_topic_dumps_joins_across_files_and_closes_what_still_waits(tmp_path):
+    """Requests in one file, responses in another, read one after the other (replay leaves the
+    join's skew unbounded); requests never answered at all still end in a closed window."""
+    t0 = 1_714_564_800_000
+    n = 40  # one call a minute: 40 minutes of requests before the first response is read
+    requests = [_kserve_dump_line(i, "request", f"q{i}", t0 + i * 60_000, {"instances": [[1.0, float(i)]]})
+                for i in range(n)]
+    responses = [_kserve_dump_line(i, "response", f"q{i}", t0 + i * 60_000 + 50, {"predictions": [i % 3]})
+                 for i in range(n - 10)]  # the last 10 are never answered
+    (tmp_path / "1-requests.jsonl").write_text("\n".join(requests) + "\n")
+    (tmp_path / "2-responses.jsonl").write_text("\n".join(responses) + "\n")
+    db = tmp_path / "r.db"
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"database_url": f"sqlite:///{db}", "metrics": {"enabled": False},
+                                  "window": {"length_seconds": 86_400, "idle_close_seconds": None},
+                                  "formats": {"default": {"format": "kserve", "model_version": "1"}}}))
+    result = CliRunner().invoke(app, ["replay", str(tmp_path / "1-requests.jsonl"),
+                                      str(tmp_path / "2-responses.jsonl"), "-c", str(config), "--batch-size", "7"])
+    assert result.exit_code == 0, result.output
+    store = Store(f"sqlite:///{db}")
+    windows = store.list_windows()
+    assert int(windows["record_count"].sum()) == n  # one row per call, none left in the partials
+    with store.engine.connect() as conn:
+        import sqlalchemy as sa
+
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM window_partials")).scalar() == 0
+        profile = json.loads(conn.execute(sa.text("SELECT profile FROM windows")).scalar())
+    # the 30 answered calls joined across the two files: 30 predictions, 40 feature rows
+    predictions = [c for c in profile["columns"] if c.startswith("predictions.")]
+    features = [c for c in profile["columns"] if c.startswith("features.")]
+    assert predictions and features
+    assert {profile["columns"][c]["count"] for c in predictions} == {n - 10}
+    assert {profile["columns"][c]["count"] for c in features} == {n}
+    store.close()
+
+
+def test_replay_of_requests_never_answered_closes_their_windows(tmp_path):
+    t0 = 1_714_564_800_000
+    lines = [_kserve_dump_line(i, "request", f"q{i}", t0 + i * 60_000, {"instances": [[1.0, float(i)]]})
+             for i in range(30)]
+    (tmp_path / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    db = tmp_path / "r.db"
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"database_url": f"sqlite:///{db}", "metrics": {"enabled": False},
+                                  "window": {"length_seconds": 86_400, "idle_close_seconds": None},
+                                  "formats": {"default": {"format": "kserve"}}}))
+    result = CliRunner().invoke(app, ["replay", str(tmp_path / "requests.jsonl"), "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    store = Store(f"sqlite:///{db}")
+    assert store.list_windows()["record_count"].tolist() == [30]
+    store.close()
