@@ -440,7 +440,14 @@ class Pipeline:
         now = now_ms()
         with self._transaction() as conn:
             flushed = [(("join", p), j.flush()) for p, j in sorted(self._joins.items())]
-            batch = [(src, res.records) for src, res in flushed if len(res.records)]
+            # as in process(): each model's columns typed by its own rows, text values capped
+            batch, capped = [], {}
+            for src, res in flushed:
+                for part in split_per_model(res.records) if len(res.records) else []:
+                    part, replaced = self.category_limit.apply(part)
+                    for model, n in replaced.items():
+                        capped[model] = capped.get(model, 0) + n
+                    batch.append((src, part))
             self._sync(conn, batch, now, None, None)
             if batch:
                 for key, rows in self.windows.assign_batch(batch, now).parts:
@@ -455,6 +462,8 @@ class Pipeline:
                 only = only | given_up
             keys = [k for k in sorted(self.windows.open) if only is None or (k.model, k.model_version) in only]
             closed = self._close(conn, [(k, reason) for k in keys], now)
+        for model, n in capped.items():
+            self.metrics.values_capped.labels(model, "too_many_categories").inc(n)
         self._after_commit(closed)
         return closed
 

@@ -678,3 +678,40 @@ def test_a_retired_model_versions_slot_goes_to_a_new_one_once_its_windows_closed
     again.process([rec(5, "3")], now=t0 + 50_000)
     assert [r.message.offset for r in dead][2:] == [5]
     store.close()
+
+
+def test_requests_given_up_at_the_end_keep_each_models_column_types(db_url):
+    """Unanswered OIP requests of two models sharing a partition number wait in one join; the
+    rows given up by close_all are typed per model and capped like any batch's: the text
+    feature of one model keeps at most ``kafka.max_categories`` values, the other model's
+    numbers under the same name are never capped."""
+    import json
+
+    import sqlalchemy as sa
+
+    settings = _settings(db_url, formats={"topics": {
+        "a-requests": {"format": "oip", "model": "a", "model_version": "1"},
+        "b-requests": {"format": "oip", "model": "b", "model_version": "1"}}},
+        reference={"bootstrap_records": 1000}, kafka={"max_categories": 5})
+    store = open_store(settings)
+    metrics = Metrics()
+    pipeline = Pipeline(settings, store, metrics, log_dead_letter, "g")
+
+    def body(i: int, datatype: str, data: list) -> bytes:
+        return json.dumps({"id": f"q{i}", "inputs": [{"name": "x", "shape": [1, 1], "datatype": datatype,
+                                                      "data": data}]}).encode()
+    msgs = [Message("a-requests", 0, i, body(i, "FP32", [float(i)]), None, (), 1000 + i) for i in range(20)]
+    msgs += [Message("b-requests", 0, i, body(100 + i, "BYTES", [f"c{i % 10}"]), None, (), 1000 + i)
+             for i in range(20)]
+    pipeline.process(msgs)
+    assert store.list_windows().empty  # every request still waits for its response
+    pipeline.close_all()
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT model, record_count, profile FROM windows ORDER BY model")).all()
+    assert [(m, n) for m, n, _p in rows] == [("a", 20), ("b", 20)]
+    kinds = {m: json.loads(p)["columns"]["features.x"]["kind"] for m, _n, p in rows}
+    assert kinds == {"a": "numeric", "b": "categorical"}
+    # c5..c9 are beyond the cap of 5: 10 of b's 20 values; none of a's 20 distinct numbers
+    assert metrics.values_capped.labels("b", "too_many_categories")._value.get() == 10
+    assert metrics.values_capped.labels("a", "too_many_categories")._value.get() == 0
+    store.close()
