@@ -133,3 +133,12 @@ def db_url(request, tmp_path):
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No ``INFERWATCH_*`` variables from the caller's environment leak into config loading."""
+    for name in list(os.environ):
+        if name.startswith("INFERWATCH_"):
+            monkeypatch.delenv(name)
+    return monkeypatch

@@ -1,19 +1,9 @@
 """The consumer options inferwatch sets beyond kafka-python's defaults."""
 
-import os
-
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from inferwatch.config import CONSUMER_DEFAULTS, load_config
-
-
-@pytest.fixture
-def clean_env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("INFERWATCH_"):
-            monkeypatch.delenv(name)
-    return monkeypatch
 
 
 def test_consumer_reads_large_fetches_unless_client_options_say_otherwise(clean_env):

@@ -43,15 +43,6 @@ def _missing_tool(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture
-def clean_env(monkeypatch):
-    """No ``INFERWATCH_*`` variables from the caller's environment leak into config loading."""
-    for name in list(os.environ):
-        if name.startswith("INFERWATCH_"):
-            monkeypatch.delenv(name)
-    return monkeypatch
-
-
 def _compose() -> dict:
     return yaml.safe_load(COMPOSE_FILE.read_text())
 

@@ -29,14 +29,6 @@ T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 HOUR = 3_600_000
 
 
-@pytest.fixture
-def clean_env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("INFERWATCH_"):
-            monkeypatch.delenv(name)
-    return monkeypatch
-
-
 def sasl(**extra) -> dict:
     return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_plain_username": USER, **extra}
 

@@ -147,23 +147,12 @@ def _mapping_applies(value: bytes, mapping: JsonMapping) -> bool:
     for pattern in mapping.features:
         if pattern.endswith("*"):
             parent_path, _, stem = pattern[:-1].rpartition(".")
-            parent = _lookup(obj, parent_path) if parent_path else obj
+            parent = mapped_json.lookup(obj, parent_path) if parent_path else obj
             if isinstance(parent, dict) and (any(k.startswith(stem) for k in parent) if stem else parent):
                 return True
-        elif _lookup(obj, pattern) is not _ABSENT:
+        elif mapped_json.lookup(obj, pattern) is not mapped_json.MISSING:
             return True
     return False
-
-
-_ABSENT = object()
-
-
-def _lookup(obj: object, path: str) -> object:
-    for key in path.split("."):
-        if not isinstance(obj, dict) or key not in obj:
-            return _ABSENT
-        obj = obj[key]
-    return obj
 
 
 # headers that decide a format (detect_format's header rules); messages carrying none of them

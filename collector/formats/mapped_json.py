@@ -25,15 +25,15 @@ from collector.formats.config import FormatConfig, JsonMapping, Limits
 from collector.message import Message
 from collector.record import FEATURE_PREFIX, PREDICTION_PREFIX, Decoded
 
-_MISSING = object()
+MISSING = object()  # what lookup returns for an absent path
 _UNIT_MS = {"s": 1000.0, "ms": 1.0, "us": 0.001, "ns": 0.000001}
 
 
 def lookup(obj: object, path: str) -> object:
-    """The value at a dotted key path, or a sentinel when absent."""
+    """The value at a dotted key path, or :data:`MISSING` when absent."""
     for key in path.split("."):
         if not isinstance(obj, dict) or key not in obj:
-            return _MISSING
+            return MISSING
         obj = obj[key]
     return obj
 
@@ -42,7 +42,7 @@ def _get(obj: dict, path: str | None) -> object:
     if path is None:
         return None
     v = lookup(obj, path)
-    return None if v is _MISSING else v
+    return None if v is MISSING else v
 
 
 def select(obj: dict, patterns: Sequence[str], prefix: str, row: dict, where: str) -> int:
@@ -64,7 +64,7 @@ def select(obj: dict, patterns: Sequence[str], prefix: str, row: dict, where: st
             picked = parent.items() if not stem else [(k, v) for k, v in parent.items() if k.startswith(stem)]
         else:
             v = lookup(obj, pattern)
-            if v is _MISSING:
+            if v is MISSING:
                 row[prefix + pattern.rpartition(".")[2]] = None
                 continue
             picked = [(pattern.rpartition(".")[2], v)]
