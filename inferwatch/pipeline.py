@@ -84,6 +84,23 @@ def own_columns(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def role_rows(rows: pd.DataFrame, columns: list[str]) -> list[tuple[list[str], np.ndarray]] | None:
+    """Which rows count for which columns when some are lone halves of a request-response
+    join: per role (features, then predictions) that has columns among ``columns``, its
+    columns and a boolean mask of the rows counting for them — a request without its response
+    counts for the features only, a lone response for the predictions only. None when every
+    row counts for every column (no lone halves)."""
+    status = rows[JOIN_STATUS].to_numpy() if JOIN_STATUS in rows.columns else None
+    if status is None or not ((status == REQUEST_ONLY) | (status == RESPONSE_ONLY)).any():
+        return None
+    out = []
+    for role, skip in (("feature", RESPONSE_ONLY), ("prediction", REQUEST_ONLY)):
+        names = [c for c in columns if column_role(c)[0] == role]
+        if names:
+            out.append((names, status != skip))
+    return out
+
+
 def profiled_columns(frame: pd.DataFrame) -> list[str]:
     """The feature and prediction columns of a decoded frame."""
     return [c for c in frame.columns if c.startswith((FEATURE_PREFIX, PREDICTION_PREFIX))]
@@ -291,11 +308,7 @@ class Pipeline:
             if not admitted.all():
                 rejected.extend(self._over_model_cap(group, decoded, frame, ~admitted))
                 frame = frame[admitted].reset_index(drop=True)
-            for part in split_per_model(frame):  # each model's columns typed by its own rows
-                part, replaced = self.category_limit.apply(part)
-                for model, n in replaced.items():
-                    capped[model] = capped.get(model, 0) + n
-                batch.append((source, part))
+            batch.extend((source, part) for part in self._typed_and_capped(frame, capped))
         if rejected:
             try:
                 self.dead_letter(rejected)
@@ -342,6 +355,18 @@ class Pipeline:
             self.metrics.records_late.labels(model).inc(int(n))
         self._after_commit(closed)
         return closed
+
+    def _typed_and_capped(self, frame: pd.DataFrame, capped: dict[str, int]) -> list[pd.DataFrame]:
+        """The frame per model (:func:`split_per_model`: each model's columns typed by its own
+        rows) with text values beyond ``kafka.max_categories`` replaced; adds the replaced
+        values per model to ``capped``."""
+        parts = []
+        for part in split_per_model(frame):
+            part, replaced = self.category_limit.apply(part)
+            for model, n in replaced.items():
+                capped[model] = capped.get(model, 0) + n
+            parts.append(part)
+        return parts
 
     def _realized_performance(self, conn, records: pd.DataFrame, label_frames: list[pd.DataFrame],
                               late_responses: list[pd.DataFrame] = ()) -> None:
@@ -440,14 +465,9 @@ class Pipeline:
         now = now_ms()
         with self._transaction() as conn:
             flushed = [(("join", p), j.flush()) for p, j in sorted(self._joins.items())]
-            # as in process(): each model's columns typed by its own rows, text values capped
-            batch, capped = [], {}
-            for src, res in flushed:
-                for part in split_per_model(res.records) if len(res.records) else []:
-                    part, replaced = self.category_limit.apply(part)
-                    for model, n in replaced.items():
-                        capped[model] = capped.get(model, 0) + n
-                    batch.append((src, part))
+            capped: dict[str, int] = {}
+            batch = [(src, part) for src, res in flushed if len(res.records)
+                     for part in self._typed_and_capped(res.records, capped)]
             self._sync(conn, batch, now, None, None)
             if batch:
                 for key, rows in self.windows.assign_batch(batch, now).parts:
@@ -491,14 +511,14 @@ class Pipeline:
         counts for the features only and a lone response for the predictions only."""
         categorical = set(self.settings.drift.categorical.get(model, []))
         cfg = self.settings.reference
-        status = frame[JOIN_STATUS].to_numpy() if JOIN_STATUS in frame.columns else None
-        if status is None or not ((status == REQUEST_ONLY) | (status == RESPONSE_ONLY)).any():
-            return profile_frame(frame[profiled_columns(frame)], categorical, cfg.n_bins, cfg.sample_size)
+        names = profiled_columns(frame)
+        roles = role_rows(frame, names)
+        if roles is None:
+            return profile_frame(frame[names], categorical, cfg.n_bins, cfg.sample_size)
         columns: dict = {}
-        for prefix, skip in ((FEATURE_PREFIX, RESPONSE_ONLY), (PREDICTION_PREFIX, REQUEST_ONLY)):
-            names = [c for c in frame.columns if c.startswith(prefix)]
-            part = frame.loc[status != skip, names]
-            if names and len(part):
+        for role_names, counted in roles:
+            part = frame.loc[counted, role_names]
+            if len(part):
                 columns.update(profile_frame(part, categorical, cfg.n_bins, cfg.sample_size).columns)
         return Profile(len(frame), columns)
 
@@ -589,16 +609,13 @@ class Pipeline:
         missing partner never shows up as missing values."""
         kinds = {c: kind_of(p) for c, p in ref.columns.items()}
         size = max(self.settings.window.max_records, 1)
-        status = rows[JOIN_STATUS].to_numpy() if JOIN_STATUS in rows.columns else None
-        if status is None or not ((status == REQUEST_ONLY) | (status == RESPONSE_ONLY)).any():
+        roles = role_rows(rows, list(ref.columns))
+        if roles is None:
             return build_profile(current, kinds, reference=ref, sample_size=size)
         columns: dict = {}
-        for role, skip in (("feature", RESPONSE_ONLY), ("prediction", REQUEST_ONLY)):
-            names = [c for c in ref.columns if column_role(c)[0] == role]
-            if names:
-                part = current.loc[status != skip, names]
-                columns.update(build_profile(part, {c: kinds[c] for c in names}, reference=ref,
-                                             sample_size=size).columns)
+        for names, counted in roles:
+            columns.update(build_profile(current.loc[counted, names], {c: kinds[c] for c in names}, reference=ref,
+                                         sample_size=size).columns)
         return Profile(len(rows), {c: columns[c] for c in ref.columns if c in columns})
 
     def _alert(self, conn, w: ClosedWindow, now: int) -> None:
