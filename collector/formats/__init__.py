@@ -211,6 +211,15 @@ _OPEN = np.frombuffer(b'{"', dtype=np.uint8)
 _SCHEMA_OPEN = np.frombuffer(b'{"columns"', dtype=np.uint8)
 
 
+def _plain_message(m: Message, plain_topic: bool) -> bool:
+    """Whether nothing about one message could make :func:`detect_format` pick a format before
+    inferwatch's own: a plain topic and headers, a body naming ``"features"`` with no escape,
+    no SageMaker key and no BentoML schema start (:func:`_plain_run` is the batch form)."""
+    v = m.value
+    return bool(v and b'"features"' in v and plain_topic and (not m.headers or _plain_headers(m.headers))
+                and b"\\" not in v and b'Data"' not in v and v[:2] == b'{"' and v[:10] != b'{"columns"')
+
+
 def _plain_run(messages: Sequence[Message], topics: dict[str, bool]) -> np.ndarray | None:
     """For a run of messages that look alike (inferwatch records, say), the mask of those whose
     format can be told by trying the inferwatch decoder first; None when the run does not
@@ -270,11 +279,7 @@ def _decode_auto(messages: Sequence[Message], fmt: FormatConfig, limits: Limits,
             name_of[i] = fallback if name == UNKNOWN else name
     else:
         for i, m in enumerate(messages):
-            v = m.value
-            # a plain message whose body has no escape, no SageMaker key and no BentoML schema
-            # start: nothing for the rules before inferwatch's to find
-            if (v and b'"features"' in v and topics[m.topic] and (not m.headers or _plain_headers(m.headers))
-                    and b"\\" not in v and b'Data"' not in v and v[:2] == b'{"' and v[:10] != b'{"columns"'):
+            if _plain_message(m, topics[m.topic]):
                 continue
             name = detect_format(m, mapping)
             name_of[i] = fallback if name == UNKNOWN else name
