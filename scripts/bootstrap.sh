@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine: a virtualenv with inferwatch installed, and (with --test) the system
 # packages the test suite starts for real: Java and Maven for the Kafka broker, PostgreSQL,
-# and docker-compose to validate docker-compose.yml. Safe to run again: it only installs what is
+# Alertmanager, and docker-compose to validate docker-compose.yml. Safe to run again: it only installs what is
 # missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,7 @@ if (( want_test )); then
   command -v mvn >/dev/null || missing+=(maven)
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
+  [[ -x /usr/bin/prometheus-alertmanager ]] || missing+=(prometheus-alertmanager)
   if (( ${#missing[@]} )); then
     echo "installing system packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

@@ -21,6 +21,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
+import alertmanager_local  # noqa: E402
 import kafka_local  # noqa: E402
 import postgres_local  # noqa: E402
 
@@ -133,6 +134,35 @@ def db_url(request, tmp_path):
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+# --------------------------------------------------------------------------
+# Alertmanager
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def alertmanager_factory():
+    """Start real Alertmanagers (Debian ``prometheus-alertmanager``) for one test.
+
+    ``alertmanager_factory(webhook_url, **options)`` returns a running
+    ``alertmanager_local.AlertmanagerServer`` on 127.0.0.1 (base URL ``.url``) that routes
+    every alert, grouped by alertname and model, to ``webhook_url`` with
+    ``send_resolved: true``. Options: ``receiver_name``, ``group_wait``,
+    ``group_interval``, ``repeat_interval`` (seconds; defaults 1, 1, 4 h). Each one is
+    stopped and its directory removed after the test. Without the binary the test is
+    skipped, or fails on CI.
+    """
+    started = []
+
+    def start(webhook_url: str, **options):
+        server = alertmanager_local.AlertmanagerServer(webhook_url=webhook_url, **options)
+        started.append(server)
+        return start_or_bail(server, "Alertmanager")
+
+    yield start
+    for server in started:
+        server.cleanup()
 
 
 @pytest.fixture
