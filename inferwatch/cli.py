@@ -325,5 +325,96 @@ def demo_producer(bootstrap_servers: str = typer.Option("127.0.0.1:9092", "--boo
     console.print(f"produced {n} records to {topic}")
 
 
+outbox_app = typer.Typer(help="Inspect and deliver the outbox of outgoing notifications and hooks.",
+                         no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+def _outbox_store(config: Optional[Path]):
+    from inferwatch.runner import open_store
+
+    settings = _settings(config)
+    with _startup_errors():
+        return settings, open_store(settings)
+
+
+@outbox_app.command("list")
+def outbox_list(state: Optional[str] = typer.Option(None, "--state", "-s", help="pending, delivered or dead."),
+                limit: int = typer.Option(50, min=1, help="Rows shown, newest first."),
+                config: Optional[Path] = ConfigOption) -> None:
+    """List outbox messages (newest first) and the number in each state."""
+    from inferwatch.store import OUTBOX_STATES
+
+    if state is not None and state not in OUTBOX_STATES:
+        console.print(f"[red]error:[/red] --state must be one of {', '.join(OUTBOX_STATES)}")
+        raise typer.Exit(2)
+    _, store = _outbox_store(config)
+    rows = store.list_outbox(state, limit)
+    counts = store.outbox_counts()
+    store.close()
+    table = Table("id", "idempotency key", "target", "state", "attempts", "created", "next attempt / done",
+                  "last error")
+    for r in rows:
+        done = r.delivered_at_ms or r.dead_at_ms
+        table.add_row(str(r.id), r.idempotency_key, r.target, r.state, str(r.attempts), _utc(r.created_at_ms),
+                      _utc(done) if done else _utc(r.next_attempt_at_ms), (r.last_error or "")[:80])
+    console.print(table)
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+@outbox_app.command("retry")
+def outbox_retry(key: str = typer.Argument(..., help="Idempotency key of a dead message."),
+                 config: Optional[Path] = ConfigOption) -> None:
+    """Make a dead message pending again (due at once, with a fresh expiry)."""
+    from inferwatch.store import now_ms
+
+    settings, store = _outbox_store(config)
+    expire = settings.alerting.outbox.expire_after_seconds
+    now = now_ms()
+    revived = store.revive(key, now, None if expire is None else now + int(expire * 1000))
+    store.close()
+    if not revived:
+        console.print(f"[red]error:[/red] no dead outbox message has the key {key!r}")
+        raise typer.Exit(1)
+    console.print(f"{key}: pending again")
+
+
+@outbox_app.command("deliver")
+def outbox_deliver(until_empty: bool = typer.Option(False, "--until-empty",
+                                                    help="Exit once no message is pending (instead of running "
+                                                         "until SIGTERM or Ctrl-C)."),
+                   config: Optional[Path] = ConfigOption,
+                   verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Deliver outbox messages in the foreground to the targets configured under alerting.receivers."""
+    from alerting.outbox import OutboxWorker
+
+    settings, store = _outbox_store(config)
+    _logging(verbose)
+    cfg = settings.alerting
+    totals: dict[str, int] = {}
+    worker = OutboxWorker(store, cfg.outbox_targets(), cfg.outbox)
+    stop = threading.Event()
+
+    def _stop(signum, _frame):
+        logging.getLogger("inferwatch").info("signal %d: stopping after the current message", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stop.is_set():
+            counts = worker.run_once()
+            for outcome, n in counts.items():
+                totals[outcome] = totals.get(outcome, 0) + n
+            if until_empty and store.outbox_counts()["pending"] == 0:
+                break
+            if sum(counts.values()) < cfg.outbox.batch_size:  # a full batch: more may be due at once
+                stop.wait(cfg.outbox.poll_interval_seconds)
+    finally:
+        worker.close()
+        store.close()
+    console.print(", ".join(f"{n} {outcome}" for outcome, n in totals.items()))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

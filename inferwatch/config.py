@@ -17,6 +17,9 @@ from pydantic import (BaseModel, ConfigDict, Field, FilePath, SecretStr, Validat
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from alerting.endpoint import Endpoint
+from alerting.notifiers import ReceiverConfig
+from alerting.outbox import OutboxConfig
 from collector.formats.config import FormatConfig
 
 
@@ -394,6 +397,28 @@ class AlertConfig(_Section):
 
     timeout_seconds: float = Field(5.0, gt=0)
     external_url: str = "http://127.0.0.1:9108"
+    receivers: list[ReceiverConfig] = Field(default_factory=list, description="notification receivers: "
+                                            "webhook, alertmanager, pagerduty, slack")
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+
+    @field_validator("receivers")
+    @classmethod
+    def _unique_receivers(cls, v: list[ReceiverConfig], info) -> list[ReceiverConfig]:
+        names = [r.name for r in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"receiver names must be unique: {', '.join(dup)}")
+        if info.data.get("webhook_url") and "webhook" in names:
+            raise ValueError("webhook_url implies a receiver named webhook: rename that receiver")
+        return v
+
+    def outbox_targets(self) -> dict[str, tuple[str, Endpoint]]:
+        """Outbox target name → (kind, endpoint): the receivers, plus ``webhook`` (kind
+        webhook) for the legacy ``webhook_url``."""
+        targets: dict[str, tuple[str, Endpoint]] = {r.name: (r.type, r) for r in self.receivers}
+        if self.webhook_url:
+            targets["webhook"] = ("webhook", Endpoint(url=self.webhook_url, timeout_seconds=self.timeout_seconds))
+        return targets
 
     @field_validator("webhook_url")
     @classmethod

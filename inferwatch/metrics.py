@@ -76,12 +76,34 @@ class Metrics:
                                          registry=r)
         self.alert_firing = Gauge("inferwatch_alert_firing", "1 while the alert fires.",
                                   ["alertname", "model", "model_version"], registry=r)
-        self.outbox_delivered = Counter("inferwatch_outbox_delivered_total", "Outgoing notifications delivered.",
-                                        registry=r)
-        self.outbox_failed = Counter("inferwatch_outbox_failures_total", "Failed delivery attempts.", registry=r)
-        self.outbox_dead = Counter("inferwatch_outbox_dead_total",
-                                   "Notifications given up because the receiver refused them (4xx).", registry=r)
+        self.outbox_deliveries = Counter("inferwatch_outbox_deliveries_total",
+                                         "Outbox delivery attempts by target and outcome: delivered, failed (retried "
+                                         "later) or dead (refused for good, expired or unknown target).",
+                                         ["target", "outcome"], registry=r)
+        self.outbox_messages = Gauge("inferwatch_outbox_messages",
+                                     "Outbox messages by state: pending (not delivered yet) or dead (given up).",
+                                     ["state"], registry=r)
+        self.desired_replicas = Gauge("inferwatch_desired_replicas",
+                                      "Replicas an autoscaling hook wants for a model's serving workload (after "
+                                      "tolerance, stabilisation and min/max), for KEDA or an HPA to scale on; target "
+                                      "is namespace/kind/name or the hook name.", ["model", "target"], registry=r)
+        self.autoscale_decisions = Counter("inferwatch_autoscale_decisions_total",
+                                           "Autoscaling hook evaluations, by outcome (scaled, within_tolerance, "
+                                           "stabilizing, owned_by_hpa, owned_by_keda, metric_only, "
+                                           "insufficient_data).", ["hook", "reason"], registry=r)
+        self.autoscale_errors = Counter("inferwatch_autoscale_errors_total",
+                                        "Autoscaling hook evaluations that failed on a Kubernetes API call, by call.",
+                                        ["hook", "operation"], registry=r)
         self._server = None
+
+    def outbox_outcome(self, target: str, outcome: str) -> None:
+        """Count one outbox attempt (the outbox worker's ``on_outcome``)."""
+        self.outbox_deliveries.labels(target, outcome).inc()
+
+    def set_outbox_counts(self, counts: dict[str, int]) -> None:
+        """Set the outbox gauge from ``Store.outbox_counts()`` (pending and dead)."""
+        for state in ("pending", "dead"):
+            self.outbox_messages.labels(state).set(counts.get(state, 0))
 
     def serve(self, host: str, port: int) -> int:
         """Start the HTTP endpoint in a daemon thread; returns the bound port (``port=0`` picks one)."""

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from alerting.dataset_drift import ALERT_NAME, AlertEvent, next_state, webhook_body
-from alerting.webhook import DeliveryError, post_json
+from alerting.events import OutgoingRequest
+from alerting.outbox import OutboxWorker
 from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, Rejected, RejectReason, to_column
 from collector.formats import Limits, decode_messages, detect_format
 from collector.formats.bentoml import SchemaCache, schema_from_json, schema_to_json
@@ -147,7 +148,8 @@ class Pipeline:
         # (model, version, column, role) -> method label of its published series
         self._published_method: dict[tuple[str, str, str, str], str] = {}
         # undelivered messages left by an earlier run are retried on the first batch
-        self._outbox_failures = 1 if store.pending_outbox(limit=1) else 0
+        self._outbox_failures = 1 if store.outbox_counts()["pending"] else 0
+        self._outbox_worker: OutboxWorker | None = None
         self._outbox_retry_at_ms = 0
         self.category_limit = CategoryLimit(settings.kafka.max_categories)
         self._joins: dict[int, RequestResponseJoin] = {}  # per partition number
@@ -640,8 +642,10 @@ class Pipeline:
             event = AlertEvent(state, w.key.model, w.key.model_version, w.key.start_ms, w.window_end_ms,
                                w.drift_share, w.drifted_columns, w.window_id)
             body = webhook_body(event, started, now, cfg.external_url)
-            self.store.enqueue(conn, f"{ALERT_NAME}:{w.key.model}:{w.key.model_version}:{w.window_id}:{state}",
-                               cfg.webhook_url, body)
+            key = f"{ALERT_NAME}:{w.key.model}:{w.key.model_version}:{w.window_id}:{state}"
+            expire = cfg.outbox.expire_after_seconds
+            self.store.enqueue(conn, OutgoingRequest("webhook", "POST", "", json.dumps(body), key,
+                                                     None if expire is None else now + int(expire * 1000)), now)
 
     # --- after the transaction -----------------------------------------------------------
     def _after_commit(self, closed: list[ClosedWindow]) -> None:
@@ -695,31 +699,18 @@ class Pipeline:
                 _set_or_remove(gauge, labels, value)
 
     def deliver_outbox(self) -> int:
-        """Send undelivered notifications in order; returns how many were delivered now.
-
-        After a failure the next attempt waits (1 s doubling per consecutive failure, at most
-        60 s), so a receiver that is down does not stall consumption batch after batch.
-        """
-        delivered = 0
-        for msg in self.store.pending_outbox():
-            try:
-                post_json(msg.url, msg.body, msg.idempotency_key, self.settings.alerting.timeout_seconds)
-            except DeliveryError as exc:
-                self.store.mark_outbox(msg.id, delivered=False, error=str(exc)[:500], dead=not exc.retryable)
-                self.metrics.outbox_failed.inc()
-                if not exc.retryable:  # the receiver refuses it for good; later messages go on
-                    self.metrics.outbox_dead.inc()
-                    log.error("notification %s given up: %s", msg.idempotency_key, exc)
-                    continue
-                self._outbox_failures += 1
-                self._outbox_retry_at_ms = now_ms() + min(60_000, 1000 * 2 ** (self._outbox_failures - 1))
-                log.warning("notification %s not delivered yet: %s", msg.idempotency_key, exc)
-                break  # keep order: later messages wait for this one
-            self.store.mark_outbox(msg.id, delivered=True)
-            self.metrics.outbox_delivered.inc()
-            self._outbox_failures = 0
-            delivered += 1
-        return delivered
+        """Send the outbox messages due now (``alerting.outbox.OutboxWorker.run_once``); returns
+        how many were delivered now. Failed ones are due again after their backoff, stored
+        with them, so a receiver that is down does not stall consumption batch after batch."""
+        if self._outbox_worker is None:
+            cfg = self.settings.alerting
+            self._outbox_worker = OutboxWorker(self.store, cfg.outbox_targets(), cfg.outbox,
+                                               on_outcome=self.metrics.outbox_outcome)
+        counts = self._outbox_worker.run_once()
+        pending = self.store.outbox_counts()
+        self.metrics.set_outbox_counts(pending)
+        self._outbox_failures = pending["pending"]
+        return counts["delivered"]
 
 
 def _rows_per_model(frame: pd.DataFrame, groups: list[tuple[tuple[str, str], np.ndarray | None]]) -> dict[str, int]:

@@ -158,11 +158,17 @@ outbox = sa.Table(
     "outbox", metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("idempotency_key", sa.Text, nullable=False, unique=True),
-    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
     sa.Column("body", sa.Text, nullable=False),
+    sa.Column("content_type", sa.Text, nullable=False),
     sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("next_attempt_at_ms", sa.BigInteger, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("lease_until_ms", sa.BigInteger, nullable=True),
     sa.Column("delivered_at_ms", sa.BigInteger, nullable=True),
     sa.Column("dead_at_ms", sa.BigInteger, nullable=True),
 )
@@ -211,15 +217,49 @@ def split_statements(sql_text: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+OUTBOX_STATES = ("pending", "delivered", "dead")
+
+
 @dataclass(frozen=True)
-class OutboxMessage:
-    """A pending outgoing notification: POST ``body`` (JSON text) to ``url``."""
+class OutboxRow:
+    """One row of the outbox: an outgoing request and its delivery bookkeeping.
+
+    Times are UTC epoch ms. ``state`` is ``delivered`` (``delivered_at_ms`` set), ``dead``
+    (``dead_at_ms`` set: refused, expired or unknown target; ``last_error`` says which) or
+    ``pending`` (waiting for ``next_attempt_at_ms``, or claimed by a worker until
+    ``lease_until_ms``).
+    """
 
     id: int
     idempotency_key: str
-    url: str
+    target: str
+    method: str
+    path: str
     body: str
+    content_type: str
+    created_at_ms: int
+    expires_at_ms: int | None
+    next_attempt_at_ms: int
     attempts: int
+    last_error: str | None
+    lease_until_ms: int | None
+    delivered_at_ms: int | None
+    dead_at_ms: int | None
+
+    @property
+    def state(self) -> str:
+        """``pending``, ``delivered`` or ``dead``."""
+        if self.delivered_at_ms is not None:
+            return "delivered"
+        return "dead" if self.dead_at_ms is not None else "pending"
+
+    @property
+    def request(self):
+        """The stored request as an ``alerting.events.OutgoingRequest``."""
+        from alerting.events import OutgoingRequest
+
+        return OutgoingRequest(self.target, self.method, self.path, self.body, self.idempotency_key,
+                               self.expires_at_ms, self.content_type)
 
 
 class Store:
@@ -535,32 +575,111 @@ class Store:
         _upsert(conn, alert_states, {"alert_name": alert_name, "model": model, "model_version": model_version},
                 {"state": state, "since_ms": since_ms, "last_window_id": window_id})
 
-    def enqueue(self, conn: Connection, idempotency_key: str, url: str, body: dict) -> None:
-        """Add an outgoing message to the outbox (ignored if the key is already there)."""
-        exists = conn.execute(sa.select(outbox.c.id).where(outbox.c.idempotency_key == idempotency_key)).first()
-        if exists is None:
-            conn.execute(outbox.insert().values(idempotency_key=idempotency_key, url=url, body=json.dumps(body),
-                                                created_at_ms=now_ms(), attempts=0))
+    # --- outbox (alerting.outbox) ---------------------------------------------------------
+    def enqueue(self, conn: Connection, req, now_ms: int) -> bool:
+        """Add an ``alerting.events.OutgoingRequest`` to the outbox inside the caller's
+        transaction, due at once. Returns False (and changes nothing) when a row with its
+        idempotency key exists, even one another process is inserting concurrently."""
+        from sqlalchemy.dialects import postgresql, sqlite
 
-    def pending_outbox(self, limit: int = 100) -> list[OutboxMessage]:
-        """Outbox messages neither delivered nor given up, oldest first."""
-        c = outbox.c
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(c.id, c.idempotency_key, c.url, c.body, c.attempts).where(
-                c.delivered_at_ms.is_(None) & c.dead_at_ms.is_(None)).order_by(c.id).limit(limit))
-            return [OutboxMessage(*r) for r in rows]
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = insert(outbox).values(
+            idempotency_key=req.idempotency_key, target=req.target, method=req.method, path=req.path,
+            body=req.body, content_type=req.content_type, created_at_ms=now_ms, expires_at_ms=req.expires_at_ms,
+            next_attempt_at_ms=now_ms, attempts=0).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        return conn.execute(stmt).rowcount == 1
 
-    def mark_outbox(self, message_id: int, delivered: bool, error: str | None = None, dead: bool = False) -> None:
-        """Record a delivery attempt; ``dead`` gives the message up (never retried)."""
-        c = outbox.c
-        values: dict = {"attempts": c.attempts + 1, "last_error": error}
-        if delivered:
-            values["delivered_at_ms"] = now_ms()
-        if dead:
-            values["dead_at_ms"] = now_ms()
+    def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[OutboxRow]:
+        """Claim up to ``limit`` due rows for ``lease_ms``, oldest first, in one transaction.
+
+        A row is due when it is pending, its ``next_attempt_at_ms`` has come, no live lease
+        holds it, and no older pending row of the same target exists (per-target order: at
+        most one row per target is claimed at a time). Claimed rows are leased until
+        ``now_ms + lease_ms``: on PostgreSQL the selection locks them (``FOR UPDATE SKIP
+        LOCKED``), on SQLite the transaction holds the write lock, so two workers never claim
+        one row."""
+        o = outbox.alias("o")
+        older = outbox.alias("older")
+        blocked = sa.exists().where(
+            (older.c.target == o.c.target) & (older.c.id < o.c.id)
+            & older.c.delivered_at_ms.is_(None) & older.c.dead_at_ms.is_(None))
+        q = sa.select(o.c.id).where(
+            o.c.delivered_at_ms.is_(None), o.c.dead_at_ms.is_(None), o.c.next_attempt_at_ms <= now_ms,
+            sa.or_(o.c.lease_until_ms.is_(None), o.c.lease_until_ms <= now_ms), ~blocked,
+        ).order_by(o.c.id).limit(limit)
+        if self.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True, of=o)
+        with self.transaction() as conn:
+            ids = [int(r[0]) for r in conn.execute(q)]
+            if not ids:
+                return []
+            conn.execute(outbox.update().where(outbox.c.id.in_(ids)).values(lease_until_ms=now_ms + lease_ms))
+            rows = conn.execute(sa.select(outbox).where(outbox.c.id.in_(ids)).order_by(outbox.c.id)).all()
+        return [OutboxRow(*r) for r in rows]
+
+    def _update_outbox(self, row_id: int, **values) -> None:
         with self.engine.begin() as conn:
-            conn.execute(outbox.update().where(c.id == message_id).values(**values))
+            conn.execute(outbox.update().where(outbox.c.id == row_id).values(**values))
 
+    def mark_delivered(self, row_id: int, now_ms: int) -> None:
+        """Record the accepted attempt of row ``row_id``."""
+        c = outbox.c
+        self._update_outbox(row_id, delivered_at_ms=now_ms, attempts=c.attempts + 1, lease_until_ms=None)
+
+    def mark_retry(self, row_id: int, next_at_ms: int, error: str) -> None:
+        """Record a failed attempt; the row is due again at ``next_at_ms``."""
+        c = outbox.c
+        self._update_outbox(row_id, next_attempt_at_ms=next_at_ms, attempts=c.attempts + 1,
+                            last_error=error[:1000], lease_until_ms=None)
+
+    def mark_dead(self, row_id: int, now_ms: int, error: str, attempted: bool = True) -> None:
+        """Give row ``row_id`` up (never sent again unless revived); ``attempted``: a request
+        was sent for it (counted in ``attempts``)."""
+        c = outbox.c
+        self._update_outbox(row_id, dead_at_ms=now_ms, last_error=error[:1000], lease_until_ms=None,
+                            attempts=c.attempts + 1 if attempted else c.attempts)
+
+    def revive(self, idempotency_key: str, now_ms: int | None = None, expires_at_ms: int | None = None) -> bool:
+        """Make a dead row pending again, due at once with a fresh backoff and the expiry
+        ``expires_at_ms`` (None: never). Returns False when no dead row has that key."""
+        c = outbox.c
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        with self.engine.begin() as conn:
+            return conn.execute(outbox.update().where(
+                (c.idempotency_key == idempotency_key) & c.dead_at_ms.is_not(None) & c.delivered_at_ms.is_(None)
+            ).values(dead_at_ms=None, next_attempt_at_ms=now, attempts=0, expires_at_ms=expires_at_ms,
+                     lease_until_ms=None)).rowcount == 1
+
+    def list_outbox(self, state: str | None = None, limit: int = 100) -> list[OutboxRow]:
+        """Outbox rows, newest first; ``state``: ``pending``, ``delivered``, ``dead`` or None
+        (all).
+
+        Raises:
+            ValueError: an unknown state.
+        """
+        c = outbox.c
+        q = sa.select(outbox).order_by(c.id.desc()).limit(limit)
+        if state == "pending":
+            q = q.where(c.delivered_at_ms.is_(None), c.dead_at_ms.is_(None))
+        elif state == "delivered":
+            q = q.where(c.delivered_at_ms.is_not(None))
+        elif state == "dead":
+            q = q.where(c.dead_at_ms.is_not(None), c.delivered_at_ms.is_(None))
+        elif state is not None:
+            raise ValueError(f"unknown outbox state {state!r}; use one of {', '.join(OUTBOX_STATES)}")
+        with self.engine.connect() as conn:
+            return [OutboxRow(*r) for r in conn.execute(q)]
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Rows per state: ``{"pending": n, "delivered": n, "dead": n}``."""
+        c = outbox.c
+        state = sa.case((c.delivered_at_ms.is_not(None), "delivered"), (c.dead_at_ms.is_not(None), "dead"),
+                        else_="pending")
+        counts = dict.fromkeys(OUTBOX_STATES, 0)
+        with self.engine.connect() as conn:
+            for name, n in conn.execute(sa.select(state, sa.func.count()).group_by(state)):
+                counts[name] = int(n)
+        return counts
 
     # --- request-response and label joins (collector.join) ------------------------------
     def save_join_changes(self, conn: Connection, join_name: str, changes) -> None:

@@ -145,19 +145,32 @@ CREATE TABLE IF NOT EXISTS alert_states (
     PRIMARY KEY (alert_name, model, model_version)
 );
 
--- Outgoing notifications, written in the transaction that decided them and delivered after;
--- dead_at_ms is set when a receiver refused one for good (4xx other than 429).
+-- Outgoing HTTP calls (alerting.outbox), written in the transaction that decided them and
+-- delivered after by the outbox worker. target names a configured receiver or hook (URL and
+-- credentials come from configuration, never stored); path is appended to its URL. A row is
+-- pending until delivered_at_ms or dead_at_ms is set (dead: refused for good, expired at
+-- expires_at_ms, or unknown target; last_error says why). next_attempt_at_ms is when a retry is
+-- due (exponential backoff); lease_until_ms reserves a row for the worker sending it.
 CREATE TABLE IF NOT EXISTS outbox (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
-    idempotency_key  TEXT    NOT NULL UNIQUE,
-    url              TEXT    NOT NULL,
-    body             TEXT    NOT NULL,
-    created_at_ms    BIGINT  NOT NULL,
-    attempts         INTEGER NOT NULL,
-    last_error       TEXT,
-    delivered_at_ms  BIGINT,
-    dead_at_ms       BIGINT
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    idempotency_key     TEXT    NOT NULL UNIQUE,
+    target              TEXT    NOT NULL,
+    method              TEXT    NOT NULL,
+    path                TEXT    NOT NULL,
+    body                TEXT    NOT NULL,
+    content_type        TEXT    NOT NULL,
+    created_at_ms       BIGINT  NOT NULL,
+    expires_at_ms       BIGINT,
+    next_attempt_at_ms  BIGINT  NOT NULL,
+    attempts            INTEGER NOT NULL,
+    last_error          TEXT,
+    lease_until_ms      BIGINT,
+    delivered_at_ms     BIGINT,
+    dead_at_ms          BIGINT
 );
+-- the pending rows per target in order: what the worker's claim and per-target order read
+CREATE INDEX IF NOT EXISTS outbox_pending
+    ON outbox (target, id) WHERE delivered_at_ms IS NULL AND dead_at_ms IS NULL;
 
 -- State of each request–response join (collector.join.RequestResponseJoin): waiting halves and
 -- recently finished request ids, saved in the transaction that stores the batch's window rows

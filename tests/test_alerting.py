@@ -8,7 +8,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from alerting.dataset_drift import AlertEvent, fingerprint, next_state, webhook_body
-from alerting.webhook import DeliveryError, post_json
+import httpx
+
+from alerting.delivery import deliver
+from alerting.endpoint import Endpoint
+from alerting.events import OutgoingRequest
 
 
 def test_state_changes_with_hysteresis():
@@ -71,28 +75,38 @@ class Flaky:
         self.server.server_close()
 
 
-def test_delivery_retries_5xx_and_429_then_succeeds():
+def _attempt(url, timeout=5.0):
+    req = OutgoingRequest("hook", "POST", "", json.dumps({"a": 1}), "key-1")
+    with httpx.Client() as client:
+        return deliver(client, "webhook", Endpoint(url=url, timeout_seconds=timeout), req, 1_700_000_000_000)
+
+
+def test_delivery_says_retry_on_5xx_and_429_then_accepts():
     srv = Flaky([503, 429, 200])
     try:
-        assert post_json(srv.url, json.dumps({"a": 1}), "key-1", timeout_seconds=5, attempts=3) == 200
+        outcomes = [_attempt(srv.url) for _ in range(3)]
     finally:
         srv.close()
+    assert [(o.accepted, o.retryable, o.status) for o in outcomes] == [
+        (False, True, 503), (False, True, 429), (True, False, 200)]
     assert len(srv.requests) == 3
     assert all(h["Idempotency-Key"] == "key-1" and h["Content-Type"] == "application/json" for h, _ in srv.requests)
     assert srv.requests[-1][1] == b'{"a": 1}'
 
 
-def test_delivery_gives_up_on_4xx_without_retrying():
+def test_delivery_gives_up_on_4xx():
     srv = Flaky([400, 200])
     try:
-        with pytest.raises(DeliveryError, match="400"):
-            post_json(srv.url, "{}", "k", timeout_seconds=5, attempts=3)
+        outcome = _attempt(srv.url)
     finally:
         srv.close()
-    assert len(srv.requests) == 1
+    assert (outcome.accepted, outcome.retryable, outcome.status) == (False, False, 400)
+    assert "400" in outcome.detail and len(srv.requests) == 1
 
 
 def test_delivery_fails_cleanly_when_nobody_listens():
     from e2e import free_port
-    with pytest.raises(DeliveryError):
-        post_json(f"http://127.0.0.1:{free_port()}/", "{}", "k", timeout_seconds=1, attempts=2)
+
+    outcome = _attempt(f"http://127.0.0.1:{free_port()}/", timeout=1)
+    assert (outcome.accepted, outcome.retryable, outcome.status) == (False, True, None)
+    assert "ConnectError" in outcome.detail
