@@ -779,6 +779,27 @@ class Store:
                              "n_labelled": int(n_lab), **kind.from_dict(data).metrics().values()})
         return pd.DataFrame(rows)
 
+    # --- retraining hook calls (alerting.retrain) ------------------------------------------
+    def last_hook_call(self, conn: Connection, hook: str, model: str, model_version: str | None = None
+                       ) -> int | None:
+        """When the retraining hook ``hook`` was last called for ``model_version`` of ``model``
+        (UTC epoch ms), or, with ``model_version`` None, for any version of ``model`` (the
+        latest; the cooldown of :mod:`alerting.retrain` keys on the model); None if never."""
+        c = hook_calls.c
+        where = (c.hook == hook) & (c.model == model)
+        if model_version is not None:
+            where = where & (c.model_version == model_version)
+        found = conn.execute(sa.select(sa.func.max(c.last_called_ms)).where(where)).scalar()
+        return None if found is None else int(found)
+
+    def record_hook_call(self, conn: Connection, hook: str, model: str, model_version: str, now_ms: int,
+                         idempotency_key: str) -> None:
+        """Record that ``hook`` was called for ``model``/``model_version`` at ``now_ms`` with
+        ``idempotency_key``, in the caller's transaction (the one that enqueues the request)."""
+        _upsert(conn, hook_calls, {"hook": hook, "model": model, "model_version": model_version},
+                {"last_called_ms": now_ms, "last_idempotency_key": idempotency_key})
+
+
 def _upsert(conn: Connection, table: sa.Table, key: dict, values: dict) -> None:
     """Portable upsert: UPDATE, then INSERT if nothing matched (we hold the only writer per key)."""
     where = sa.and_(*[table.c[k] == v for k, v in key.items()])
@@ -856,6 +877,17 @@ window_performance = sa.Table(
     sa.Column("n_labelled", sa.BigInteger, nullable=False),
     sa.Column("summary", sa.Text, nullable=False),
     sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
+)
+
+# --- retraining hook calls (alerting.retrain) --------------------------------------------
+
+hook_calls = sa.Table(
+    "hook_calls", metadata,
+    sa.Column("hook", sa.Text, primary_key=True),
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("model_version", sa.Text, primary_key=True),
+    sa.Column("last_called_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_idempotency_key", sa.Text, nullable=False),
 )
 
 _IDS_PER_QUERY = 500  # request ids per IN (...) lookup; far below every driver's parameter limit

@@ -241,3 +241,14 @@ CREATE TABLE IF NOT EXISTS window_performance (
     updated_at_ms    BIGINT  NOT NULL,
     PRIMARY KEY (model, model_version, window_start_ms)
 );
+
+-- Last call of each retraining hook per model version (alerting.retrain): the cooldown reads
+-- the latest over a model's versions; written in the transaction that enqueues the call.
+CREATE TABLE IF NOT EXISTS hook_calls (
+    hook                  TEXT    NOT NULL,
+    model                 TEXT    NOT NULL,
+    model_version         TEXT    NOT NULL,
+    last_called_ms        BIGINT  NOT NULL,
+    last_idempotency_key  TEXT    NOT NULL,
+    PRIMARY KEY (hook, model, model_version)
+);
