@@ -406,7 +406,7 @@ class RetrainHookConfig(Endpoint):
     @property
     def repeat_statuses(self) -> frozenset[int]:
         """HTTP statuses by which the peer says the run named by this idempotency key already
-        exists (a repeated delivery): the outbox counts them as delivered. Argo Workflows and
+        exists (a repeated delivery), which the outbox should count as delivered. Argo Workflows and
         Airflow answer 409 Conflict; GitHub, Kubeflow and plain HTTP have no such answer."""
         return frozenset({409}) if self.kind in ("argo", "airflow") else frozenset()
 
