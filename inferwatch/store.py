@@ -587,7 +587,7 @@ class Store:
             idempotency_key=req.idempotency_key, target=req.target, method=req.method, path=req.path,
             body=req.body, content_type=req.content_type, created_at_ms=now_ms, expires_at_ms=req.expires_at_ms,
             next_attempt_at_ms=now_ms, attempts=0).on_conflict_do_nothing(index_elements=["idempotency_key"])
-        return conn.execute(stmt).rowcount == 1
+        return conn.execute(stmt.returning(outbox.c.id)).first() is not None
 
     def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[OutboxRow]:
         """Claim up to ``limit`` due rows for ``lease_ms``, oldest first, in one transaction.
