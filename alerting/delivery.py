@@ -20,7 +20,6 @@ from alerting.events import OutgoingRequest
 from alerting.signing import sign
 
 USER_AGENT = "inferwatch"
-KINDS = ("webhook", "alertmanager", "pagerduty", "slack")
 _DETAIL_MAX = 300  # characters of a receiver's answer kept as the error text
 
 
@@ -63,11 +62,14 @@ def deliver(client: httpx.Client, kind: str, endpoint: Endpoint, req: OutgoingRe
 
     Args:
         client: the HTTP client (its connection pool is reused across calls).
-        kind: ``webhook``, ``alertmanager``, ``pagerduty`` or ``slack``: how the body is completed
-            and what counts as accepted.
+        kind: how the body is completed and what counts as accepted: ``pagerduty`` (routing key
+            added to the body) and ``slack`` (accepted only on 200 ``ok``) are special; any other
+            kind (``webhook``, ``alertmanager``, a hook's) is plain HTTP.
         endpoint: the target's URL and credentials; for ``pagerduty`` an object with a
             ``routing_key`` :class:`~alerting.endpoint.Secret` (a
-            :class:`~alerting.notifiers.ReceiverConfig`).
+            :class:`~alerting.notifiers.ReceiverConfig`). An endpoint with a
+            ``repeat_statuses`` set of status codes (a retraining hook's) has those answers
+            counted as accepted: the peer says the message's idempotency key was seen before.
         req: the stored request; sent as ``req.method`` to ``endpoint.url + req.path``.
         now_ms: now, UTC epoch ms (the signature's timestamp).
 
@@ -77,12 +79,11 @@ def deliver(client: httpx.Client, kind: str, endpoint: Endpoint, req: OutgoingRe
     is set. The timeout of the call is ``endpoint.timeout_seconds``.
 
     Returns:
-        accepted on 2xx (Slack: only 200 with the body ``ok``); retryable on transport errors,
+        accepted on 2xx (Slack: only 200 with the body ``ok``) and on the endpoint's
+        ``repeat_statuses``; retryable on transport errors,
         timeouts, 408, 429 and 5xx; any other answer is final. Never raises for an HTTP or
         transport failure.
     """
-    if kind not in KINDS:
-        return Outcome(False, False, None, f"unknown target kind {kind!r}")
     body = req.body.encode()
     if kind == "pagerduty":
         key = getattr(endpoint, "routing_key", None)
@@ -117,6 +118,8 @@ def deliver(client: httpx.Client, kind: str, endpoint: Endpoint, req: OutgoingRe
         if kind == "slack" and (code != 200 or text != "ok"):
             return Outcome(False, False, code, "slack answered " + detail)
         return Outcome(True, False, code, detail)
+    if code in getattr(endpoint, "repeat_statuses", ()):
+        return Outcome(True, False, code, "delivered before: " + detail)
     if code in (408, 429) or code >= 500:
         return Outcome(False, True, code, detail, _retry_after(resp.headers.get("Retry-After"), now_ms))
     return Outcome(False, False, code, detail)

@@ -349,3 +349,21 @@ def test_retry_after_is_read(receiver):
     got = [_send("webhook", Endpoint(url=srv.url), OutgoingRequest("t", "POST", "", "{}", "k")) for _ in range(3)]
     assert [(o.retryable, o.retry_after_seconds) for o in got] == [(True, 7.0), (True, None), (True, None)]
     assert got[0].detail == "HTTP 429: slow down"
+
+
+class _RetrainLikeHook(Endpoint):
+    """An endpoint whose peer answers 409 for an idempotency key it has seen (Argo, Airflow)."""
+
+    @property
+    def repeat_statuses(self) -> frozenset[int]:
+        return frozenset({409})
+
+
+def test_repeat_statuses_count_as_delivered(receiver):
+    srv = receiver(lambda req: (409, "run already exists"))
+    req = OutgoingRequest("argo", "POST", "/api/v1/workflows/ml/submit", "{}", "k")
+    hook = _send("argo", _RetrainLikeHook(url=srv.url), req)
+    plain = _send("webhook", Endpoint(url=srv.url), req)
+    assert (hook.accepted, hook.status, hook.detail) == (True, 409, "delivered before: HTTP 409: run already exists")
+    assert (plain.accepted, plain.retryable) == (False, False)
+    assert [r.path for r in srv.requests] == ["/api/v1/workflows/ml/submit"] * 2
