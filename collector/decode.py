@@ -10,13 +10,41 @@ The record (one JSON object per message, UTF-8)::
       "features": {"age": 41, "state": "MA", "owns_car": true, "income": null},
       "predictions": {"employed": true, "probability": 0.83, "proba": [0.17, 0.83]},
       "label": true,                            # optional scalar
-      "latency_ms": 3.2                         # optional number >= 0
+      "latency_ms": 3.2,                        # optional number >= 0
+      "serving": {"status_code": 200, "replica": "vllm-0", "prompt_tokens": 412}   # optional
     }
 
 Features map names to number | string | bool | null; predictions map names to
 number | string | bool | list of class probabilities (each list item becomes its own numeric
 column ``predictions.<name>[i]``). Anything else is rejected with a reason from
 :class:`RejectReason`; the caller forwards rejected messages to the dead-letter topic.
+
+``serving`` (optional, an object or null) carries serving metadata; each key becomes the
+column ``serving.<key>`` (float64 for numbers, NaN when missing; text for strings, None
+when missing):
+
+==========================  ========================================  =====================
+key                         value                                     column
+==========================  ========================================  =====================
+``status_code``             integer 100..599 (HTTP status)            float64
+``replica``                 string (pod or instance name)             text
+``queue_ms``                number >= 0, milliseconds queued          float64
+``prompt_tokens``           integer >= 0 (below 2**63)                float64
+``completion_tokens``       integer >= 0 (below 2**63)                float64
+``time_to_first_token_ms``  number >= 0                               float64
+``batch_size``              integer >= 1 (below 2**63)                float64
+``finish_reason``           string (``stop``, ``length``, ...)        text
+``endpoint``                string (route or serving endpoint name)   text
+==========================  ========================================  =====================
+
+A key that is absent or null adds no value (NaN / None where other rows of the batch have
+it); a frame has a ``serving.<key>`` column only when one of its rows carries that key. A
+value of the wrong type or range rejects the record as ``wrong_type``, the detail naming the
+key (``serving.status_code: must be an integer from 100 to 599``); a ``serving`` that is not
+an object is ``wrong_type`` too. Keys not listed above are ignored, as unknown top-level keys
+are: a producer that starts sending a newer signal keeps its records accepted by collectors
+that do not know it yet, instead of losing them to the dead-letter topic. Serving columns
+do not count against ``max_features``.
 """
 
 from __future__ import annotations
@@ -31,7 +59,7 @@ from datetime import datetime
 from enum import Enum
 from itertools import compress
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from msgspec.structs import astuple
@@ -39,6 +67,7 @@ import numpy as np
 import pandas as pd
 
 from collector.message import Message
+from collector.record import SERVING_PREFIX
 from detectors.profile import category_label  # one labelling rule for decode and profiles
 
 log = logging.getLogger(__name__)
@@ -104,7 +133,8 @@ class DecodedBatch:
         frame: one row per accepted record. Columns: ``model``, ``model_version`` (str),
             ``event_time_ms`` (int64, UTC epoch ms), ``request_id`` (str), ``label`` (str or
             None), ``latency_ms`` (float64, NaN when absent), then one column per feature
-            (``features.<name>``) and per prediction (``predictions.<name>``). A column whose
+            (``features.<name>``) and per prediction (``predictions.<name>``), then the
+            ``serving.<key>`` columns the rows carry (see the module docstring). A column whose
             values are all numbers is float64 (missing = NaN); any other column holds strings
             (booleans as ``"true"``/``"false"``, integral numbers without ``.0``) or None.
             Whether a column is numeric is decided over all rows of the batch, whatever model
@@ -182,6 +212,73 @@ def _check_text(obj: object) -> None:
             stack.extend(v)
 
 
+_INT64_LIMIT = 2**63
+
+
+def _status_code(v: object) -> bool:
+    return type(v) is int and 100 <= v <= 599
+
+
+def _text(v: object) -> bool:
+    return type(v) is str
+
+
+def _milliseconds(v: object) -> bool:
+    return _is_number(v) and 0 <= v <= _MAX_FLOAT  # also false for NaN
+
+
+def _count(v: object) -> bool:
+    return type(v) is int and 0 <= v < _INT64_LIMIT
+
+
+def _positive_count(v: object) -> bool:
+    return type(v) is int and 1 <= v < _INT64_LIMIT
+
+
+# the keys of the record's ``serving`` object, in column order: (key, test of a value, rule)
+SERVING_FIELDS: tuple[tuple[str, Callable[[object], bool], str], ...] = (
+    ("status_code", _status_code, "must be an integer from 100 to 599"),
+    ("replica", _text, "must be a string"),
+    ("queue_ms", _milliseconds, "must be a finite number >= 0"),
+    ("prompt_tokens", _count, "must be an integer >= 0"),
+    ("completion_tokens", _count, "must be an integer >= 0"),
+    ("time_to_first_token_ms", _milliseconds, "must be a finite number >= 0"),
+    ("batch_size", _positive_count, "must be an integer >= 1"),
+    ("finish_reason", _text, "must be a string"),
+    ("endpoint", _text, "must be a string"),
+)
+SERVING_KEYS: tuple[str, ...] = tuple(name for name, _test, _rule in SERVING_FIELDS)
+
+
+def serving_columns(serving: object) -> dict[str, object]:
+    """The ``serving.<key>`` columns of a record's ``serving`` value (see the module docstring).
+
+    Args:
+        serving: the parsed ``serving`` value: an object, or None when absent or null.
+
+    Returns:
+        ``serving.<key>`` -> value for the known keys whose value is not null, in the order of
+        :data:`SERVING_FIELDS` (numbers as ints or floats, text as str); unknown keys ignored.
+
+    Raises:
+        RecordError: ``wrong_type``: not an object, or a value breaking its key's rule (the
+            detail names the key).
+    """
+    if serving is None:
+        return {}
+    if type(serving) is not dict:
+        raise RecordError(RejectReason.WRONG_TYPE, "serving: must be an object of name -> value")
+    out: dict[str, object] = {}
+    for name, test, rule in SERVING_FIELDS:
+        v = serving.get(name)
+        if v is None:
+            continue
+        if not test(v):
+            raise RecordError(RejectReason.WRONG_TYPE, f"serving.{name}: {rule}")
+        out[SERVING_PREFIX + name] = v
+    return out
+
+
 def _scalar(field_name: str, name: str, v: object) -> object:
     if v is None or isinstance(v, (str, bool)) or _is_number(v):
         return v
@@ -197,7 +294,8 @@ def validate_record(obj: object, max_features: int, max_event_time_ms: int | Non
 
     Returns:
         ``((model, model_version, event_time_ms, request_id, label, latency_ms), columns)``
-        where ``columns`` maps ``features.<name>`` / ``predictions.<name>`` to scalar values.
+        where ``columns`` maps ``features.<name>`` / ``predictions.<name>`` to scalar values,
+        then the ``serving.<key>`` values (:func:`serving_columns`).
 
     Raises:
         RecordError: with the rule broken.
@@ -232,6 +330,7 @@ def validate_record(obj: object, max_features: int, max_event_time_ms: int | Non
     latency = obj.get("latency_ms")
     if latency is not None and (not _is_number(latency) or not 0 <= latency <= _MAX_FLOAT):
         raise RecordError(RejectReason.WRONG_TYPE, "latency_ms: must be a finite number >= 0")
+    serving = serving_columns(obj.get("serving"))
 
     types = set(map(type, features.values()))
     if not types <= _SCALAR_TYPES:
@@ -254,6 +353,8 @@ def validate_record(obj: object, max_features: int, max_event_time_ms: int | Non
         if len(columns) > max_features:
             raise RecordError(RejectReason.TOO_MANY_FEATURES,
                               f"features and prediction columns: more than the limit {max_features}")
+    if serving:
+        columns.update(serving)  # after the features and predictions, in SERVING_FIELDS order
     meta = (model, version, event_time, request_id, None if label is None else category_label(label),
             float(latency) if latency is not None else math.nan)
     return meta, columns
@@ -428,6 +529,30 @@ def decode_json_batch(messages: Sequence[Message], max_message_bytes: int, max_f
 
 # --- the batch path --------------------------------------------------------------------------
 
+_Milliseconds = (Annotated[int, msgspec.Meta(ge=0, le=_INT64_LIMIT - 1)]
+                 | Annotated[float, msgspec.Meta(ge=0, le=_MAX_FLOAT)])
+_Count = Annotated[int, msgspec.Meta(ge=0, le=_INT64_LIMIT - 1)]
+
+
+class _Serving(msgspec.Struct, gc=False):
+    """The ``serving`` object as the batch path reads it: every value the parser lets through is
+    one :func:`serving_columns` accepts as it is (a value it may not accept fails the parse and
+    leaves the message to the careful path); unknown keys are skipped, as there."""
+
+    status_code: Annotated[int, msgspec.Meta(ge=100, le=599)] | None = None
+    replica: str | None = None
+    queue_ms: _Milliseconds | None = None
+    prompt_tokens: _Count | None = None
+    completion_tokens: _Count | None = None
+    time_to_first_token_ms: _Milliseconds | None = None
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=_INT64_LIMIT - 1)] | None = None
+    finish_reason: str | None = None
+    endpoint: str | None = None
+
+
+assert tuple(_Serving.__struct_fields__) == SERVING_KEYS
+
+
 class _Record(msgspec.Struct, gc=False):
     """The fields of a record the batch path reads; any other key is skipped unread. Values are
     any JSON, checked column by column afterwards; a missing required field or a value that is
@@ -442,6 +567,7 @@ class _Record(msgspec.Struct, gc=False):
     predictions: Any
     label: Any = None
     latency_ms: Any = None
+    serving: _Serving | None = None
 
 
 # about 40% cheaper than parsing into a dict: the record's own keys and unknown fields are
@@ -491,7 +617,8 @@ def _layout_decoder(first: bytes) -> Callable[[bytes], object] | None:
         record = msgspec.defstruct(
             "_LayoutRecord", [("model", Any), ("model_version", Any), ("timestamp", Any), ("request_id", Any),
                               ("features", _fields_struct(key[0])), ("predictions", _fields_struct(key[1])),
-                              ("label", Any, None), ("latency_ms", Any, None)], gc=False)
+                              ("label", Any, None), ("latency_ms", Any, None),
+                              ("serving", _Serving | None, None)], gc=False)
         decoder = _LAYOUTS[key] = msgspec.json.Decoder(record).decode
     return decoder
 
@@ -506,7 +633,8 @@ def _items(obj: dict | _Fields):
 _CHUNK = 4096
 _SUSPECT_ESCAPE_BYTES = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 _REQUIRED = attrgetter(*REQUIRED_FIELDS)
-_LABEL, _LATENCY = attrgetter("label"), attrgetter("latency_ms")
+_LABEL, _LATENCY, _SERVING = attrgetter("label"), attrgetter("latency_ms"), attrgetter("serving")
+_NO_SERVING = (None,) * len(SERVING_KEYS)
 _INT_LIMIT = 2**63  # integers beyond it take the careful path (its range and digit rules)
 _NONE = type(None)
 _NUMERIC_TYPES = {int, float, _NONE}
@@ -643,6 +771,8 @@ def _fast_parts(objs: list, positions: list[int], max_features: int, max_event_t
     model, version, stamp, request_id, features, predictions = zip(*top)
     label = list(map(_LABEL, objs))
     latency = list(map(_LATENCY, objs))
+    serving = list(map(_SERVING, objs))
+    has_serving = serving.count(None) != len(serving)
 
     keep = _nonempty_text(model) & _nonempty_text(request_id)
     version, ok = _versions(version)
@@ -662,12 +792,35 @@ def _fast_parts(objs: list, positions: list[int], max_features: int, max_event_t
         keep &= event_time <= max_event_time_ms
     if not keep.all():
         event_time, latency_ms = event_time[keep], latency_ms[keep]
-        positions, model, version, request_id, label, features, predictions = _drop(
-            keep, positions, slow, model, version, request_id, label, features, predictions)
+        positions, model, version, request_id, label, features, predictions, serving = _drop(
+            keep, positions, slow, model, version, request_id, label, features, predictions, serving)
         if not positions:
             return []
     meta = (model, version, event_time, request_id, label, latency_ms)
+    if has_serving:
+        return _serving_parts(serving, features, predictions, positions, meta, max_features, slow, raw)
     return _layout_parts(features, predictions, positions, meta, max_features, slow, raw)
+
+
+def _serving_parts(serving: list, features: Sequence, predictions: Sequence, positions: list[int], meta: tuple,
+                   max_features: int, slow: list[int], raw: Callable[[int], bytes]) -> list[_Part]:
+    """:func:`_layout_parts` of rows some of which carry a ``serving`` object (parsed and checked
+    as :class:`_Serving`): rows carrying the same keys (not null) make one group whose parts
+    have these ``serving.<key>`` columns last, in :data:`SERVING_KEYS` order."""
+    values = list(zip(*[_NO_SERVING if s is None else astuple(s) for s in serving]))
+    n = len(positions)
+    present = [(SERVING_PREFIX + name, col) for name, col in zip(SERVING_KEYS, values) if col.count(None) != n]
+    if all(None not in col for _name, col in present):  # the common case: every row has the same keys
+        return _layout_parts(features, predictions, positions, meta, max_features, slow, raw, dict(present))
+    groups: dict[tuple[bool, ...], list[int]] = {}
+    for i, key in enumerate(zip(*[[v is not None for v in col] for _name, col in present])):
+        groups.setdefault(key, []).append(i)
+    parts = []
+    for key, rows in groups.items():
+        columns = {name: _pick(rows, col) for (name, col), has in zip(present, key) if has}
+        parts += _layout_parts(_pick(rows, features), _pick(rows, predictions), _pick(rows, positions),
+                               tuple(_pick(rows, m) for m in meta), max_features, slow, raw, columns)
+    return parts
 
 
 def _versions(values: Sequence) -> tuple[Sequence, np.ndarray]:
@@ -806,9 +959,11 @@ class _MixedLayout(Exception):
 
 
 def _layout_parts(features: Sequence[dict], predictions: Sequence[dict], positions: list[int], meta: tuple,
-                  max_features: int, slow: list[int], raw: Callable[[int], bytes]) -> list[_Part]:
+                  max_features: int, slow: list[int], raw: Callable[[int], bytes],
+                  serving: dict[str, Sequence] | None = None) -> list[_Part]:
     """The rows' parts: one when every row has the same feature names, prediction names and
     list lengths (checked while transposing), else one per such layout, ordered by first row.
+    ``serving``: ``serving.<key>`` columns every row has a value of (checked), last in every part.
 
     Raises:
         _NotUniform: layout structs whose list lengths differ.
@@ -816,13 +971,13 @@ def _layout_parts(features: Sequence[dict], predictions: Sequence[dict], positio
     f0, p0 = features[0], predictions[0]
     if isinstance(f0, _Fields):  # one layout by construction
         try:
-            part = _layout_part(None, positions, meta, features, predictions, max_features, slow, raw)
+            part = _layout_part(None, positions, meta, features, predictions, max_features, slow, raw, serving)
         except (KeyError, _MixedLayout):
             raise _NotUniform from None
         return [part] if part is not None else []
     if set(map(len, features)) == {len(f0)} and set(map(len, predictions)) == {len(p0)}:
         try:
-            part = _layout_part(None, positions, meta, features, predictions, max_features, slow, raw)
+            part = _layout_part(None, positions, meta, features, predictions, max_features, slow, raw, serving)
             return [part] if part is not None else []
         except (KeyError, _MixedLayout):
             pass
@@ -832,7 +987,7 @@ def _layout_parts(features: Sequence[dict], predictions: Sequence[dict], positio
         groups.setdefault(key, []).append(i)
     parts = []
     for rows in groups.values():
-        part = _layout_part(rows, positions, meta, features, predictions, max_features, slow, raw)
+        part = _layout_part(rows, positions, meta, features, predictions, max_features, slow, raw, serving)
         if part is not None:
             parts.append(part)
     return parts
@@ -860,9 +1015,10 @@ def _column_names(f: dict | _Fields, p: dict | _Fields) -> list[str]:
 
 def _layout_part(rows: list[int] | None, positions: list[int], meta: tuple, features: Sequence[dict],
                  predictions: Sequence[dict], max_features: int, slow: list[int],
-                 raw: Callable[[int], bytes]) -> _Part | None:
+                 raw: Callable[[int], bytes], serving: dict[str, Sequence] | None = None) -> _Part | None:
     """The part of the rows (None: all) of one layout, or None when no row passes. Its columns
-    are in the order of its first row (for layout structs: as that row's own text has them).
+    are in the order of its first row (for layout structs: as that row's own text has them),
+    then the ``serving`` columns (of all the rows) in their order.
 
     Raises:
         KeyError, _MixedLayout: the rows do not all have the same names and list lengths.
@@ -885,6 +1041,9 @@ def _layout_part(rows: list[int] | None, positions: list[int], meta: tuple, feat
             raise _MixedLayout(name)
         for i, items in enumerate(zip(*values)):
             columns[f"{PREDICTION_PREFIX}{name}[{i}]"] = _ListItems(items)
+    tail = list(serving) if serving else []  # not counted against max_features, as in validate_record
+    for name in tail:
+        columns[name] = _pick(rows, serving[name])
     names = _column_names(feats[0], preds[0])
     if len(f_names) > max_features or len(names) > max_features or len(set(names)) != len(names):
         slow.extend(pos)  # over the limit, or two names for one column: the careful path decides
@@ -908,10 +1067,10 @@ def _layout_part(rows: list[int] | None, positions: list[int], meta: tuple, feat
     if structs:
         def order_at(j: int, pos: list[int] = pos) -> list[str]:
             obj = _decode_plain(raw(pos[j]))  # parsed alike before: a record with both objects
-            return _column_names(obj["features"], obj["predictions"])
+            return _column_names(obj["features"], obj["predictions"]) + tail
     else:
         def order_at(j: int, feats: Sequence[dict] = feats, preds: Sequence[dict] = preds) -> list[str]:
-            return _column_names(feats[j], preds[j])
+            return _column_names(feats[j], preds[j]) + tail
     if structs or not keep.all():  # the (first accepted) row's own order
         order = order_at(0)
         if order != list(columns):

@@ -379,3 +379,189 @@ def test_records_of_one_layout_keep_each_rows_own_key_order():
     short = {**a, "predictions": {"p": 0.1, "proba": [1.0]}}
     batch = assert_same_decoding([msg(r, i) for i, r in enumerate([a, short, b, {**a, "features": {"age": 3}}])])
     assert list(batch.frame["predictions.proba[1]"].isna()) == [False, True, False, False]
+
+
+# --- the optional serving object ------------------------------------------------------------
+
+SERVING = {"status_code": 200, "replica": "vllm-0", "queue_ms": 1.5, "prompt_tokens": 412, "completion_tokens": 37,
+           "time_to_first_token_ms": 80, "batch_size": 4, "finish_reason": "stop", "endpoint": "/v1/completions"}
+
+
+def _text_values(column) -> list:
+    return [None if pd.isna(v) else v for v in column]
+
+
+def test_serving_object_becomes_serving_columns():
+    rows = [{**GOOD, "serving": SERVING},
+            {**GOOD, "request_id": "r2", "serving": {"status_code": 503, "replica": "vllm-1", "queue_ms": None,
+                                                     "inter_token_latency_ms": [3, 4]}},
+            {**GOOD, "request_id": "r3"},
+            {**GOOD, "request_id": "r4", "serving": None}]
+    batch = assert_same_decoding([msg(r, i) for i, r in enumerate(rows)])
+    f = batch.frame
+    assert batch.rejected == []
+    serving = [c for c in f.columns if c.startswith("serving.")]
+    # after the features and predictions, in the documented key order; unknown keys ignored
+    assert serving == ["serving." + k for k in SERVING] and list(f.columns[-len(serving):]) == serving
+    for name in ("status_code", "queue_ms", "prompt_tokens", "completion_tokens", "time_to_first_token_ms",
+                 "batch_size"):
+        assert f["serving." + name].dtype == np.float64
+    for name in ("replica", "finish_reason", "endpoint"):  # text, as other text columns
+        assert pd.api.types.is_string_dtype(f["serving." + name])
+    assert f["serving.status_code"].tolist()[:2] == [200.0, 503.0] and f["serving.status_code"][2:].isna().all()
+    assert _text_values(f["serving.replica"]) == ["vllm-0", "vllm-1", None, None]
+    assert f["serving.queue_ms"][0] == 1.5 and f["serving.queue_ms"][1:].isna().all()
+    assert f["serving.prompt_tokens"][0] == 412.0 and f["serving.time_to_first_token_ms"][0] == 80.0
+    assert _text_values(f["serving.finish_reason"]) == ["stop", None, None, None]
+
+
+def test_records_without_serving_have_no_serving_columns():
+    batch = assert_same_decoding([msg(GOOD, 0), msg({**GOOD, "serving": {}}, 1), msg({**GOOD, "serving": None}, 2)])
+    assert len(batch.frame) == 3 and not any(c.startswith("serving.") for c in batch.frame.columns)
+
+
+@pytest.mark.parametrize("serving, detail", [
+    ("pod-1", "serving: must be an object of name -> value"),
+    ([200], "serving: must be an object of name -> value"),
+    ({"status_code": 99}, "serving.status_code: must be an integer from 100 to 599"),
+    ({"status_code": 600}, "serving.status_code: must be an integer from 100 to 599"),
+    ({"status_code": 200.0}, "serving.status_code: must be an integer from 100 to 599"),
+    ({"status_code": "200"}, "serving.status_code: must be an integer from 100 to 599"),
+    ({"status_code": True}, "serving.status_code: must be an integer from 100 to 599"),
+    ({"replica": 3}, "serving.replica: must be a string"),
+    ({"queue_ms": -0.5}, "serving.queue_ms: must be a finite number >= 0"),
+    ({"queue_ms": "2"}, "serving.queue_ms: must be a finite number >= 0"),
+    ({"prompt_tokens": -1}, "serving.prompt_tokens: must be an integer >= 0"),
+    ({"prompt_tokens": 12.0}, "serving.prompt_tokens: must be an integer >= 0"),
+    ({"completion_tokens": 2**63}, "serving.completion_tokens: must be an integer >= 0"),
+    ({"time_to_first_token_ms": [1]}, "serving.time_to_first_token_ms: must be a finite number >= 0"),
+    ({"batch_size": 0}, "serving.batch_size: must be an integer >= 1"),
+    ({"finish_reason": {"type": "stop"}}, "serving.finish_reason: must be a string"),
+    ({"endpoint": False}, "serving.endpoint: must be a string"),
+])
+def test_wrong_serving_values_are_rejected_naming_the_key(serving, detail):
+    batch = assert_same_decoding([msg({**GOOD, "serving": SERVING}, 0), msg({**GOOD, "serving": serving}, 1),
+                                  msg(GOOD, 2)])
+    assert [(r.message.offset, r.reason, r.detail) for r in batch.rejected] == [(1, RejectReason.WRONG_TYPE, detail)]
+    assert len(batch.frame) == 2
+
+
+def test_serving_edge_values_agree():
+    # the batch parser bounds integers to int64 and leaves the rest to the careful path
+    raw = json.dumps({**GOOD, "serving": {"queue_ms": 1}}).encode()
+    batch = assert_same_decoding([
+        msg({**GOOD, "serving": {"queue_ms": 2**70, "batch_size": 2**63 - 1, "status_code": 100}}, 0),
+        msg({**GOOD, "serving": {"queue_ms": 1e308, "time_to_first_token_ms": -0.0, "status_code": 599}}, 1),
+        Message("t", 0, 2, raw.replace(b'"queue_ms": 1', b'"queue_ms": NaN')),
+        Message("t", 0, 3, raw.replace(b'"queue_ms": 1', b'"queue_ms": 1e400')),
+        Message("t", 0, 4, raw.replace(b'"queue_ms": 1', b'"replica": "a\\u0000b"')),
+        Message("t", 0, 5, raw.replace(b'"queue_ms": 1', b'"replica": "caf\\u00e9", "replica": "last"')),
+        msg({**GOOD, "serving": {"prompt_tokens": 10**400}}, 6)])
+    assert [r.message.offset for r in batch.rejected] == [2, 3, 4, 6]
+    assert batch.frame["serving.queue_ms"].tolist()[:2] == [float(2**70), 1e308]
+    assert _text_values(batch.frame["serving.replica"]) == [None, None, "last"]
+
+
+def test_uniform_serving_batch_takes_no_careful_path(monkeypatch):
+    # records of one layout with the same serving keys are read as structs by the batch path alone
+    import collector.decode as decode
+
+    monkeypatch.setattr(decode, "_decode_one", lambda *a: pytest.fail("careful path used"))
+    rows = [{**GOOD, "request_id": f"r{i}", "serving": {**SERVING, "replica": f"pod-{i % 3}", "prompt_tokens": i}}
+            for i in range(decode._MIN_LAYOUT_RUN + 10)]
+    batch = decode_json_batch([msg(r, i) for i, r in enumerate(rows)], 1 << 20, 100)
+    assert len(batch.frame) == len(rows)
+    assert batch.frame["serving.prompt_tokens"].tolist() == [float(i) for i in range(len(rows))]
+    assert _text_values(batch.frame["serving.replica"])[:4] == ["pod-0", "pod-1", "pod-2", "pod-0"]
+
+
+def test_serving_columns_are_decided_per_model():
+    # model m's rows carry serving text, model n's none: n's frame has no serving columns
+    rows = [{**GOOD, "serving": {"replica": "a", "status_code": 200}}, {**GOOD, "model": "n"},
+            {**GOOD, "serving": {"status_code": 500}}, {**GOOD, "model": "n", "serving": {"queue_ms": 3}}]
+    batch = assert_same_decoding([msg(r, i) for i, r in enumerate(rows)])
+    m, n = batch.frames
+    assert _text_values(m["serving.replica"]) == ["a", None] and m["serving.status_code"].tolist() == [200.0, 500.0]
+    assert "serving.queue_ms" not in m.columns
+    assert [c for c in n.columns if c.startswith("serving.")] == ["serving.queue_ms"]
+    assert np.isnan(n["serving.queue_ms"][0]) and n["serving.queue_ms"][1] == 3.0
+
+
+good_serving_values = {
+    "status_code": st.integers(100, 599),
+    "replica": texts,
+    "queue_ms": st.one_of(st.floats(0, 1e4), st.integers(0, 10**6), st.integers(2**63 - 2, 2**64),
+                          st.floats(0, allow_infinity=False)),
+    "prompt_tokens": st.one_of(st.integers(0, 10**5), st.integers(2**63 - 3, 2**63 - 1)),
+    "completion_tokens": st.integers(0, 10**5),
+    "time_to_first_token_ms": st.one_of(st.floats(0, 1e4), st.integers(0, 10**4)),
+    "batch_size": st.integers(1, 64),
+    "finish_reason": st.sampled_from(["stop", "length", "tool_calls", ""]),
+    "endpoint": st.one_of(st.sampled_from(["/v1/completions", "canary"]), texts),
+}
+bad_serving_values = {
+    "status_code": st.sampled_from([99, 600, 200.0, True, "200", [200], -2**64]),
+    "replica": st.sampled_from([3, True, ["a"], {"a": 1}]),
+    "queue_ms": st.sampled_from([-1, -0.5, True, "3", 10**400, 2**1030]),
+    "prompt_tokens": st.sampled_from([-1, 1.0, 2**63, 2**70, False, "5"]),
+    "completion_tokens": st.sampled_from([-3, 0.5]),
+    "time_to_first_token_ms": st.sampled_from([-1e-9, [1.0], None]),
+    "batch_size": st.sampled_from([0, -1, 1.5, 2**63]),
+    "finish_reason": st.sampled_from([1, None, {"a": "b"}]),
+    "endpoint": st.sampled_from([False, 0.5]),
+}
+unknown_serving = st.dictionaries(st.sampled_from(["inter_token_latency_ms", "model_id", "x"]),
+                                  st.one_of(good_scalars, st.just([1, {"a": None}])), max_size=2)
+
+
+@st.composite
+def serving_batches(draw) -> list[dict]:
+    """Records of which most carry a serving object with the batch's keys (sometimes some null,
+    missing, unknown or broken), a few none or one of another shape."""
+    keys = draw(st.lists(st.sampled_from(sorted(good_serving_values)), unique=True, min_size=1, max_size=9))
+    out = []
+    for _ in range(draw(st.integers(1, 12))):
+        record = draw(good_records())
+        kind = draw(st.sampled_from(["same"] * 6 + ["subset", "none", "null", "other", "bad", "not_object"]))
+        if kind == "none":
+            out.append(record)
+            continue
+        if kind == "null":
+            record["serving"] = None
+        elif kind == "not_object":
+            record["serving"] = draw(st.sampled_from(["pod", [1], 5, True]))
+        else:
+            names = keys if kind in ("same", "bad") else draw(st.lists(st.sampled_from(sorted(good_serving_values)),
+                                                                       unique=True, max_size=9))
+            if kind == "subset":
+                names = [k for k in names if draw(st.booleans())]
+            serving = {k: draw(good_serving_values[k]) for k in draw(st.permutations(names))}
+            if kind == "bad":
+                k = draw(st.sampled_from(sorted(bad_serving_values)))
+                serving[k] = draw(bad_serving_values[k])
+            if draw(st.integers(0, 4)) == 0:
+                serving.update(draw(unknown_serving))
+            record["serving"] = serving
+        out.append(record)
+    return out
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(serving_batches(), st.lists(st.sampled_from([0] * 8 + [1] * 4 + list(range(2, 10))), min_size=12,
+                                   max_size=12), st.sampled_from([3, 100]))
+def test_batch_path_agrees_with_the_rule_book_on_serving(items, encodings, max_features):
+    messages = [Message("t", 0, i, _encode(r, how)) for i, (r, how) in enumerate(zip(items, encodings))]
+    assert_same_decoding(messages, 1 << 20, max_features)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(serving_batches(), st.sampled_from([1, 2, 3, 5, 4096]), st.sampled_from([1, 2, 64]))
+def test_serving_batches_read_in_chunks_and_layout_runs_agree(items, chunk, layout_run):
+    import collector.decode as decode
+
+    saved = decode._CHUNK, decode._MIN_LAYOUT_RUN
+    decode._CHUNK, decode._MIN_LAYOUT_RUN = chunk, layout_run
+    try:
+        assert_same_decoding([Message("t", 0, i, json.dumps(r).encode()) for i, r in enumerate(items)])
+    finally:
+        decode._CHUNK, decode._MIN_LAYOUT_RUN = saved

@@ -258,3 +258,137 @@ def test_one_row_values_no_column_takes_reject_only_their_message():
     decoded = out.build()
     assert [r.message.offset for r in decoded.rejected] == [1 - 1] and reasons(decoded) == [RejectReason.WRONG_TYPE]
     assert list(decoded.records["request_id"]) == ["b"] and list(decoded.records["features.x"]) == [2.0]
+
+
+# --- serving metadata through a mapping -------------------------------------------------------
+
+import pytest  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+
+from collector.formats.config import JsonMapping  # noqa: E402
+
+VLLM_MAPPING = {"model": "model", "timestamp": "created", "timestamp_unit": "s", "request_id": "id",
+                "latency_ms": "metrics.e2e_ms", "features": ["request.*"],
+                "serving": {"status_code": "response.status", "replica": "kubernetes.pod",
+                            "prompt_tokens": "usage.prompt_tokens", "completion_tokens": "usage.completion_tokens",
+                            "queue_ms": "metrics.queue_ms", "time_to_first_token_ms": "metrics.ttft_ms",
+                            "finish_reason": "choices.finish_reason"}}
+
+
+def _vllm_line(i, **over):
+    line = {"id": f"cmpl-{i}", "object": "text_completion", "created": 1714564800 + i, "model": "llama-3-8b",
+            "kubernetes": {"pod": f"vllm-{i % 2}", "namespace": "llm"},
+            "request": {"temperature": 0.7, "max_tokens": 256},
+            "response": {"status": 200}, "choices": {"finish_reason": "stop"},
+            "usage": {"prompt_tokens": 400 + i, "completion_tokens": 30 + i, "total_tokens": 430 + 2 * i},
+            "metrics": {"queue_ms": 1.5 * i, "ttft_ms": 180 + i, "e2e_ms": 950.5}}
+    line.update(over)
+    return line
+
+
+def test_mapped_json_serving_columns_of_an_openai_style_completion_log():
+    fmt = FormatConfig(format="mapped_json", mapping=VLLM_MAPPING)
+    lines = [_vllm_line(0), _vllm_line(1, choices={"finish_reason": "length"}),
+             _vllm_line(2, usage={"prompt_tokens": 12}, metrics={"e2e_ms": 3.0}),  # no completion yet: absent
+             _vllm_line(3, response={"status": 429}, kubernetes={"pod": None})]
+    out = mapped_json.decode([msg(line, offset=i) for i, line in enumerate(lines)], fmt, LIMITS)
+    assert out.rejected == []
+    r = out.records
+    assert list(r["request_id"]) == ["cmpl-0", "cmpl-1", "cmpl-2", "cmpl-3"]
+    assert list(r["event_time_ms"]) == [T0, T0 + 1000, T0 + 2000, T0 + 3000]
+    assert list(r["latency_ms"]) == [950.5, 950.5, 3.0, 950.5]
+    assert list(r["serving.status_code"]) == [200.0, 200.0, 200.0, 429.0]
+    assert texts(r["serving.replica"]) == ["vllm-0", "vllm-1", "vllm-0", None]
+    assert list(r["serving.prompt_tokens"]) == [400.0, 401.0, 12.0, 403.0]
+    assert texts(r["serving.completion_tokens"]) == [30.0, 31.0, None, 33.0]
+    assert texts(r["serving.queue_ms"]) == [0.0, 1.5, None, 4.5]
+    assert texts(r["serving.time_to_first_token_ms"]) == [180.0, 181.0, None, 183.0]
+    assert texts(r["serving.finish_reason"]) == ["stop", "length", "stop", "stop"]
+    for name in ("status_code", "prompt_tokens", "completion_tokens", "queue_ms", "time_to_first_token_ms"):
+        assert r["serving." + name].dtype == np.float64
+    # serving columns come after the features and are not features
+    assert [c for c in r.columns if c.startswith("features.")] == ["features.temperature", "features.max_tokens"]
+    assert list(r.columns).index("serving.status_code") > list(r.columns).index("features.max_tokens")
+
+
+FASTAPI_MAPPING = {"model": "model", "timestamp": "time", "request_id": "request_id", "latency_ms": "duration_ms",
+                   "features": ["body.*"], "predictions": ["prediction"],
+                   "serving": {"status_code": "status_code", "endpoint": "path", "replica": "host.name",
+                               "batch_size": "batch"}}
+
+
+def test_mapped_json_serving_columns_of_a_fastapi_access_log():
+    fmt = FormatConfig(format="mapped_json", mapping=FASTAPI_MAPPING)
+    ok = {"time": "2024-05-01T12:00:00.120Z", "level": "INFO", "logger": "uvicorn.access", "client": "10.0.0.7:51234",
+          "method": "POST", "path": "/v1/predict", "status_code": 200, "duration_ms": 12.3,
+          "host": {"name": "churn-api-5c9d-xk2"}, "model": "churn", "request_id": "a1", "batch": 1,
+          "body": {"tenure": 12, "plan": "pro"}, "prediction": 0.81}
+    error = {**ok, "request_id": "a2", "status_code": 500, "duration_ms": 3.1, "prediction": None}
+    no_batch = {k: v for k, v in ok.items() if k != "batch"} | {"request_id": "a3", "path": "/v2/predict"}
+    out = mapped_json.decode([msg(ok), msg(error, offset=1), msg(no_batch, offset=2)], fmt, LIMITS)
+    assert out.rejected == []  # a 500 answer is kept: it is what error rates are counted from
+    r = out.records
+    assert list(r["serving.status_code"]) == [200.0, 500.0, 200.0]
+    assert texts(r["serving.endpoint"]) == ["/v1/predict", "/v1/predict", "/v2/predict"]
+    assert texts(r["serving.replica"]) == ["churn-api-5c9d-xk2"] * 3
+    assert texts(r["serving.batch_size"]) == [1.0, 1.0, None]
+    assert list(r["latency_ms"]) == [12.3, 3.1, 12.3]
+    assert texts(r["predictions.prediction"]) == [0.81, None, 0.81]
+
+
+@pytest.mark.parametrize("over, detail", [
+    ({"status_code": 99}, "status_code: serving.status_code must be an integer from 100 to 599"),
+    ({"status_code": "200"}, "status_code: serving.status_code must be an integer from 100 to 599"),
+    ({"status_code": 200.0}, "status_code: serving.status_code must be an integer from 100 to 599"),
+    ({"path": ["/a"]}, "path: serving.endpoint must be a string"),
+    ({"host": {"name": 7}}, "host.name: serving.replica must be a string"),
+    ({"batch": 0}, "batch: serving.batch_size must be an integer >= 1"),
+    ({"batch": True}, "batch: serving.batch_size must be an integer >= 1"),
+])
+def test_mapped_json_wrong_serving_values_reject_the_line_naming_the_path(over, detail):
+    fmt = FormatConfig(format="mapped_json", mapping=FASTAPI_MAPPING)
+    good = {"time": "2024-05-01T12:00:00Z", "model": "churn", "request_id": "a", "status_code": 200,
+            "path": "/p", "host": {"name": "h"}, "batch": 2, "body": {"x": 1}}
+    out = mapped_json.decode([msg(good), msg({**good, **over}, offset=1)], fmt, LIMITS)
+    assert [(r.message.offset, r.reason, r.detail) for r in out.rejected] == [(1, RejectReason.WRONG_TYPE, detail)]
+    assert list(out.records["serving.batch_size"]) == [2.0]
+
+
+def test_mapped_json_wrong_token_and_time_values():
+    fmt = FormatConfig(format="mapped_json", mapping=VLLM_MAPPING)
+    cases = [_vllm_line(0, usage={"prompt_tokens": -1}), _vllm_line(1, usage={"completion_tokens": 2.5}),
+             _vllm_line(2, metrics={"queue_ms": -0.1}), _vllm_line(3, metrics={"ttft_ms": "fast"}),
+             _vllm_line(4, choices={"finish_reason": 1}), _vllm_line(5)]
+    out = mapped_json.decode([msg(line, offset=i) for i, line in enumerate(cases)], fmt, LIMITS)
+    assert [r.detail for r in out.rejected] == [
+        "usage.prompt_tokens: serving.prompt_tokens must be an integer >= 0",
+        "usage.completion_tokens: serving.completion_tokens must be an integer >= 0",
+        "metrics.queue_ms: serving.queue_ms must be a finite number >= 0",
+        "metrics.ttft_ms: serving.time_to_first_token_ms must be a finite number >= 0",
+        "choices.finish_reason: serving.finish_reason must be a string"]
+    assert list(out.records["request_id"]) == ["cmpl-5"]
+
+
+def test_mapped_json_without_serving_paths_has_no_serving_columns():
+    mapping = {k: v for k, v in VLLM_MAPPING.items() if k != "serving"}
+    out = mapped_json.decode([msg(_vllm_line(0))], FormatConfig(format="mapped_json", mapping=mapping), LIMITS)
+    assert out.rejected == [] and not any(c.startswith("serving.") for c in out.records.columns)
+
+
+@pytest.mark.parametrize("serving, word", [
+    ({"status_code": "response.*"}, "mapping.serving.status_code"),
+    ({"replica": "pod*"}, "mapping.serving.replica"),
+    ({"prompt_tokens": ""}, "mapping.serving.prompt_tokens"),
+    ({"queue_ms": "metrics..queue"}, "mapping.serving.queue_ms"),
+    ({"status": "response.status"}, "serving.status"),  # not a serving key
+])
+def test_serving_paths_are_validated_like_the_other_paths(serving, word):
+    with pytest.raises(ValidationError) as err:
+        JsonMapping(features=["x"], serving=serving)
+    assert word in str(err.value)
+    assert JsonMapping(features=["x"], serving={"status_code": "a.b"}).serving.paths() == [("status_code", "a.b")]
+
+
+def test_auto_format_with_a_mapping_reads_serving_columns():
+    out = decode_messages([msg(_vllm_line(0))], FormatConfig(mapping=VLLM_MAPPING), LIMITS)
+    assert out.rejected == [] and list(out.records["serving.prompt_tokens"]) == [400.0]

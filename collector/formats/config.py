@@ -17,6 +17,11 @@ Example (YAML, one entry per topic or file)::
       features: ["input.*", "feat_*", "country"]
       predictions: [score]
       label: outcome
+      serving:                     # optional serving metadata -> serving.<key> columns
+        status_code: response.status
+        replica: kubernetes.pod
+        prompt_tokens: usage.prompt_tokens
+        completion_tokens: usage.completion_tokens
 """
 
 from __future__ import annotations
@@ -50,6 +55,40 @@ def _check_names(key: str, names: list[str] | None) -> list[str] | None:
     return names
 
 
+def _dotted_path(where: str, v: str | None) -> str | None:
+    if v is not None and (not v or "*" in v or not _PATH.match(v)):
+        raise ValueError(f"{where}: {v!r} is not a dotted key path (no wildcards here)")
+    return v
+
+
+class ServingPaths(BaseModel):
+    """Where the serving metadata sits in a flat JSON log line: a dotted key path per
+    ``serving.<key>`` column (keys and value rules as in the inferwatch record's ``serving``
+    object, :mod:`collector.decode`). A path absent from a line gives no value for that line."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status_code: str | None = Field(None, description="Path of the HTTP status code (integer 100..599).")
+    replica: str | None = Field(None, description="Path of the replica name (pod or instance), a string.")
+    queue_ms: str | None = Field(None, description="Path of the time queued before serving, milliseconds >= 0.")
+    prompt_tokens: str | None = Field(None, description="Path of the prompt token count (integer >= 0).")
+    completion_tokens: str | None = Field(None, description="Path of the completion token count (integer >= 0).")
+    time_to_first_token_ms: str | None = Field(
+        None, description="Path of the time to the first generated token, milliseconds >= 0.")
+    batch_size: str | None = Field(None, description="Path of the serving batch size (integer >= 1).")
+    finish_reason: str | None = Field(None, description="Path of the finish reason (stop, length, ...), a string.")
+    endpoint: str | None = Field(None, description="Path of the endpoint or route, a string.")
+
+    @field_validator("*")
+    @classmethod
+    def _plain_path(cls, v: str | None, info) -> str | None:
+        return _dotted_path(f"mapping.serving.{info.field_name}", v)
+
+    def paths(self) -> list[tuple[str, str]]:
+        """``(key, path)`` of every configured key, in field order."""
+        return [(k, v) for k, v in self if v is not None]
+
+
 class JsonMapping(BaseModel):
     """Where the record's fields sit in a flat JSON log line (format ``mapped_json``).
 
@@ -73,13 +112,14 @@ class JsonMapping(BaseModel):
     latency_ms: str | None = Field(None, description="Path of the serving latency in milliseconds.")
     features: list[str] = Field(..., min_length=1, description="Paths or patterns of the model inputs.")
     predictions: list[str] = Field(default_factory=list, description="Paths or patterns of the model outputs.")
+    serving: ServingPaths | None = Field(
+        None, description="Paths of serving metadata (status code, replica, token counts, ...), "
+                          "each giving a serving.<key> column.")
 
     @field_validator("model", "model_version", "timestamp", "request_id", "label", "latency_ms")
     @classmethod
     def _plain_path(cls, v: str | None, info) -> str | None:
-        if v is not None and (not v or "*" in v or not _PATH.match(v)):
-            raise ValueError(f"mapping.{info.field_name}: {v!r} is not a dotted key path (no wildcards here)")
-        return v
+        return _dotted_path(f"mapping.{info.field_name}", v)
 
     @field_validator("features", "predictions")
     @classmethod

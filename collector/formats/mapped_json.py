@@ -12,18 +12,35 @@ timestamp_unit: s, request_id: trace_id, features: ["input.*", "feat_*"], predic
 gives features ``tenure``, ``plan``, ``feat_age`` and prediction ``score``. A missing feature
 is a missing value (a line with none of them is rejected as ``no_data``: it is no prediction
 log); a list of numbers becomes ``name[i]`` columns.
+
+Serving metadata comes from ``mapping.serving`` (:class:`collector.formats.config.ServingPaths`),
+one dotted path per ``serving.<key>`` column, e.g. for an OpenAI-style completion log::
+
+    {"ts": "2024-05-01T12:00:00Z", "id": "cmpl-1", "model": "llama-3-8b", "kubernetes": {"pod": "vllm-0"},
+     "request": {"max_tokens": 256}, "response": {"status": 200},
+     "usage": {"prompt_tokens": 412, "completion_tokens": 37}}
+
+``serving: {status_code: response.status, replica: kubernetes.pod, prompt_tokens:
+usage.prompt_tokens, completion_tokens: usage.completion_tokens}`` gives the columns
+``serving.status_code``, ``serving.replica``, ``serving.prompt_tokens`` and
+``serving.completion_tokens``. Values follow the rules of the inferwatch record's ``serving``
+object (:data:`collector.decode.SERVING_FIELDS`: a status code is an integer 100..599, token
+counts integers >= 0, ``*_ms`` numbers >= 0 in milliseconds, names text); a value breaking
+them rejects the line as ``wrong_type``, the detail naming the path. A path absent from a line
+(or null there) gives no value; a batch has a ``serving.<key>`` column when one of its lines
+has that value. Serving columns do not count against ``max_features``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from collector.decode import RecordError, RejectReason
+from collector.decode import SERVING_FIELDS, RecordError, RejectReason
 from collector.formats.columns import DecodedBuilder, check_width, scalar
 from collector.formats.common import event_time, load_object, payload, position_id, require_model, text_id
 from collector.formats.config import FormatConfig, JsonMapping, Limits
 from collector.message import Message
-from collector.record import FEATURE_PREFIX, PREDICTION_PREFIX, Decoded
+from collector.record import FEATURE_PREFIX, PREDICTION_PREFIX, SERVING_PREFIX, Decoded
 
 MISSING = object()  # what lookup returns for an absent path
 _UNIT_MS = {"s": 1000.0, "ms": 1.0, "us": 0.001, "ns": 0.000001}
@@ -88,11 +105,33 @@ def timestamp_value(value: object, mapping: JsonMapping) -> object:
     return value
 
 
+_SERVING_RULES = {name: (test, rule) for name, test, rule in SERVING_FIELDS}
+
+
+def serving_values(obj: dict, paths: Sequence[tuple[str, str]], row: dict) -> None:
+    """Add the ``serving.<key>`` values found at ``paths`` (``(key, dotted path)`` pairs, see
+    :meth:`collector.formats.config.ServingPaths.paths`) in ``obj`` to ``row``; an absent or
+    null value adds nothing.
+
+    Raises:
+        RecordError: ``wrong_type``: a value breaking its key's rule (the detail names the path).
+    """
+    for name, path in paths:
+        v = lookup(obj, path)
+        if v is MISSING or v is None:
+            continue
+        test, rule = _SERVING_RULES[name]
+        if not test(v):
+            raise RecordError(RejectReason.WRONG_TYPE, f"{path}: serving.{name} {rule}")
+        row[SERVING_PREFIX + name] = v
+
+
 def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> Decoded:
     """Decode flat JSON log lines through ``fmt.mapping``.
 
     Returns:
-        One whole record per line (label and latency when mapped); rejected lines.
+        One whole record per line (label, latency and ``serving.*`` columns when mapped);
+        rejected lines.
 
     Raises:
         ValueError: ``fmt`` has no mapping (a configuration error, not a message error).
@@ -102,6 +141,7 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
         raise ValueError("mapping: format mapped_json needs a field mapping")
     out = DecodedBuilder()
     zone = fmt.zone()
+    serving = mapping.serving.paths() if mapping.serving is not None else []
 
     def one(msg: Message) -> None:
         obj = load_object(payload(msg, limits))
@@ -126,6 +166,8 @@ def decode(messages: Sequence[Message], fmt: FormatConfig, limits: Limits) -> De
             raise RecordError(RejectReason.NO_DATA, f"features: none of {mapping.features} is in the line")
         select(obj, mapping.predictions, PREDICTION_PREFIX, row, "predictions")
         check_width(len(row), limits.max_features, "features and predictions")
+        if serving:
+            serving_values(obj, serving, row)
         out.add_row(msg, "records", model=model, model_version=version, event_time_ms=t, request_id=rid, values=row,
                     label=label, latency_ms=float("nan") if latency is None else float(latency))
 
