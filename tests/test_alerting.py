@@ -1,15 +1,13 @@
-"""The dataset-drift alert: state changes with hysteresis, the Alertmanager body, and delivery
-with retries against a real HTTP server on 127.0.0.1."""
+"""The dataset-drift alert: state changes with hysteresis, the Alertmanager body, and what a
+delivery attempt to a real HTTP server on 127.0.0.1 comes to (retry, give up, accepted)."""
 
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
-
-from alerting.dataset_drift import AlertEvent, fingerprint, next_state, webhook_body
 import httpx
 
+from alerting.dataset_drift import AlertEvent, fingerprint, next_state, webhook_body
 from alerting.delivery import deliver
 from alerting.endpoint import Endpoint
 from alerting.events import OutgoingRequest

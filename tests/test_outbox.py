@@ -122,8 +122,8 @@ def test_refused_message_is_dead_at_once_with_the_metric_and_does_not_block(stor
     finally:
         worker.close()
     [dead] = store.list_outbox("dead")
-    assert (dead.idempotency_key, dead.attempts, dead.last_error, dead.dead_at_ms) == ("k1", 1, "HTTP 400: invalid body",
-                                                                                       2_000)
+    assert (dead.idempotency_key, dead.attempts, dead.last_error, dead.dead_at_ms) == (
+        "k1", 1, "HTTP 400: invalid body", 2_000)
     assert [r.idempotency_key for r in store.list_outbox("delivered")] == ["k2"]
     assert (_sample(metrics, "hook", "dead"), _sample(metrics, "hook", "delivered")) == (1, 1)
     assert len(srv.requests) == 2
@@ -326,6 +326,7 @@ def test_receiver_down_for_a_minute_and_a_restart_every_message_arrives_once(db_
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "inferwatch.cli", "outbox", "deliver", "--until-empty", "-c", cfg, "-v"]
     logs = [open(tmp_path / f"deliver{i}.log", "wb") for i in (1, 2)]
+    first = second = None
     try:
         first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=logs[0], stderr=subprocess.STDOUT)
         time.sleep(max(0.0, FAIL_SECONDS / 2 - (time.monotonic() - rec.started)))
@@ -341,7 +342,7 @@ def test_receiver_down_for_a_minute_and_a_restart_every_message_arrives_once(db_
         second = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=logs[1], stderr=subprocess.STDOUT)
         code = second.wait(FAIL_SECONDS + 60)
     finally:
-        for p in (locals().get("first"), locals().get("second")):
+        for p in (first, second):
             if p is not None and p.poll() is None:
                 p.kill()
         for f in logs:
