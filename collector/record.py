@@ -18,7 +18,9 @@ Seldon, SageMaker data capture, BentoML) is turned into rows of one record. Colu
 - ``serving.<name>`` (optional): serving metadata such as ``serving.batch_size``,
   ``serving.status_code``, ``serving.replica``, ``serving.endpoint``,
   ``serving.prompt_tokens``, ``serving.completion_tokens``, ``serving.queue_ms``,
-  ``serving.time_to_first_token_ms``.
+  ``serving.time_to_first_token_ms``, ``serving.finish_reason``: numbers float64 (NaN when
+  missing), text otherwise. inferwatch's record carries them in its ``serving`` object
+  (:mod:`collector.decode`), flat JSON logs through ``mapping.serving`` paths.
 
 Formats that log a request and its response as separate messages yield *halves*; a label that
 arrives on its own yields a label row. :class:`Decoded` carries all four kinds; the join stage
