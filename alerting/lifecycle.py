@@ -6,9 +6,10 @@ restart continues exactly where the state was.
 
 - **pending**: the condition held in the latest window, but not yet in k of the last n.
 - **firing**: the condition held in at least k of the last n windows that had a value.
-- **resolved**: a firing alert saw ``resolve_after`` consecutive clear windows (hysteresis:
-  "clear" may use a stricter ``resolve_threshold`` than the firing condition). Its window
-  history is then forgotten, so firing again needs k fresh breaches.
+- **resolved**: a firing alert no longer holds in k of the last n windows and saw
+  ``resolve_after`` consecutive clear windows (hysteresis: "clear" may use a stricter
+  ``resolve_threshold`` than the firing condition). Its window history is then forgotten, so
+  firing again needs k fresh breaches.
 - **inactive**: otherwise (also a pending alert whose condition stopped holding).
 
 A window without a value (insufficient data) changes nothing. A later evaluation of a window
@@ -85,7 +86,7 @@ def step(st: InstanceState, window_start_ms: int, breached: bool | None, cleared
     history = tuple(sorted(entries.items())[-n:])
     if st.state == FIRING:
         streak = st.clear_streak + 1 if cleared else 0
-        if streak >= resolve_after:
+        if streak >= resolve_after and sum(b for _, b in history) < k:
             return replace(st, state=RESOLVED, history=(), clear_streak=0, resolved_at_ms=now_ms), RESOLVED
         return replace(st, history=history, clear_streak=streak), None
     if sum(b for _, b in history) >= k:

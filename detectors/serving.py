@@ -24,6 +24,7 @@ SERVING_SIGNALS: dict[str, str] = {
     "latency_p99_seconds": "s",
     "error_rate": "ratio 0-1 of records with serving.status_code >= 500",
     "throughput_rps": "records per second of window length",
+    "replicas": "distinct serving.replica values in the window",
     "throughput_per_replica_rps": "records per second per distinct serving.replica",
     "concurrency_per_replica": "requests in flight per replica (Little's law: throughput x mean latency)",
     "queue_time_p95_seconds": "s",
@@ -87,6 +88,7 @@ def serving_signals(rows: pd.DataFrame, window_seconds: float, min_count: int = 
     replicas = 0
     if "serving.replica" in rows.columns:
         replicas = int(rows["serving.replica"].dropna().nunique())
+    out["replicas"] = float(replicas) if replicas else None
     per_replica = None if throughput is None or replicas == 0 else throughput / replicas
     out["throughput_per_replica_rps"] = per_replica
     out["concurrency_per_replica"] = (None if per_replica is None or len(latency) < min_count

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -418,3 +421,107 @@ def outbox_deliver(until_empty: bool = typer.Option(False, "--until-empty",
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
+
+
+# --- alerts and silences ---------------------------------------------------------------------
+silence_app = typer.Typer(help="Mute alert notifications for a while (label matchers, as in Alertmanager).",
+                          no_args_is_help=True)
+app.add_typer(silence_app, name="silence")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration_ms(text: str) -> int:
+    """``90s``, ``30m``, ``2h``, ``1d``, ``1w`` in milliseconds (> 0)."""
+    m = _DURATION.match(text.strip())
+    if m is None or float(m.group(1)) <= 0:
+        raise typer.BadParameter(f"{text!r}: use a positive number and a unit, e.g. 30m, 2h, 1d", param_hint="--for")
+    return int(float(m.group(1)) * _UNIT_SECONDS[m.group(2)] * 1000)
+
+
+@app.command("alerts")
+def alerts_list(state: Optional[str] = typer.Option(None, "--state", "-s",
+                                                    help="pending, firing or resolved (default: pending and firing)."),
+                config: Optional[Path] = ConfigOption) -> None:
+    """List alert instances with their state, labels and summary."""
+    from inferwatch.runner import open_store
+
+    states = ("pending", "firing") if state is None else (state,)
+    if state is not None and state not in ("inactive", "pending", "firing", "resolved"):
+        raise typer.BadParameter("one of inactive, pending, firing, resolved", param_hint="--state")
+    with _startup_errors():
+        store = open_store(_settings(config))
+    table = Table(title="Alerts")
+    for col in ("state", "alertname", "model", "version", "labels", "since (UTC)", "summary"):
+        table.add_column(col)
+    for row in store.alert_instances_in(None, states):
+        st, lb = row["state"], row["labels"]
+        extra = ", ".join(f"{k}={v}" for k, v in sorted(lb.items())
+                          if k not in ("alertname", "model", "model_version"))
+        since = st["fired_at_ms"] if st["state"] == "firing" else st.get("resolved_at_ms")
+        table.add_row(st["state"], lb["alertname"], lb["model"], lb["model_version"], extra,
+                      "-" if since is None else _utc(int(since)), row["annotations"].get("summary", ""))
+    console.print(table)
+    store.close()
+
+
+@silence_app.command("add")
+def silence_add(matchers: list[str] = typer.Argument(..., help="Label matchers: name=value, name!=value, "
+                                                                "name=~regex, name!~regex (all must match)."),
+                duration: str = typer.Option("2h", "--for", help="How long, e.g. 30m, 2h, 1d."),
+                comment: str = typer.Option(..., "--comment", help="Why (shown in silence list)."),
+                author: str = typer.Option(os.environ.get("USER", "unknown"), "--author"),
+                config: Optional[Path] = ConfigOption) -> None:
+    """Silence matching alerts now for the given duration; prints the silence id."""
+    from alerting.silences import parse_matcher
+    from inferwatch.runner import open_store
+
+    for m in matchers:
+        try:
+            parse_matcher(m)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="MATCHERS") from None
+    length = _duration_ms(duration)
+    with _startup_errors():
+        store = open_store(_settings(config))
+    now = int(time.time() * 1000)
+    sid = store.add_silence(matchers, now, now + length, author, comment)
+    console.print(f"silence {sid}: {' '.join(matchers)} until {_utc(now + length)} UTC")
+    store.close()
+
+
+@silence_app.command("list")
+def silence_list(all_: bool = typer.Option(False, "--all", help="Include ended silences."),
+                 config: Optional[Path] = ConfigOption) -> None:
+    """List silences (active and future ones, or all)."""
+    from inferwatch.runner import open_store
+
+    with _startup_errors():
+        store = open_store(_settings(config))
+    now = int(time.time() * 1000)
+    table = Table(title="Silences")
+    for col in ("id", "state", "matchers", "starts (UTC)", "ends (UTC)", "author", "comment"):
+        table.add_column(col)
+    for s in store.list_silences(active_at_ms=None if all_ else now):
+        st = "active" if s["starts_at_ms"] <= now < s["ends_at_ms"] else ("pending" if now < s["starts_at_ms"]
+                                                                           else "expired")
+        table.add_row(str(s["id"]), st, " ".join(s["matchers"]), _utc(int(s["starts_at_ms"])),
+                      _utc(int(s["ends_at_ms"])), s["created_by"], s["comment"])
+    console.print(table)
+    store.close()
+
+
+@silence_app.command("expire")
+def silence_expire(silence_id: int = typer.Argument(..., help="Id from silence list."),
+                   config: Optional[Path] = ConfigOption) -> None:
+    """End a silence now."""
+    from inferwatch.runner import open_store
+
+    with _startup_errors():
+        store = open_store(_settings(config))
+    found = store.expire_silence(silence_id, int(time.time() * 1000))
+    store.close()
+    if not found:
+        console.print(f"[red]error:[/red] no silence {silence_id} (see inferwatch silence list)")
+        raise typer.Exit(1)
+    console.print(f"silence {silence_id} expired")

@@ -17,6 +17,9 @@ from pydantic import (BaseModel, ConfigDict, Field, FilePath, SecretStr, Validat
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from alerting.autoscale import AutoscaleConfig
+from alerting.retrain import RetrainHookConfig
+from alerting.rules import RuleConfig
 from alerting.endpoint import Endpoint
 from alerting.notifiers import ReceiverConfig
 from alerting.outbox import OutboxConfig
@@ -362,9 +365,24 @@ class DriftSettings(_Section):
         return v
 
 
-class AlertConfig(_Section):
-    """The dataset-drift webhook."""
+DATASET_DRIFT_RULE = "InferwatchDatasetDrift"
 
+
+class AlertConfig(_Section):
+    """Alert rules, their lifecycle, receivers and the outbox.
+
+    Without ``rules`` one rule is implied: ``InferwatchDatasetDrift`` over the window's dataset
+    verdict (or, with ``fire_share``, its drift share), held for ``k_of_n`` windows. With
+    ``webhook_url`` a receiver named ``webhook`` (Alertmanager webhook format) is implied.
+    """
+
+    rules: list[RuleConfig] = Field(default_factory=list)
+    group_by: list[str] = Field(["model"], description="labels notifications are grouped by (one "
+                                                       "notification per group and evaluation)")
+    repeat_interval_seconds: float = Field(4 * 3600, gt=0, description="re-send a firing alert this often")
+    alertmanager_resend_seconds: float = Field(60, gt=0, description="re-push firing alerts to Alertmanager "
+                                                                     "receivers this often")
+    serving_min_count: int = Field(20, ge=1, description="fewest values a serving signal needs in a window")
     webhook_url: str | None = None
     fire_share: float | None = Field(None, gt=0, le=1,
                                      description="fire when the drift share reaches this; null: when the window's "
@@ -412,19 +430,64 @@ class AlertConfig(_Section):
             raise ValueError("webhook_url implies a receiver named webhook: rename that receiver")
         return v
 
+    def all_receivers(self) -> list[ReceiverConfig]:
+        """The receivers, plus ``webhook`` (Alertmanager webhook format) for ``webhook_url``."""
+        implied = [] if not self.webhook_url else [ReceiverConfig(name="webhook", type="webhook", url=self.webhook_url,
+                                                                  timeout_seconds=self.timeout_seconds)]
+        return [*self.receivers, *implied]
+
     def outbox_targets(self) -> dict[str, tuple[str, Endpoint]]:
-        """Outbox target name → (kind, endpoint): the receivers, plus ``webhook`` (kind
-        webhook) for the legacy ``webhook_url``."""
-        targets: dict[str, tuple[str, Endpoint]] = {r.name: (r.type, r) for r in self.receivers}
-        if self.webhook_url:
-            targets["webhook"] = ("webhook", Endpoint(url=self.webhook_url, timeout_seconds=self.timeout_seconds))
-        return targets
+        """Outbox target name → (kind, endpoint) of every receiver (:meth:`all_receivers`)."""
+        return {r.name: (r.type, r) for r in self.all_receivers()}
 
     @field_validator("webhook_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        return v
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, v: list[RuleConfig]) -> list[RuleConfig]:
+        names = [r.name for r in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"rule names must be unique: {', '.join(dup)}")
+        return v
+
+    @model_validator(mode="after")
+    def _legacy_keys(self) -> AlertConfig:
+        if self.rules and (self.fire_share is not None or self.k_of_n != (1, 1)):
+            raise ValueError("fire_share, resolve_share and k_of_n shape the implied rule; with rules, "
+                             "set them in the rule (threshold, resolve_threshold, for)")
+        return self
+
+    def effective_rules(self) -> list[RuleConfig]:
+        """The configured rules, or the implied dataset-drift rule."""
+        if self.rules:
+            return self.rules
+        if self.fire_share is not None:
+            return [RuleConfig(name=DATASET_DRIFT_RULE, signal="dataset_drift_share", op=">=",
+                               threshold=self.fire_share, resolve_threshold=self.resolve_share)]
+        return [RuleConfig(name=DATASET_DRIFT_RULE, signal="dataset_drift", **{"for": self.k_of_n})]
+
+
+class HooksConfig(_Section):
+    """Retraining and autoscaling hooks (names unique within each list and across receivers)."""
+
+    retrain: list[RetrainHookConfig] = Field(default_factory=list, description="HTTP calls that start a "
+                                             "retraining run when a drift alert starts firing")
+    autoscale: list[AutoscaleConfig] = Field(default_factory=list, description="desired replicas from the "
+                                             "serving signals of each closed window")
+
+    @field_validator("retrain", "autoscale")
+    @classmethod
+    def _unique(cls, v: list, info) -> list:
+        names = [h.name for h in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"{info.field_name} hook names must be unique: {', '.join(dup)}")
         return v
 
 
@@ -450,13 +513,51 @@ class Settings(BaseSettings):
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     alerting: AlertConfig = Field(default_factory=AlertConfig)
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @model_validator(mode="after")
+    def _one_name_per_outbox_target(self) -> Settings:
+        seen: dict[str, str] = {}
+        for where, name in ([("alerting.receivers", n) for n in self.alerting.outbox_targets()]
+                            + [("hooks.retrain", h.name) for h in self.hooks.retrain]
+                            + [("hooks.autoscale", h.name) for h in self.hooks.autoscale if h.apply == "webhook"]):
+            if name in seen:
+                raise ValueError(f"{where}: name {name!r} is already used in {seen[name]}; receivers and hooks "
+                                 "share one set of names (the outbox targets)")
+            seen[name] = where
+        return self
+
+    def outbox_targets(self) -> dict[str, tuple[str, Endpoint]]:
+        """Every outbox target: name → (kind, endpoint). Receivers (and the implied
+        ``webhook``), retraining hooks (kind = the hook's kind; their ``repeat_statuses`` count
+        as delivered) and autoscaling hooks applied through a webhook."""
+        targets = dict(self.alerting.outbox_targets())
+        targets.update({h.name: (h.kind, h) for h in self.hooks.retrain})
+        targets.update({h.name: ("webhook", h.webhook) for h in self.hooks.autoscale if h.apply == "webhook"})
+        return targets
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
         # environment beats the file: the file's values arrive as init kwargs, listed last
         return env_settings, init_settings
+
+
+def _key_name(data: Any, loc: tuple) -> str:
+    """The dotted key of a validation error; a list entry is shown as ``[i]``, followed by its
+    ``name`` when it has one (``alerting.rules[1] (HighLatency).op``)."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            name = node.get("name") if isinstance(node, dict) else None
+            out += f"[{part}]" + (f" ({name})" if isinstance(name, str) else "")
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> Settings:
@@ -486,7 +587,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            key = _key_name(data, err["loc"])
             msg = "unknown key (check the spelling)" if err["type"] == "extra_forbidden" else err["msg"]
             problems.append(f"  {key}: {msg}")
         raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from None

@@ -74,8 +74,12 @@ class Metrics:
                                          "1 when the column's missing share drifted from the reference's in the last "
                                          "closed window, else 0.", ["model", "model_version", "column", "role"],
                                          registry=r)
-        self.alert_firing = Gauge("inferwatch_alert_firing", "1 while the alert fires.",
+        self.alert_firing = Gauge("inferwatch_alert_firing", "Alert instances firing (one per rule and model "
+                                  "version; per-column rules one per column).",
                                   ["alertname", "model", "model_version"], registry=r)
+        self.hook_calls = Counter("inferwatch_hook_calls_total", "Retraining hook decisions when a drift alert "
+                                  "started firing: send (enqueued), cooldown, filtered, dry_run.",
+                                  ["hook", "decision"], registry=r)
         self.outbox_deliveries = Counter("inferwatch_outbox_deliveries_total",
                                          "Outbox delivery attempts by target and outcome: delivered, failed (retried "
                                          "later) or dead (refused for good, expired or unknown target).",

@@ -21,9 +21,8 @@ from operator import attrgetter
 import numpy as np
 import pandas as pd
 
-from alerting.dataset_drift import ALERT_NAME, AlertEvent, next_state, webhook_body
-from alerting.events import OutgoingRequest
 from alerting.outbox import OutboxWorker
+from alerting.rules import WindowFacts
 from collector.decode import FEATURE_PREFIX, PREDICTION_PREFIX, Rejected, RejectReason, to_column
 from collector.formats import Limits, decode_messages, detect_format
 from collector.formats.bentoml import SchemaCache, schema_from_json, schema_to_json
@@ -33,8 +32,10 @@ from collector.limits import CategoryLimit, ModelLimit
 from collector.message import Message
 from collector.record import SERVING_PREFIX
 from collector.windows import EventTimeWindows, WindowKey, model_version_groups
-from detectors import DriftConfig, KOfNAlarm, Profile, build_profile, compare, dataset_drift, kind_of
+from detectors import DriftConfig, Profile, build_profile, compare, dataset_drift, kind_of
 from detectors.profile import NumericProfile
+from detectors.serving import serving_signals
+from inferwatch.alerts import AlertChange, Alerting
 from inferwatch.config import Settings
 from inferwatch.metrics import Metrics
 from inferwatch.reference import profile_frame
@@ -144,13 +145,16 @@ class Pipeline:
         self.drift_cfg = drift_config(settings)
         self._references: dict[tuple[str, str], tuple[tuple[str, int], Profile]] = {}
         self._pending_metrics: list[tuple[ClosedWindow, list[dict]]] = []
-        self._pending_alerts: list[tuple[str, str, str]] = []
+        self.alerting = Alerting(settings, store, metrics)
+        self._pending_alert_changes: list[AlertChange] = []
+        #: deliver the outbox after each batch that closed windows (replay, in-process runs);
+        #: the Kafka service sets False and runs an :class:`~alerting.outbox.OutboxWorker` thread
+        self.deliver_in_line = True
         # (model, version, column, role) -> method label of its published series
         self._published_method: dict[tuple[str, str, str, str], str] = {}
         # undelivered messages left by an earlier run are retried on the first batch
         self._outbox_failures = 1 if store.outbox_counts()["pending"] else 0
         self._outbox_worker: OutboxWorker | None = None
-        self._outbox_retry_at_ms = 0
         self.category_limit = CategoryLimit(settings.kafka.max_categories)
         self._joins: dict[int, RequestResponseJoin] = {}  # per partition number
         #: (model, version) pairs this pipeline has placed records of
@@ -253,7 +257,8 @@ class Pipeline:
         self._pending_label_counts.clear()
         self._pending_performance.clear()
         self._pending_metrics.clear()
-        self._pending_alerts.clear()
+        self._pending_alert_changes.clear()
+        self.alerting.drop_pending()
 
     # --- batches -------------------------------------------------------------------------
     def process(self, messages: Sequence[Message], now: int | None = None,
@@ -411,6 +416,9 @@ class Pipeline:
                 counts["unscorable"] = counts.get("unscorable", 0) + perf.n_invalid
             for (m, v, start), summary in sorted(perf.summaries.items()):
                 merged = self.store.merge_window_performance(conn, m, v, start, summary)
+                facts = WindowFacts(m, v, self.store.closed_window_id(conn, m, v, start), start, start + w.length_ms,
+                                    performance=merged.metrics().values())
+                self._pending_alert_changes.extend(self.alerting.on_window(conn, facts, now_ms()))
                 latest = self._pending_performance.get((m, v))
                 if latest is None or start >= latest[0]:
                     self._pending_performance[(m, v)] = (start, merged.metrics().values())
@@ -452,6 +460,7 @@ class Pipeline:
             if sources:
                 self.store.save_partition_states(conn, sources)
             closed = self._close(conn, self.windows.due(now, self._idle_ms()), now)
+            self.alerting.tick(conn, now)
         self._after_commit(closed)
         return closed
 
@@ -601,7 +610,11 @@ class Pipeline:
             "drift_share": share, "dataset_drifted": dataset_drifted, "profile": json.dumps(window_statistics(profile)),
         }, results)
         closed = ClosedWindow(window_id, key, end, len(rows), reason, status, share, drifted_cols, dataset_drifted)
-        self._alert(conn, closed, now)
+        serving = serving_signals(rows, self.windows.length_ms / 1000, self.settings.alerting.serving_min_count)
+        facts = WindowFacts(key.model, key.model_version, window_id, key.start_ms, end,
+                            None if ref is None else results, share, n_drifted, n_columns, dataset_drifted,
+                            serving, None, drifted_cols)
+        self._pending_alert_changes.extend(self.alerting.on_window(conn, facts, now))
         self._pending_metrics.append((closed, results))
         return closed
 
@@ -620,33 +633,6 @@ class Pipeline:
                                          sample_size=size).columns)
         return Profile(len(rows), {c: columns[c] for c in ref.columns if c in columns})
 
-    def _alert(self, conn, w: ClosedWindow, now: int) -> None:
-        cfg = self.settings.alerting
-        previous, since = self.store.get_alert_state(conn, ALERT_NAME, w.key.model, w.key.model_version) or (None, now)
-        drifted = w.dataset_drifted
-        k, n = cfg.k_of_n
-        if drifted is not None and n > 1:
-            # k of the last n windows with a verdict (this one included) decide
-            alarm = KOfNAlarm(k, n)
-            for verdict in self.store.recent_verdicts(conn, w.key.model, w.key.model_version, n):
-                alarm.update(verdict)
-            drifted = alarm.firing
-        state = next_state(previous, w.drift_share, cfg.fire_share, cfg.resolve_share, drifted)
-        if state is None:
-            return
-        # a resolved alert keeps the start of its firing; a firing one starts now
-        started = now if state == "firing" else since
-        self.store.set_alert_state(conn, ALERT_NAME, w.key.model, w.key.model_version, state, started, w.window_id)
-        self._pending_alerts.append((w.key.model, w.key.model_version, state))
-        if cfg.webhook_url:
-            event = AlertEvent(state, w.key.model, w.key.model_version, w.key.start_ms, w.window_end_ms,
-                               w.drift_share, w.drifted_columns, w.window_id)
-            body = webhook_body(event, started, now, cfg.external_url)
-            key = f"{ALERT_NAME}:{w.key.model}:{w.key.model_version}:{w.window_id}:{state}"
-            expire = cfg.outbox.expire_after_seconds
-            self.store.enqueue(conn, OutgoingRequest("webhook", "POST", "", json.dumps(body), key,
-                                                     None if expire is None else now + int(expire * 1000)), now)
-
     # --- after the transaction -----------------------------------------------------------
     def _after_commit(self, closed: list[ClosedWindow]) -> None:
         counts, self._pending_label_counts = self._pending_label_counts, {}
@@ -664,10 +650,9 @@ class Pipeline:
         pending, self._pending_metrics = self._pending_metrics, []
         for w, results in pending:
             self._publish(w, results)
-        alerts, self._pending_alerts = self._pending_alerts, []
-        for model, version, state in alerts:
-            self.metrics.alert_firing.labels(ALERT_NAME, model, version).set(1.0 if state == "firing" else 0.0)
-        if now_ms() >= self._outbox_retry_at_ms and (closed or self._outbox_failures):
+        changes, self._pending_alert_changes = self._pending_alert_changes, []
+        self.alerting.after_commit(changes)
+        if self.deliver_in_line and (closed or self._outbox_failures):
             self.deliver_outbox()
 
     def _publish(self, w: ClosedWindow, results: list[dict]) -> None:

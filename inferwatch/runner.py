@@ -28,6 +28,7 @@ from collector.dead_letter import KafkaDeadLetter
 from collector.decode import Rejected
 from collector.kafka_source import ClientErrors, KafkaSource
 from collector.message import Message
+from alerting.outbox import OutboxWorker
 from inferwatch.config import KafkaConfig, Settings
 from inferwatch.metrics import Metrics
 from inferwatch.pipeline import ClosedWindow, Pipeline
@@ -188,6 +189,11 @@ class KafkaService:
         self.on_closed = on_closed
         self.lock = threading.Lock()
         self.pipeline = Pipeline(settings, store, metrics, dead_letter, settings.kafka.group_id)
+        # notifications and hooks leave through their own thread: a receiver that is down
+        # never holds up consumption
+        self.pipeline.deliver_in_line = False
+        self.outbox = OutboxWorker(store, settings.outbox_targets(), settings.alerting.outbox,
+                                   on_outcome=metrics.outbox_outcome)
         # partition states seen by the last poll, and every partition of the topics: the job
         # passes them to Pipeline.tick
         self._states: dict[tuple[str, int], bool] = {}
@@ -205,6 +211,7 @@ class KafkaService:
         """Consume until ``stop`` is set. Outages pause and retry; other errors propagate."""
         k = self.settings.kafka
         self.scheduler.start()
+        self.outbox.start()
         try:
             while not self.stop.is_set():
                 failure = self._failure or self.source.assignment_error
@@ -231,6 +238,7 @@ class KafkaService:
                     self.on_closed(closed)
         finally:
             self.scheduler.shutdown(wait=True)
+            self.outbox.close()
 
     def process_batch(self, states: dict[tuple[str, int], bool], partitions: set[tuple[str, int]] | None,
                       messages: list[Message]) -> tuple[list[ClosedWindow], BaseException | None]:
@@ -276,6 +284,7 @@ class KafkaService:
                 return
             try:
                 closed = self.pipeline.tick(sources=self._states, partitions=self._partitions)
+                self.metrics.set_outbox_counts(self.store.outbox_counts())
             except Exception as exc:  # the loop recovers (or re-raises a bug) on its next turn
                 self._failure = exc
                 return

@@ -144,14 +144,29 @@ bentoml_schemas = sa.Table(
     sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
 )
 
-alert_states = sa.Table(
-    "alert_states", metadata,
-    sa.Column("alert_name", sa.Text, primary_key=True),
-    sa.Column("model", sa.Text, primary_key=True),
-    sa.Column("model_version", sa.Text, primary_key=True),
+alert_instances = sa.Table(
+    "alert_instances", metadata,
+    sa.Column("fingerprint", sa.Text, primary_key=True),
+    sa.Column("alertname", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("labels", sa.Text, nullable=False),
+    sa.Column("annotations", sa.Text, nullable=False),
     sa.Column("state", sa.Text, nullable=False),
-    sa.Column("since_ms", sa.BigInteger, nullable=False),
+    sa.Column("state_detail", sa.Text, nullable=False),
     sa.Column("last_window_id", sa.BigInteger, nullable=True),
+    sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
+)
+
+silences = sa.Table(
+    "silences", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("matchers", sa.Text, nullable=False),
+    sa.Column("starts_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("ends_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
 )
 
 outbox = sa.Table(
@@ -415,6 +430,15 @@ class Store:
         return [(m, v, int(s), int(g), r) for m, v, s, g, r in
                 conn.execute(sa.select(c.model, c.model_version, c.window_start_ms, c.segment, c.close_reason))]
 
+    def closed_window_id(self, conn: Connection, model: str, model_version: str, window_start_ms: int) -> int | None:
+        """Id of the closed window of a model version starting at ``window_start_ms`` (its
+        latest segment); None while it is open."""
+        c = windows.c
+        q = (sa.select(c.id).where(c.model == model, c.model_version == model_version,
+                                   c.window_start_ms == window_start_ms).order_by(c.segment.desc()).limit(1))
+        found = conn.execute(q).scalar()
+        return None if found is None else int(found)
+
     def list_windows(self, model: str | None = None) -> pd.DataFrame:
         """Closed windows (without profiles), ordered by model and start time."""
         cols = [c for c in windows.c if c.name != "profile"]
@@ -424,15 +448,6 @@ class Store:
             q = q.where(windows.c.model == model)
         with self.engine.connect() as conn:
             return pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in cols])
-
-    def recent_verdicts(self, conn: Connection, model: str, model_version: str, n: int) -> list[bool]:
-        """Dataset verdicts of the last ``n`` closed windows of a model version that have one,
-        oldest first (windows with insufficient data are skipped)."""
-        c = windows.c
-        q = (sa.select(c.dataset_drifted)
-             .where(c.model == model, c.model_version == model_version, c.dataset_drifted.is_not(None))
-             .order_by(c.window_start_ms.desc(), c.segment.desc()).limit(n))
-        return [bool(v) for (v,) in conn.execute(q)][::-1]
 
     def list_drift_results(self, window_id: int) -> pd.DataFrame:
         """Per-column drift results of one closed window."""
@@ -559,22 +574,77 @@ class Store:
         return {(m, v, t, int(p)): int(ms) for m, v, t, p, ms in conn.execute(q)}
 
     # --- alerts and outbox --------------------------------------------------------------
-    def get_alert_state(self, conn: Connection, alert_name: str, model: str, model_version: str
-                        ) -> tuple[str, int] | None:
-        """``(state, since_ms)``: ``"firing"`` since it started or ``"resolved"`` since the start
-        of the firing it ended; None when the alert never fired."""
-        c = alert_states.c
-        row = conn.execute(sa.select(c.state, c.since_ms).where(
-            (c.alert_name == alert_name) & (c.model == model) & (c.model_version == model_version)))
-        found = row.first()
-        return None if found is None else (found[0], int(found[1]))
+    def load_alert_instances(self, conn: Connection, fingerprints: list[str]) -> dict[str, dict]:
+        """Stored alert instances by fingerprint (absent ones are left out). Each is a dict with
+        ``labels``, ``annotations`` (dicts) and ``state`` (the
+        :meth:`alerting.lifecycle.InstanceState.to_dict` form)."""
+        c = alert_instances.c
+        out: dict[str, dict] = {}
+        for i in range(0, len(fingerprints), 500):  # stay under SQL parameter limits
+            q = sa.select(c.fingerprint, c.labels, c.annotations, c.state_detail).where(
+                c.fingerprint.in_(fingerprints[i:i + 500]))
+            for fp, labels, notes, detail in conn.execute(q):
+                out[fp] = {"labels": json.loads(labels), "annotations": json.loads(notes), "state": json.loads(detail)}
+        return out
 
-    def set_alert_state(self, conn: Connection, alert_name: str, model: str, model_version: str, state: str,
-                        since_ms: int, window_id: int) -> None:
-        """Record a state transition of an alert, caused by window ``window_id``."""
-        _upsert(conn, alert_states, {"alert_name": alert_name, "model": model, "model_version": model_version},
-                {"state": state, "since_ms": since_ms, "last_window_id": window_id})
+    def save_alert_instance(self, conn: Connection, fingerprint: str, labels: dict[str, str],
+                            annotations: dict[str, str], state: dict, window_id: int | None, now: int) -> None:
+        """Upsert an alert instance's state (``state``: the ``InstanceState.to_dict`` form), in
+        the caller's transaction."""
+        _upsert(conn, alert_instances, {"fingerprint": fingerprint},
+                {"alertname": labels["alertname"], "model": labels["model"], "model_version": labels["model_version"],
+                 "labels": json.dumps(labels, sort_keys=True), "annotations": json.dumps(annotations),
+                 "state": state["state"], "state_detail": json.dumps(state), "last_window_id": window_id,
+                 "updated_at_ms": now})
 
+    def alert_instances_in(self, conn: Connection | None, states: tuple[str, ...]) -> list[dict]:
+        """Alert instances whose state is one of ``states`` (dicts with ``fingerprint``,
+        ``labels``, ``annotations``, ``state``), ordered by model, alertname and fingerprint."""
+        c = alert_instances.c
+        q = sa.select(c.fingerprint, c.labels, c.annotations, c.state_detail).where(c.state.in_(states)).order_by(
+            c.model, c.alertname, c.fingerprint)
+
+        def rows(cx: Connection) -> list[dict]:
+            return [{"fingerprint": fp, "labels": json.loads(lb), "annotations": json.loads(an),
+                     "state": json.loads(st)} for fp, lb, an, st in cx.execute(q)]
+        if conn is not None:
+            return rows(conn)
+        with self.engine.connect() as cx:
+            return rows(cx)
+
+    def add_silence(self, matchers: list[str], starts_at_ms: int, ends_at_ms: int, created_by: str,
+                    comment: str) -> int:
+        """Store a silence (``matchers``: Alertmanager-style matcher strings); returns its id."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(silences.insert().values(
+                matchers=json.dumps(matchers), starts_at_ms=starts_at_ms, ends_at_ms=ends_at_ms,
+                created_by=created_by, comment=comment, created_at_ms=now_ms())).inserted_primary_key[0])
+
+    def list_silences(self, conn: Connection | None = None, active_at_ms: int | None = None) -> list[dict]:
+        """Silences (dicts with ``id``, ``matchers`` (list of str), ``starts_at_ms``,
+        ``ends_at_ms``, ``created_by``, ``comment``), newest first; only those not ended by
+        ``active_at_ms`` when given."""
+        c = silences.c
+        q = sa.select(silences).order_by(c.id.desc())
+        if active_at_ms is not None:
+            q = q.where(c.ends_at_ms > active_at_ms)
+
+        def rows(cx: Connection) -> list[dict]:
+            return [{**dict(r), "matchers": json.loads(r["matchers"])} for r in cx.execute(q).mappings()]
+        if conn is not None:
+            return rows(conn)
+        with self.engine.connect() as cx:
+            return rows(cx)
+
+    def expire_silence(self, silence_id: int, at_ms: int) -> bool:
+        """End a silence at ``at_ms`` (if it would end later); False when no such silence."""
+        c = silences.c
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(c.id).where(c.id == silence_id)).first() is None:
+                return False
+            conn.execute(silences.update().where((c.id == silence_id) & (c.ends_at_ms > at_ms)).values(
+                ends_at_ms=at_ms))
+            return True
     # --- outbox (alerting.outbox) ---------------------------------------------------------
     def enqueue(self, conn: Connection, req, now_ms: int) -> bool:
         """Add an ``alerting.events.OutgoingRequest`` to the outbox inside the caller's

@@ -134,15 +134,31 @@ CREATE TABLE IF NOT EXISTS bentoml_schemas (
     PRIMARY KEY (monitor)
 );
 
--- Current state of each alert (firing or resolved) per model version.
-CREATE TABLE IF NOT EXISTS alert_states (
-    alert_name      TEXT    NOT NULL,
+-- State of each alert instance (one per rule, model version and, for per-column rules, column),
+-- keyed by the fingerprint of its labels (the dedup key).
+CREATE TABLE IF NOT EXISTS alert_instances (
+    fingerprint     TEXT    NOT NULL,
+    alertname       TEXT    NOT NULL,
     model           TEXT    NOT NULL,
     model_version   TEXT    NOT NULL,
+    labels          TEXT    NOT NULL,
+    annotations     TEXT    NOT NULL,
     state           TEXT    NOT NULL,
-    since_ms        BIGINT  NOT NULL,
+    state_detail    TEXT    NOT NULL,
     last_window_id  BIGINT,
-    PRIMARY KEY (alert_name, model, model_version)
+    updated_at_ms   BIGINT  NOT NULL,
+    PRIMARY KEY (fingerprint)
+);
+
+-- Silences: label matchers muting notifications during [starts_at_ms, ends_at_ms).
+CREATE TABLE IF NOT EXISTS silences (
+    id              BIGSERIAL PRIMARY KEY,
+    matchers        TEXT    NOT NULL,
+    starts_at_ms    BIGINT  NOT NULL,
+    ends_at_ms      BIGINT  NOT NULL,
+    created_by      TEXT    NOT NULL,
+    comment         TEXT    NOT NULL,
+    created_at_ms   BIGINT  NOT NULL
 );
 
 -- Outgoing HTTP calls (alerting.outbox), written in the transaction that decided them and

@@ -1,5 +1,5 @@
-"""The dataset-drift alert: state changes with hysteresis, the Alertmanager body, and what a
-delivery attempt to a real HTTP server on 127.0.0.1 comes to (retry, give up, accepted)."""
+"""What a delivery attempt to a real HTTP server on 127.0.0.1 comes to (retry, give up,
+accepted)."""
 
 import json
 import threading
@@ -7,43 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-from alerting.dataset_drift import AlertEvent, fingerprint, next_state, webhook_body
 from alerting.delivery import deliver
 from alerting.endpoint import Endpoint
 from alerting.events import OutgoingRequest
-
-
-def test_state_changes_with_hysteresis():
-    assert next_state(None, 0.2, 0.5, 0.3) is None
-    assert next_state(None, 0.5, 0.5, 0.3) == "firing"
-    assert next_state("firing", 0.4, 0.5, 0.3) is None  # between the thresholds: keeps firing
-    assert next_state("firing", 0.29, 0.5, 0.3) == "resolved"
-    assert next_state("resolved", 0.6, 0.5, 0.3) == "firing"
-    assert next_state("firing", None, 0.5, 0.3) is None  # insufficient data never decides
-
-
-def test_state_follows_the_dataset_verdict_without_a_share_threshold():
-    assert next_state(None, 0.05, None, None, drifted=False) is None
-    assert next_state(None, 0.05, None, None, drifted=True) == "firing"
-    assert next_state("firing", 0.05, None, None, drifted=True) is None
-    assert next_state("firing", 0.0, None, None, drifted=False) == "resolved"
-    assert next_state("firing", None, None, None, drifted=None) is None  # insufficient data never decides
-    assert next_state("firing", 0.5, 0.5, None) is None  # a share threshold without resolve_share: same for both
-    assert next_state("firing", 0.49, 0.5, None, drifted=True) == "resolved"
-
-
-def test_body_is_alertmanager_webhook_v4():
-    ev = AlertEvent("resolved", "m", "2", 0, 3_600_000, 0.125, ("a", "b"), 7)
-    body = webhook_body(ev, started_at_ms=1000, now_ms=7_200_000, external_url="http://x")
-    assert body["version"] == "4" and body["status"] == "resolved"
-    alert = body["alerts"][0]
-    assert alert["startsAt"] == "1970-01-01T00:00:01.000Z" and alert["endsAt"] == "1970-01-01T02:00:00.000Z"
-    assert alert["labels"] == {"alertname": "InferwatchDatasetDrift", "model": "m", "model_version": "2",
-                               "severity": "warning"}
-    assert alert["annotations"]["drifted_columns"] == "a,b" and alert["annotations"]["drift_share"] == "0.125000"
-    assert alert["fingerprint"] == fingerprint(alert["labels"]) != fingerprint({**alert["labels"], "model": "n"})
-    firing = webhook_body(AlertEvent("firing", "m", "2", 0, 1, 0.5, (), 7), 1000, 2000, "http://x")
-    assert firing["alerts"][0]["endsAt"] == "0001-01-01T00:00:00Z"
 
 
 class Flaky:

@@ -3,11 +3,14 @@ drift results, restart from stored state, and the webhook to a real HTTP server.
 
 from __future__ import annotations
 
+import json
+import time
 from collections import Counter
 from datetime import datetime, timezone
 
 import pytest
 
+from alerting.events import OutgoingRequest
 from inferwatch import demo
 from inferwatch.config import load_config
 from inferwatch.metrics import Metrics
@@ -130,18 +133,23 @@ def test_undelivered_notifications_wait_and_survive_a_restart(db_url, episode, t
     set_training_reference(store, "ep", tmp_path)
     metrics = Metrics()
     run_in_process(settings, (demo.encode_record(r) for r in episode.records), store, metrics, source_name="r")
-    pending = store.pending_outbox()
-    assert [m.idempotency_key.rsplit(":", 1)[1] for m in pending] == ["firing", "resolved"]
+    pending = store.list_outbox("pending")[::-1]  # oldest first
+    assert [json.loads(m.body)["status"] for m in pending] == ["firing", "resolved"]
     # failures back off instead of being retried on every batch
-    assert metrics.outbox_failed._value.get() <= 2
+    assert metrics.outbox_deliveries.labels("webhook", "failed")._value.get() <= 2
 
     hook = WebhookReceiver(port)  # the receiver comes back; inferwatch restarts
     try:
         restarted = Pipeline(settings, store, Metrics(), log_dead_letter, "r")
-        assert restarted.deliver_outbox() == 2
+        delivered = 0
+        deadline = time.monotonic() + 30
+        while delivered < 2 and time.monotonic() < deadline:  # each waits out its stored backoff
+            delivered += restarted.deliver_outbox()
+            time.sleep(0.2)
+        assert delivered == 2
     finally:
         hook.close()
-    assert [b["status"] for b in hook.bodies] == ["firing", "resolved"] and store.pending_outbox() == []
+    assert [b["status"] for b in hook.bodies] == ["firing", "resolved"] and store.list_outbox("pending") == []
     store.close()
 
 
@@ -170,18 +178,18 @@ def test_a_receiver_refusing_a_notification_does_not_block_the_next(db_url):
     from test_alerting import Flaky
 
     srv = Flaky([400, 200])
-    settings = _settings(db_url)
+    settings = _settings(db_url, alerting={"receivers": [{"name": "r", "type": "webhook", "url": srv.url}]})
     store = open_store(settings)
     with store.transaction() as conn:
-        store.enqueue(conn, "k1", srv.url, {"n": 1})
-        store.enqueue(conn, "k2", srv.url, {"n": 2})
+        for n in (1, 2):
+            store.enqueue(conn, OutgoingRequest("r", "POST", "", json.dumps({"n": n}), f"k{n}"), 0)
     metrics = Metrics()
     try:
         assert Pipeline(settings, store, metrics, log_dead_letter, "g").deliver_outbox() == 1
     finally:
         srv.close()
     assert [b for _, b in srv.requests] == [b'{"n": 1}', b'{"n": 2}']
-    assert store.pending_outbox() == [] and metrics.outbox_dead._value.get() == 1
+    assert store.list_outbox("pending") == [] and metrics.outbox_deliveries.labels("r", "dead")._value.get() == 1
     store.close()
 
 

@@ -66,14 +66,30 @@ def test_a_failed_transaction_stores_nothing(store):
 
 
 def test_outbox_is_idempotent_per_key(store):
-    with store.transaction() as conn:
-        store.enqueue(conn, "k1", "http://127.0.0.1:1/x", {"a": 1})
-        store.enqueue(conn, "k1", "http://127.0.0.1:1/x", {"a": 2})
-    pending = store.pending_outbox()
-    assert [(m.idempotency_key, m.body) for m in pending] == [("k1", '{"a": 1}')]
-    store.mark_outbox(pending[0].id, delivered=True)
-    assert store.pending_outbox() == []
+    from alerting.events import OutgoingRequest
 
+    with store.transaction() as conn:
+        assert store.enqueue(conn, OutgoingRequest("t", "POST", "", '{"a": 1}', "k1"), 0)
+        assert not store.enqueue(conn, OutgoingRequest("t", "POST", "", '{"a": 2}', "k1"), 0)
+    pending = store.list_outbox("pending")
+    assert [(m.idempotency_key, m.body) for m in pending] == [("k1", '{"a": 1}')]
+    store.mark_delivered(pending[0].id, 1)
+    assert store.list_outbox("pending") == []
+
+
+def test_alert_instances_and_silences_round_trip(store):
+    labels = {"alertname": "A", "model": "m", "model_version": "1", "severity": "warning"}
+    with store.transaction() as conn:
+        store.save_alert_instance(conn, "fp1", labels, {"summary": "s"}, {"state": "firing", "x": 1}, 7, 5)
+        store.save_alert_instance(conn, "fp1", labels, {"summary": "t"}, {"state": "resolved", "x": 2}, None, 6)
+        assert store.load_alert_instances(conn, ["fp1", "nope"]) == {
+            "fp1": {"labels": labels, "annotations": {"summary": "t"}, "state": {"state": "resolved", "x": 2}}}
+    assert store.alert_instances_in(None, ("firing",)) == []
+    assert [r["fingerprint"] for r in store.alert_instances_in(None, ("resolved",))] == ["fp1"]
+    sid = store.add_silence(["model=m"], 100, 200, "me", "deploy")
+    assert [s["matchers"] for s in store.list_silences(active_at_ms=150)] == [["model=m"]]
+    assert store.expire_silence(sid, 120) and not store.expire_silence(sid + 1, 120)
+    assert store.list_silences(active_at_ms=150) == [] and store.list_silences()[0]["ends_at_ms"] == 120
 
 def test_arrow_payload_keeps_types():
     f = pd.DataFrame({"x": [1.5, float("nan")], "s": ["a", None], "t": [1, 2]})
