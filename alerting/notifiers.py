@@ -232,7 +232,7 @@ def _json(body) -> str:
 
 
 def requests_for(notification: Notification, receiver: ReceiverConfig, key: str, now_ms: int,
-                 outbox: OutboxConfig | None = None) -> list[OutgoingRequest]:
+                 outbox: OutboxConfig | None = None, resend_seconds: float = 60.0) -> list[OutgoingRequest]:
     """The outbox rows that send ``notification`` to ``receiver``.
 
     Alerts the receiver does not accept (:meth:`ReceiverConfig.accepts`) are dropped first;
@@ -247,6 +247,8 @@ def requests_for(notification: Notification, receiver: ReceiverConfig, key: str,
         now_ms: now, UTC epoch ms (the expiry counts from it).
         outbox: its ``expire_after_seconds`` sets each request's expiry (default
             :class:`~alerting.outbox.OutboxConfig`'s).
+        resend_seconds: how often firing alerts are re-pushed to Alertmanager receivers (their
+            ``endsAt`` is four of these ahead).
 
     Returns:
         webhook and slack: one request (POST to the receiver's URL) per notification;
@@ -271,6 +273,6 @@ def requests_for(notification: Notification, receiver: ReceiverConfig, key: str,
     else:  # alertmanager
         from alerting.alertmanager import push_request
 
-        made = push_request(notification, receiver.name, key, now_ms)
+        made = push_request(notification, receiver.name, key, now_ms, resend_seconds)
         reqs = [made] if isinstance(made, OutgoingRequest) else list(made)
     return [r if r.expires_at_ms is not None else dataclasses.replace(r, expires_at_ms=expires_at) for r in reqs]

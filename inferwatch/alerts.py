@@ -219,7 +219,8 @@ class Alerting:
         self.metrics = metrics
         self.evaluator = AlertEvaluator(settings, store, cfg.all_receivers(),
                                         enqueue=lambda conn, req: store.enqueue(conn, req, now_ms()),
-                                        requests_for=partial(requests_for, outbox=cfg.outbox))
+                                        requests_for=partial(requests_for, outbox=cfg.outbox,
+                                                             resend_seconds=cfg.alertmanager_resend_seconds))
         self.retrain = RetrainTrigger(settings.hooks.retrain)
         self.autoscalers = [Autoscaler(h, scaler_factory(h.kubernetes) if h.apply == "kubernetes" else None)
                             for h in settings.hooks.autoscale]
