@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 
-from alerting.events import FIRING, RESOLVED, Alert, Notification, OutgoingRequest, rfc3339
+from alerting.events import FIRING, RESOLVED, Alert, Notification, OutgoingRequest, fingerprint, rfc3339
 
 PUSH_PATH = "/api/v2/alerts"
 # Prometheus' default resend delay (--rules.alert.resend-delay).
@@ -32,28 +32,8 @@ DEFAULT_RESEND_SECONDS = 60.0
 # annotation names; anything else is answered with 400 and would never be delivered.
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
-# FNV-1a 64-bit, as prometheus/common model.LabelSet.Fingerprint computes it.
-_FNV_OFFSET = 14695981039346656037
-_FNV_PRIME = 1099511628211
-_SEPARATOR = 0xFF
-
-
-def alertmanager_fingerprint(labels: dict[str, str]) -> str:
-    """The fingerprint Alertmanager gives an alert with these labels: 16 lowercase hex digits.
-
-    It is FNV-1a 64 over the labels sorted by name (name, 0xFF, value, 0xFF each), as in
-    prometheus/common ``model.LabelSet.Fingerprint``; Alertmanager shows it as ``fingerprint`` in
-    webhook bodies and in ``GET /api/v2/alerts``. Labels with an empty value are left out, as
-    Alertmanager drops them when an alert is pushed. It is not inferwatch's own dedup key
-    (:func:`alerting.events.fingerprint`); use it to find our alert in Alertmanager's answers.
-    """
-    h = _FNV_OFFSET
-    for name in sorted(k for k, v in labels.items() if v != ""):
-        for part in (name, labels[name]):
-            for byte in part.encode():
-                h = ((h ^ byte) * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
-            h = ((h ^ _SEPARATOR) * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
-    return f"{h:016x}"
+# Alertmanager's fingerprint is inferwatch's dedup key (see alerting.events.fingerprint)
+alertmanager_fingerprint = fingerprint
 
 
 def _check_names(kind: str, names: Iterable[str], alert: Alert) -> None:

@@ -9,7 +9,6 @@ turn a notification into :class:`OutgoingRequest` bodies, and the outbox worker
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -20,12 +19,27 @@ RESOLVED = "resolved"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
+
+
 def fingerprint(labels: dict[str, str]) -> str:
-    """Dedup key of an alert instance: the first 16 hex digits of SHA-256 over its labels,
-    sorted by name (``name=value`` joined by NUL, so no label text can make two sets collide).
-    Equal label sets give equal fingerprints in every process and after restarts."""
-    text = "\x00".join(f"{k}={labels[k]}" for k in sorted(labels))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """Dedup key of an alert instance: 16 lowercase hex digits, the fingerprint Alertmanager
+    gives the same labels, so a receiver sees one key whether an alert came from inferwatch
+    directly or through Alertmanager.
+
+    FNV-1a 64 over the labels sorted by name (name, 0xFF, value, 0xFF each), as in
+    prometheus/common ``model.LabelSet.Fingerprint``; labels with an empty value are left out,
+    as Alertmanager drops them. Equal label sets give equal fingerprints in every process and
+    after restarts.
+    """
+    h = _FNV_OFFSET
+    for name in sorted(k for k, v in labels.items() if v != ""):
+        for part in (name, labels[name]):
+            for byte in part.encode():
+                h = ((h ^ byte) * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+            h = ((h ^ 0xFF) * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
 
 
 def rfc3339(ms: int) -> str:
