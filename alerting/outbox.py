@@ -52,6 +52,9 @@ class OutboxConfig(BaseModel):
         lease_seconds: how long a claimed message is reserved for the worker sending it; after
             that (a worker that died mid-send) another worker may send it. Must exceed the
             longest receiver timeout.
+        retention_seconds: delivered and dead messages are deleted this long after they were
+            delivered or given up (the background worker checks every few minutes); null:
+            kept forever.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -63,6 +66,10 @@ class OutboxConfig(BaseModel):
     poll_interval_seconds: float = Field(1.0, gt=0)
     batch_size: int = Field(100, gt=0)
     lease_seconds: float = Field(60.0, gt=0)
+    retention_seconds: float | None = Field(7 * 86400, gt=0)
+
+
+_PURGE_EVERY_SECONDS = 300.0
 
 
 class OutboxStore(Protocol):
@@ -75,6 +82,8 @@ class OutboxStore(Protocol):
     def mark_retry(self, row_id: int, next_at_ms: int, error: str) -> None: ...
 
     def mark_dead(self, row_id: int, now_ms: int, error: str, attempted: bool = True) -> None: ...
+
+    def purge_outbox(self, before_ms: int) -> int: ...
 
 
 def backoff_seconds(config: OutboxConfig, attempt: int) -> float:
@@ -181,10 +190,21 @@ class OutboxWorker:
                     log.error("outbox message %s to %s refused, given up: %s", key, row.target, outcome.detail)
         return counts
 
+    def purge(self, now_ms: int | None = None) -> int:
+        """Delete delivered and dead messages older than ``retention_seconds``; returns how many."""
+        if self.config.retention_seconds is None:
+            return 0
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        return self.store.purge_outbox(now - int(self.config.retention_seconds * 1000))
+
     def _loop(self) -> None:
+        next_purge = 0.0
         while not self._stop.is_set():
             try:
                 self.run_once()
+                if time.monotonic() >= next_purge:
+                    self.purge()
+                    next_purge = time.monotonic() + _PURGE_EVERY_SECONDS
             except Exception:  # noqa: BLE001 - a database outage: try again at the next poll
                 log.exception("outbox delivery run failed")
             self._stop.wait(self.config.poll_interval_seconds)

@@ -740,6 +740,14 @@ class Store:
         with self.engine.connect() as conn:
             return [OutboxRow(*r) for r in conn.execute(q)]
 
+    def purge_outbox(self, before_ms: int) -> int:
+        """Delete delivered and dead outbox rows that ended before ``before_ms``; returns how
+        many were deleted."""
+        c = outbox.c
+        with self.engine.begin() as conn:
+            return int(conn.execute(outbox.delete().where(
+                (c.delivered_at_ms < before_ms) | (c.dead_at_ms < before_ms))).rowcount)
+
     def outbox_counts(self) -> dict[str, int]:
         """Rows per state: ``{"pending": n, "delivered": n, "dead": n}``."""
         c = outbox.c

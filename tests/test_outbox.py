@@ -147,6 +147,23 @@ def test_expired_and_unknown_target_go_dead_without_a_request(store, receiver):
     assert (_sample(metrics, "hook", "dead"), _sample(metrics, "gone", "dead")) == (1, 1)
 
 
+def test_delivered_and_dead_messages_are_purged_after_the_retention(store, receiver):
+    srv = receiver()
+    _enqueue(store, _req("hook", "sent"), _req("gone", "lost"), _req("hook", "later", expires_at_ms=10**15))
+    cfg = FAST.model_copy(update={"retention_seconds": 60})
+    worker = OutboxWorker(store, {"hook": ("webhook", Endpoint(url=srv.url))}, cfg)
+    try:
+        worker.run_once(5_000)  # "sent" and "later" delivered at 5 s, "lost" dead at 5 s
+        assert worker.purge(64_999) == 0  # not yet 60 s old
+        assert worker.purge(65_001) == 3 and store.outbox_counts() == {"pending": 0, "delivered": 0, "dead": 0}
+        _enqueue(store, _req("hook", "new"))
+        assert worker.purge(10**12) == 0  # a pending message is never purged
+        assert [r.idempotency_key for r in store.list_outbox("pending")] == ["new"]
+        assert OutboxWorker(store, {}, FAST.model_copy(update={"retention_seconds": None})).purge(10**15) == 0
+    finally:
+        worker.close()
+
+
 def test_per_target_order_a_failing_head_blocks_only_its_target(store, receiver):
     srv = receiver(lambda req: (503, "") if req.path == "/a" else (200, ""))
     _enqueue(store, _req("a", "a1"), _req("b", "b1"), _req("a", "a2"), _req("b", "b2"))
