@@ -106,15 +106,17 @@ def write_config(path: Path, **sections) -> Path:
 
 
 class Service:
-    """``inferwatch run --config FILE`` as a real subprocess."""
+    """``inferwatch run --config FILE`` as a real subprocess; ``env`` adds variables to its
+    environment (the secrets a config names by ``{env: NAME}``)."""
 
-    def __init__(self, config: Path, log_path: Path) -> None:
+    def __init__(self, config: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
         self.log_path = log_path
+        self.env = dict(env or {})
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Service:
-        env = {**os.environ, "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.env, "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "inferwatch.cli", "run", "--config", str(self.config)],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
