@@ -225,7 +225,8 @@ class AutoscaleConfig(BaseModel):
         apply: ``kubernetes`` (patch the scale subresource), ``webhook`` (POST to ``webhook``)
             or ``metric_only`` (only export ``inferwatch_desired_replicas``).
         kubernetes: the workload; required for ``kubernetes``; with ``webhook`` it names the
-            target in the body; with ``metric_only`` the current count can be read from it.
+            target in the body; with ``metric_only`` it is not contacted (the current count
+            comes from the distinct ``serving.replica`` values of the window).
         webhook: the receiver; required for ``webhook``.
         webhook_expiry_seconds: a webhook call not delivered within this long is given up (a late
             scale order is stale).

@@ -168,6 +168,8 @@ class RuleConfig(BaseModel):
     @classmethod
     def _annotations(cls, v: dict[str, str]) -> dict[str, str]:
         for key, template in v.items():
+            if not _LABEL_NAME.match(key):  # Alertmanager refuses other names with 400
+                raise ValueError(f"annotation name {key!r} must match [A-Za-z_][A-Za-z0-9_]*")
             try:
                 names = _template_fields(template)
             except ValueError as exc:

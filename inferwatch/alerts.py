@@ -238,15 +238,19 @@ class Alerting:
             the alert state changes, to pass to :meth:`after_commit`.
         """
         changes, fired = self.evaluator.evaluate(conn, facts, now)
-        drift_alerts = [a for rule, a in fired if rule.signal not in SERVING_SIGNALS]
-        if drift_alerts and self.retrain.hooks and facts.window_id is not None:
+        # one episode per drift rule that started firing (in config order), so each hook's
+        # alerts filter sees every name; the cooldown keeps it to one retrain per hook and model
+        names = list(dict.fromkeys(a.name for rule, a in fired if rule.signal not in SERVING_SIGNALS))
+        if names and self.retrain.hooks and facts.window_id is not None:
             window = {"id": facts.window_id, "model": facts.model, "model_version": facts.model_version,
                       "window_start_ms": facts.window_start_ms, "window_end_ms": facts.window_end_ms,
                       "drift_share": facts.drift_share}
-            episode = DriftEpisode.from_results(drift_alerts[0].name, window, facts.results or [], now)
-            for outcome in self.retrain.fire(self.store, conn, episode, now,
-                                             lambda c, req: self.store.enqueue(c, req, now)):
-                self._retrain_outcomes.append((outcome.hook, outcome.decision.value))
+            for name in names:
+                episode = DriftEpisode.from_results(name, window, facts.results or [], now)
+                for outcome in self.retrain.fire(self.store, conn, episode, now,
+                                                 lambda c, req: self.store.enqueue(c, req, now)):
+                    if outcome.decision.value != "filtered":
+                        self._retrain_outcomes.append((outcome.hook, outcome.decision.value))
         if facts.serving is not None:
             replicas = facts.serving.get("replicas")
             for scaler in self.autoscalers:

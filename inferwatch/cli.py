@@ -395,7 +395,7 @@ def outbox_deliver(until_empty: bool = typer.Option(False, "--until-empty",
     _logging(verbose)
     cfg = settings.alerting
     totals: dict[str, int] = {}
-    worker = OutboxWorker(store, cfg.outbox_targets(), cfg.outbox)
+    worker = OutboxWorker(store, settings.outbox_targets(), cfg.outbox)
     stop = threading.Event()
 
     def _stop(signum, _frame):
@@ -418,9 +418,6 @@ def outbox_deliver(until_empty: bool = typer.Option(False, "--until-empty",
         store.close()
     console.print(", ".join(f"{n} {outcome}" for outcome, n in totals.items()))
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
 
 
 # --- alerts and silences ---------------------------------------------------------------------
@@ -525,3 +522,7 @@ def silence_expire(silence_id: int = typer.Argument(..., help="Id from silence l
         console.print(f"[red]error:[/red] no silence {silence_id} (see inferwatch silence list)")
         raise typer.Exit(1)
     console.print(f"silence {silence_id} expired")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

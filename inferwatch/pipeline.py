@@ -688,8 +688,8 @@ class Pipeline:
         how many were delivered now. Failed ones are due again after their backoff, stored
         with them, so a receiver that is down does not stall consumption batch after batch."""
         if self._outbox_worker is None:
-            cfg = self.settings.alerting
-            self._outbox_worker = OutboxWorker(self.store, cfg.outbox_targets(), cfg.outbox,
+            self._outbox_worker = OutboxWorker(self.store, self.settings.outbox_targets(),
+                                               self.settings.alerting.outbox,
                                                on_outcome=self.metrics.outbox_outcome)
         counts = self._outbox_worker.run_once()
         pending = self.store.outbox_counts()
