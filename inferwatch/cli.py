@@ -388,7 +388,7 @@ def outbox_deliver(until_empty: bool = typer.Option(False, "--until-empty",
                                                          "until SIGTERM or Ctrl-C)."),
                    config: Optional[Path] = ConfigOption,
                    verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
-    """Deliver outbox messages in the foreground to the targets configured under alerting.receivers."""
+    """Deliver outbox messages in the foreground to every configured target (receivers and hooks)."""
     from alerting.outbox import OutboxWorker
 
     settings, store = _outbox_store(config)
