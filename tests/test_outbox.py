@@ -247,6 +247,21 @@ def test_cli_list_and_retry(store, db_url, tmp_path, clean_env):
     assert runner.invoke(app, ["outbox", "retry", "k1", "-c", cfg]).exit_code == 1  # not dead any more
 
 
+def test_cli_deliver_sends_hook_messages_too(store, db_url, tmp_path, clean_env, receiver):
+    from inferwatch.cli import app
+
+    srv = receiver()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"database_url": db_url, "hooks": {"retrain": [
+        {"name": "retrain", "kind": "http", "url": srv.url, "path": "/runs", "method": "POST",
+         "body": {"model": "{model}"}}]}}))
+    _enqueue(store, _req("retrain", "r1", path="/runs"))
+    out = CliRunner().invoke(app, ["outbox", "deliver", "--until-empty", "-c", str(cfg)])
+    assert out.exit_code == 0, out.output
+    assert [r.path for r in srv.requests] == ["/runs"]
+    assert [r.idempotency_key for r in store.list_outbox("delivered")] == ["r1"]
+
+
 # --- acceptance: a receiver down for a minute, the worker killed in the middle ---------------
 
 FAIL_SECONDS = 60
