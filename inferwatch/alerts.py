@@ -217,8 +217,8 @@ class Alerting:
         cfg = settings.alerting
         self.store = store
         self.metrics = metrics
-        self.evaluator = AlertEvaluator(settings, store, cfg.all_receivers(),
-                                        enqueue=lambda conn, req: store.enqueue(conn, req, now_ms()),
+        self.enqueued = 0  # outbox rows written since the last commit (the caller delivers them)
+        self.evaluator = AlertEvaluator(settings, store, cfg.all_receivers(), enqueue=self._enqueue,
                                         requests_for=partial(requests_for, outbox=cfg.outbox,
                                                              resend_seconds=cfg.alertmanager_resend_seconds))
         self.retrain = RetrainTrigger(settings.hooks.retrain)
@@ -247,8 +247,7 @@ class Alerting:
                       "drift_share": facts.drift_share}
             for name in names:
                 episode = DriftEpisode.from_results(name, window, facts.results or [], now)
-                for outcome in self.retrain.fire(self.store, conn, episode, now,
-                                                 lambda c, req: self.store.enqueue(c, req, now)):
+                for outcome in self.retrain.fire(self.store, conn, episode, now, self._enqueue):
                     if outcome.decision.value != "filtered":
                         self._retrain_outcomes.append((outcome.hook, outcome.decision.value))
         if facts.serving is not None:
@@ -264,10 +263,15 @@ class Alerting:
         transaction."""
         self.evaluator.tick(conn, now)
 
+    def _enqueue(self, conn, request) -> None:
+        if self.store.enqueue(conn, request, now_ms()):
+            self.enqueued += 1
+
     def drop_pending(self) -> None:
         """Forget what a failed transaction queued for :meth:`after_commit`."""
         self._scale_inputs.clear()
         self._retrain_outcomes.clear()
+        self.enqueued = 0
 
     def after_commit(self, changes: list[AlertChange]) -> None:
         """Publish alert and hook metrics and run the autoscaling hooks (Kubernetes calls,
@@ -293,4 +297,4 @@ class Alerting:
             request = scaler.webhook_request(decision) if scaler.config.apply == "webhook" else None
             if request is not None:
                 with self.store.transaction() as conn:
-                    self.store.enqueue(conn, request, at)
+                    self._enqueue(conn, request)

@@ -652,7 +652,8 @@ class Pipeline:
             self._publish(w, results)
         changes, self._pending_alert_changes = self._pending_alert_changes, []
         self.alerting.after_commit(changes)
-        if self.deliver_in_line and (closed or self._outbox_failures):
+        enqueued, self.alerting.enqueued = self.alerting.enqueued, 0
+        if self.deliver_in_line and (closed or enqueued or self._outbox_failures):
             self.deliver_outbox()
 
     def _publish(self, w: ClosedWindow, results: list[dict]) -> None:
