@@ -307,7 +307,22 @@ class Store:
         return self.engine.dialect.name
 
     def create_schema(self) -> None:
-        """Run ``sql/<dialect>.sql`` (idempotent: every statement is ``IF NOT EXISTS``)."""
+        """Run ``sql/<dialect>.sql`` (idempotent: every statement is ``IF NOT EXISTS``).
+
+        Raises:
+            ValueError: a table exists without a column this version needs (a database
+                created by an earlier version; there are no migrations yet).
+        """
+        inspector = sa.inspect(self.engine)
+        existing = set(inspector.get_table_names())
+        for table in metadata.sorted_tables:
+            if table.name in existing:
+                have = {c["name"] for c in inspector.get_columns(table.name)}
+                missing = [c.name for c in table.columns if c.name not in have]
+                if missing:
+                    raise ValueError(f"table {table.name} has no column {', '.join(missing)}: the database was "
+                                     "created by an earlier inferwatch version; point database_url at a new "
+                                     "database (schema migrations are not supported yet)")
         ddl = resources.files("inferwatch").joinpath("sql", f"{self.dialect}.sql").read_text()
         with self.engine.begin() as conn:
             for stmt in split_statements(ddl):

@@ -133,3 +133,16 @@ def test_sqlite_runs_in_wal_mode_syncing_at_checkpoints(tmp_path):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
     s.close()
+
+
+def test_a_database_from_an_earlier_version_is_refused_naming_the_table(tmp_path):
+    import sqlite3
+
+    from inferwatch.config import load_config
+    from inferwatch.runner import StartupError, open_store
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # the outbox as an earlier version created it
+        db.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, idempotency_key TEXT, url TEXT, body TEXT)")
+    with pytest.raises(StartupError, match="table outbox has no column target.*new database"):
+        open_store(load_config(None, database_url=f"sqlite:///{path}"))
