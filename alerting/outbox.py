@@ -199,15 +199,27 @@ class OutboxWorker:
 
     def _loop(self) -> None:
         next_purge = 0.0
+        failures = 0
         while not self._stop.is_set():
+            wait = self.config.poll_interval_seconds
             try:
                 self.run_once()
                 if time.monotonic() >= next_purge:
                     self.purge()
                     next_purge = time.monotonic() + _PURGE_EVERY_SECONDS
-            except Exception:  # noqa: BLE001 - a database outage: try again at the next poll
-                log.exception("outbox delivery run failed")
-            self._stop.wait(self.config.poll_interval_seconds)
+                if failures:
+                    log.info("outbox delivery resumed")
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - a database outage: wait, then try again
+                failures += 1
+                # one line per outage, not a traceback per poll; the wait doubles up to a minute
+                wait = min(60.0, wait * 2 ** min(failures, 10))
+                if failures == 1:
+                    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+                    log.warning("outbox delivery paused (%s: %s); retrying, at most every %.0f s", type(exc).__name__,
+                                first[0] if first else "", 60.0)
+                log.debug("outbox delivery run failed", exc_info=True)
+            self._stop.wait(wait)
 
     def start(self) -> None:
         """Run :meth:`run_once` every ``poll_interval_seconds`` in a background thread."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -224,6 +225,19 @@ def _write_config(path, db_url, receivers, outbox) -> str:
     path.write_text(yaml.safe_dump({"database_url": db_url, "metrics": {"enabled": False},
                                     "alerting": {"receivers": receivers, "outbox": outbox}}))
     return str(path)
+
+
+def test_background_worker_logs_a_database_outage_once(tmp_path, caplog):
+    # a database that cannot be opened (its directory does not exist) fails every poll
+    broken = Store(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+    worker = OutboxWorker(broken, {}, FAST.model_copy(update={"poll_interval_seconds": 0.01}))
+    with caplog.at_level(logging.INFO, logger="alerting.outbox"):
+        worker.start()
+        time.sleep(0.5)  # polls at 0.02, 0.04, ... s: several failures
+        worker.close()
+    msgs = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert len(msgs) == 1 and msgs[0][0] == "WARNING" and "outbox delivery paused (OperationalError" in msgs[0][1]
+    broken.close()
 
 
 def test_cli_list_and_retry(store, db_url, tmp_path, clean_env):
