@@ -10,8 +10,10 @@ nothing here logs a request body or header.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from urllib.parse import quote
 
 import httpx
 
@@ -57,6 +59,44 @@ def _retry_after(value: str | None, now_ms: int) -> float | None:
         return None
 
 
+_BODY_MAX = 64 * 1024  # of an answer: receivers answer briefly; more is not read
+
+
+def header_value(key: str) -> str:
+    """An idempotency key as an HTTP header value: itself when it is printable ASCII, else
+    percent-encoded UTF-8 (keys hold model names, which may be any text). Stable, so a
+    receiver sees one value for one key."""
+    if key.isascii() and key.isprintable():
+        return key
+    return quote(key, safe="".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%"))
+
+
+def _exchange(client: httpx.Client, method: str, url: str, body: bytes, headers: dict[str, str],
+              timeout: float) -> tuple[int, str, str | None]:
+    """One request with ``timeout`` as the deadline of the whole exchange (httpx's timeouts
+    bound each read, so a receiver trickling its answer could hold a call much longer).
+
+    Returns:
+        ``(status, body text (at most 64 KiB, stripped), Retry-After header)``.
+
+    Raises:
+        httpx.ReadTimeout: the answer did not end within the deadline.
+        httpx.HTTPError: the request failed.
+    """
+    deadline = time.monotonic() + timeout
+    with client.stream(method, url, content=body, headers=headers, timeout=timeout) as resp:
+        chunks, size = [], 0
+        for chunk in resp.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= _BODY_MAX:
+                break
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout(f"answer not complete within {timeout:g} s")
+        text = b"".join(chunks)[:_BODY_MAX].decode(resp.encoding or "utf-8", errors="replace").strip()
+        return resp.status_code, text, resp.headers.get("Retry-After")
+
+
 def deliver(client: httpx.Client, kind: str, endpoint: Endpoint, req: OutgoingRequest, now_ms: int) -> Outcome:
     """Send ``req`` once to ``endpoint``.
 
@@ -73,10 +113,11 @@ def deliver(client: httpx.Client, kind: str, endpoint: Endpoint, req: OutgoingRe
         req: the stored request; sent as ``req.method`` to ``endpoint.url + req.path``.
         now_ms: now, UTC epoch ms (the signature's timestamp).
 
-    Headers sent: ``Content-Type``, ``Idempotency-Key``, ``User-Agent: inferwatch``, the
+    Headers sent: ``Content-Type``, ``Idempotency-Key`` (:func:`header_value` of the key),
+    ``User-Agent: inferwatch``, the
     endpoint's ``headers``, ``Authorization: Bearer`` when a token is set, and ``webhook-id``
     (= the idempotency key), ``webhook-timestamp``, ``webhook-signature`` when a signing secret
-    is set. The timeout of the call is ``endpoint.timeout_seconds``.
+    is set. ``endpoint.timeout_seconds`` bounds the whole call, the answer included.
 
     Returns:
         accepted on 2xx (Slack: only 200 with the body ``ok``) and on the endpoint's
@@ -94,24 +135,25 @@ def deliver(client: httpx.Client, kind: str, endpoint: Endpoint, req: OutgoingRe
         except ValueError:
             return Outcome(False, False, None, "stored body is not JSON")
         body = json.dumps({"routing_key": key.get(), **event}, separators=(",", ":")).encode()
-    headers = {"Content-Type": req.content_type, "Idempotency-Key": req.idempotency_key, "User-Agent": USER_AGENT,
+    wire_key = header_value(req.idempotency_key)
+    headers = {"Content-Type": req.content_type, "Idempotency-Key": wire_key, "User-Agent": USER_AGENT,
                **endpoint.headers}
     if endpoint.bearer_token is not None:
         headers["Authorization"] = f"Bearer {endpoint.bearer_token.get()}"
     if endpoint.signing_secret is not None:
         try:
-            headers.update(sign(endpoint.signing_secret.get(), req.idempotency_key, now_ms // 1000, body))
+            headers.update(sign(endpoint.signing_secret.get(), wire_key, now_ms // 1000, body))
         except ValueError as exc:
             return Outcome(False, False, None, f"cannot sign: {exc}")
     try:
-        resp = client.request(req.method, endpoint.url + req.path, content=body, headers=headers,
-                              timeout=endpoint.timeout_seconds)
+        code, text, retry_after = _exchange(client, req.method, endpoint.base_url() + req.path, body, headers,
+                                            endpoint.timeout_seconds)
     except httpx.TransportError as exc:  # connect/read/write errors and timeouts
         return Outcome(False, True, None, f"{type(exc).__name__}: {exc}"[:_DETAIL_MAX])
     except httpx.HTTPError as exc:  # an unusable URL or redirect: retrying will not help
         return Outcome(False, False, None, f"{type(exc).__name__}: {exc}"[:_DETAIL_MAX])
-    code = resp.status_code
-    text = resp.text.strip()
+    except (ValueError, TypeError, UnicodeError) as exc:  # a header or URL no HTTP request can carry
+        return Outcome(False, False, None, f"cannot send: {type(exc).__name__}: {exc}"[:_DETAIL_MAX])
     detail = f"HTTP {code}" + (f": {text}" if text else "")
     detail = detail[:_DETAIL_MAX]
     if 200 <= code < 300:
@@ -121,5 +163,5 @@ def deliver(client: httpx.Client, kind: str, endpoint: Endpoint, req: OutgoingRe
     if code in getattr(endpoint, "repeat_statuses", ()):
         return Outcome(True, False, code, "delivered before: " + detail)
     if code in (408, 429) or code >= 500:
-        return Outcome(False, True, code, detail, _retry_after(resp.headers.get("Retry-After"), now_ms))
+        return Outcome(False, True, code, detail, _retry_after(retry_after, now_ms))
     return Outcome(False, False, code, detail)

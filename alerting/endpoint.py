@@ -64,7 +64,9 @@ class Endpoint(BaseModel):
 
     Attributes:
         url: base URL, ``http://`` or ``https://``; an :class:`~alerting.events.OutgoingRequest`'s
-            ``path`` is appended to it.
+            ``path`` is appended to it. A URL that is itself a credential (a Slack incoming
+            webhook, a URL with a password) is given as a :class:`Secret` (``{env: NAME}`` or
+            ``{file: PATH}``) and never logged.
         timeout_seconds: connect, read and write timeout of each call (> 0).
         headers: extra request headers (not secret; use ``bearer_token`` for credentials).
         bearer_token: sent as ``Authorization: Bearer <token>``.
@@ -74,7 +76,7 @@ class Endpoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str
+    url: str | Secret
     timeout_seconds: float = Field(5.0, gt=0, le=300)
     headers: dict[str, str] = Field(default_factory=dict)
     bearer_token: Secret | None = None
@@ -82,10 +84,22 @@ class Endpoint(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
+    def _http_url(cls, v: str | Secret) -> str | Secret:
+        text = v if isinstance(v, str) else v.get()
+        if not text.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
-        return v.rstrip("/")
+        return v.rstrip("/") if isinstance(v, str) else v
+
+    def base_url(self) -> str:
+        """The URL calls go to (a secret URL's text: never log it)."""
+        return self.url.rstrip("/") if isinstance(self.url, str) else self.url.get().rstrip("/")
+
+    @property
+    def display_url(self) -> str:
+        """The URL for logs: a secret URL shows only where it comes from."""
+        if isinstance(self.url, str):
+            return self.url
+        return f"<url from {'env ' + self.url.env if self.url.env else 'file ' + str(self.url.file)}>"
 
     @field_validator("headers")
     @classmethod

@@ -613,12 +613,13 @@ class RetrainTrigger:
                                        request.idempotency_key)
                 enqueue(conn, request)
                 log.info("retraining hook %s: %s %s%s enqueued for %s %s window %d (idempotency key %s)",
-                         hook.name, request.method, hook.url, request.path, episode.model,
+                         hook.name, request.method, hook.display_url, request.path, episode.model,
                          episode.model_version, episode.window_id, request.idempotency_key)
             elif decision is Decision.DRY_RUN:
                 request = request_for(hook, episode, now_ms)
                 log.info("retraining hook %s (dry run): would send %s %s%s body %s (idempotency key %s)",
-                         hook.name, request.method, hook.url, request.path, request.body, request.idempotency_key)
+                         hook.name, request.method, hook.display_url, request.path, request.body,
+                         request.idempotency_key)
             elif decision is Decision.COOLDOWN and last is not None:
                 log.info("retraining hook %s: %s %s window %d within the cooldown of %d s after the call at %s",
                          hook.name, episode.model, episode.model_version, episode.window_id,

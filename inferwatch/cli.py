@@ -44,6 +44,8 @@ def _logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # httpx logs every request's URL at INFO, and a URL can be a credential (Slack webhooks)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _utc(ms: int) -> str:

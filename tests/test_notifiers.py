@@ -371,3 +371,57 @@ def test_repeat_statuses_count_as_delivered(receiver):
     assert (hook.accepted, hook.status, hook.detail) == (True, 409, "delivered before: HTTP 409: run already exists")
     assert (plain.accepted, plain.retryable) == (False, False)
     assert [r.path for r in srv.requests] == ["/api/v1/workflows/ml/submit"] * 2
+
+
+def test_a_key_that_is_not_ascii_is_sent_percent_encoded_and_signed(receiver, monkeypatch):
+    monkeypatch.setenv("IW_SIGN", "whsec_" + base64.b64encode(b"k" * 24).decode())
+    srv = receiver()
+    key = 'retrain:argo:Fraud/V2 "beta" ünï:1:9'
+    ep = Endpoint(url=srv.url, signing_secret={"env": "IW_SIGN"})
+    outcome = _send("webhook", ep, OutgoingRequest("t", "POST", "", "{}", key))
+    assert outcome.accepted
+    (req,) = srv.requests
+    assert req.headers["idempotency-key"] == req.headers["webhook-id"] == \
+        'retrain:argo:Fraud/V2%20"beta"%20%C3%BCn%C3%AF:1:9'
+    assert verify("whsec_" + base64.b64encode(b"k" * 24).decode(), req.headers, req.body, time.time())
+
+
+def test_an_answer_trickling_in_is_cut_at_the_timeout():
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def trickle():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
+            for _ in range(40):  # one byte every 0.2 s: each read is quick, the whole takes 8 s
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+    threading.Thread(target=trickle, daemon=True).start()
+    started = time.monotonic()
+    outcome = _send("webhook", Endpoint(url=f"http://127.0.0.1:{server.getsockname()[1]}", timeout_seconds=1),
+                    OutgoingRequest("t", "POST", "", "{}", "k"))
+    assert time.monotonic() - started < 2.5
+    assert (outcome.accepted, outcome.retryable) == (False, True) and "not complete within 1 s" in outcome.detail
+    server.close()
+
+
+def test_a_url_given_as_a_secret_is_used_and_never_shown(receiver, monkeypatch):
+    srv = receiver(lambda req: (200, "ok"))
+    monkeypatch.setenv("IW_SLACK_URL", srv.url + "/services/T0/B0/SECRETPART")
+    ep = ReceiverConfig(name="slack", type="slack", url={"env": "IW_SLACK_URL"})
+    assert _send("slack", ep, OutgoingRequest("slack", "POST", "", "{}", "k")).accepted
+    assert [r.path for r in srv.requests] == ["/services/T0/B0/SECRETPART"]
+    assert ep.display_url == "<url from env IW_SLACK_URL>"
+    assert "SECRETPART" not in repr(ep) and "SECRETPART" not in str(ep.model_dump())
+    monkeypatch.setenv("IW_BAD_URL", "ftp://x")
+    with pytest.raises(ValidationError, match="must start with http"):
+        Endpoint(url={"env": "IW_BAD_URL"})
