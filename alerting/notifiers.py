@@ -194,13 +194,17 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+SLACK_MESSAGE_MAX = 40_000  # characters Slack shows of a message's text
+
+
 def slack_message(notification: Notification) -> dict:
     """A Slack incoming-webhook message.
 
     Returns:
         ``{text, blocks}``: ``text`` (the fallback shown in notifications) is a title like
         ``[FIRING:2] InferwatchDatasetDrift m`` followed by one line per alert with its
-        summary; ``blocks`` holds a header, one section per alert (at most 20, then a note of
+        summary, cut to :data:`SLACK_MESSAGE_MAX` characters (Slack's limit) with a note of
+        how many lines were left out; ``blocks`` holds a header, one section per alert (at most 20, then a note of
         how many more) and a context line with the external URL.
     """
     alerts = notification.alerts
@@ -224,7 +228,11 @@ def slack_message(notification: Notification) -> dict:
     if notification.external_url:
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"inferwatch: {_slack_escape(notification.external_url)}"}]})
-    return {"text": "\n".join([title, *lines]), "blocks": blocks}
+    text = "\n".join([title, *lines])
+    if len(text) > SLACK_MESSAGE_MAX:  # Slack truncates longer messages; say how much is left out
+        kept = text[:SLACK_MESSAGE_MAX - 40].rsplit("\n", 1)[0]
+        text = f"{kept}\n… and {text.count(chr(10)) - kept.count(chr(10))} more lines"
+    return {"text": text, "blocks": blocks}
 
 
 def _json(body) -> str:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from detectors.performance import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from detectors.serving import SERVING_SIGNALS
 from alerting.events import rfc3339
 
@@ -61,13 +62,15 @@ _RESERVED_LABELS = ("alertname", "model", "model_version", "severity", "feature"
 
 
 class _Missing:
-    """Stands in for a number that is None: formats as ``n/a`` whatever the format spec."""
+    """Stands in for a number that is None: ``n/a`` whatever the format spec or conversion."""
 
     def __format__(self, spec: str) -> str:
         return "n/a"
 
     def __str__(self) -> str:
         return "n/a"
+
+    __repr__ = __str__
 
 
 def _template_fields(template: str) -> list[str]:
@@ -194,8 +197,9 @@ class RuleConfig(BaseModel):
         elif self.field is not None:
             raise ValueError(f"field applies only to feature_drift and prediction_drift, not {s}")
         if s == "performance":
-            if not self.metric:
-                raise ValueError("signal performance needs metric (e.g. accuracy, f1, rmse)")
+            if self.metric not in (*CLASSIFICATION_METRICS, *REGRESSION_METRICS):
+                raise ValueError(f"signal performance needs metric, one of: "
+                                 f"{', '.join((*CLASSIFICATION_METRICS, *REGRESSION_METRICS))}")
         elif self.metric is not None:
             raise ValueError(f"metric applies only to signal performance, not {s}")
         if self.columns and s not in COLUMN_SIGNALS:

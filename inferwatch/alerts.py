@@ -19,7 +19,7 @@ from functools import partial
 
 from alerting.autoscale import Autoscaler, KubernetesScaler, ScaleError, export_decision, export_error
 from alerting.events import FIRING, RESOLVED, Alert, Notification, fingerprint
-from alerting.lifecycle import InstanceState, repeat_due, step
+from alerting.lifecycle import INACTIVE, PENDING, InstanceState, repeat_due, step
 from alerting.notifiers import requests_for
 from alerting.retrain import DriftEpisode, RetrainTrigger
 from alerting.rules import RuleConfig, WindowFacts, observe, render
@@ -76,6 +76,7 @@ class AlertEvaluator:
     def __init__(self, settings: Settings, store: Store, receivers: list, enqueue, requests_for) -> None:
         cfg = settings.alerting
         self.rules: list[RuleConfig] = cfg.effective_rules()
+        self._rules = {r.name: r for r in self.rules}
         self.group_by = list(cfg.group_by)
         self.repeat_ms = int(cfg.repeat_interval_seconds * 1000)
         self.resend_ms = int(cfg.alertmanager_resend_seconds * 1000)
@@ -113,6 +114,8 @@ class AlertEvaluator:
             new, transition = step(st, facts.window_start_ms, breached, cleared, k=k, n=n,
                                    resolve_after=rule.resolve_after_windows, now_ms=now)
             annotations = render(rule, obs.context) if obs.value is not None or old is None else old["annotations"]
+            if old is not None and transition is None and new.state == FIRING:
+                annotations = old["annotations"]  # a firing alert keeps the numbers that fired it
             if transition == FIRING:
                 alert = Alert(FIRING, obs.labels, annotations, new.fired_at_ms, None,
                               f"{self.external_url}/metrics", _values(obs.context))
@@ -133,20 +136,48 @@ class AlertEvaluator:
         self._notify(conn, due, now, f"w{facts.window_id}:{facts.window_start_ms}")
         return changes, fired
 
-    def tick(self, conn, now: int) -> int:
+    def _configured(self, labels: dict[str, str]) -> bool:
+        """Whether a rule of the configuration still yields an instance with these labels (a
+        rule removed, or its severity, labels or filters changed, leaves its old instances)."""
+        rule = self._rules.get(labels.get("alertname", ""))
+        if rule is None or labels.get("severity") != rule.severity:
+            return False
+        if any(labels.get(k) != v for k, v in rule.labels.items()):
+            return False
+        if rule.models and labels.get("model") not in rule.models:
+            return False
+        return not (rule.columns and labels.get("feature") not in rule.columns)
+
+    def tick(self, conn, now: int) -> list[AlertChange]:
         """Re-send firing alerts: every ``repeat_interval_seconds`` (and at once when a
         silence muting an unsent firing ended) to all receivers, and every
         ``alertmanager_resend_seconds`` to Alertmanager receivers, which otherwise let an
-        alert expire. Returns how many alerts were re-sent."""
-        firing = self.store.alert_instances_in(conn, (FIRING,))
-        if not firing:
-            return 0
+        alert expire. Instances no configured rule yields any more are resolved (receivers
+        that saw them firing are told, with the annotation ``resolved_by``). Returns the state
+        changes."""
+        active = self.store.alert_instances_in(conn, (FIRING, PENDING))
+        if not active:
+            return []
         silences = self._silences(conn, now)
         repeat: list[Alert] = []
         resend: list[Alert] = []
-        for row in firing:
+        ended: list[Alert] = []
+        changes: list[AlertChange] = []
+        for row in active:
             st = InstanceState.from_dict(row["state"])
             labels = row["labels"]
+            if not self._configured(labels):
+                new = replace(st, state=RESOLVED if st.state == FIRING else INACTIVE, history=(), clear_streak=0,
+                              resolved_at_ms=now if st.state == FIRING else st.resolved_at_ms)
+                notes = {**row["annotations"], "resolved_by": "its rule was removed or changed in the configuration"}
+                self.store.save_alert_instance(conn, row["fingerprint"], labels, notes, new.to_dict(), None, now)
+                changes.append(AlertChange(labels, st.state, new.state))
+                if st.state == FIRING and st.notified:
+                    ended.append(Alert(RESOLVED, labels, notes, st.fired_at_ms, now, f"{self.external_url}/metrics"))
+                self._resent_ms.pop(row["fingerprint"], None)
+                continue
+            if st.state != FIRING:
+                continue
             if silenced(labels, silences, now):
                 continue
             alert = Alert(FIRING, labels, row["annotations"], st.fired_at_ms, None, f"{self.external_url}/metrics")
@@ -162,7 +193,8 @@ class AlertEvaluator:
         self._notify(conn, repeat, now, f"repeat:{now}")
         self._notify(conn, resend, now, f"resend:{now}",
                      receivers=[r for r in self.receivers if r.type == "alertmanager"])
-        return len(repeat) + len(resend)
+        self._notify(conn, ended, now, f"unconfigured:{now}")
+        return changes
 
     # --- helpers ----------------------------------------------------------------------
     def _silences(self, conn, now: int) -> list[Silence]:
@@ -258,10 +290,11 @@ class Alerting:
                                                None if replicas is None else int(replicas)))
         return changes
 
-    def tick(self, conn, now: int) -> None:
-        """Re-send firing alerts that are due (:meth:`AlertEvaluator.tick`), in the caller's
-        transaction."""
-        self.evaluator.tick(conn, now)
+    def tick(self, conn, now: int) -> list[AlertChange]:
+        """Re-send firing alerts that are due and resolve those of rules no longer configured
+        (:meth:`AlertEvaluator.tick`), in the caller's transaction; returns the state changes,
+        for :meth:`after_commit`."""
+        return self.evaluator.tick(conn, now)
 
     def _enqueue(self, conn, request) -> None:
         if self.store.enqueue(conn, request, now_ms()):

@@ -481,6 +481,10 @@ def silence_add(matchers: list[str] = typer.Argument(..., help="Label matchers: 
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="MATCHERS") from None
     length = _duration_ms(duration)
+    if length < 1000:
+        raise typer.BadParameter("a silence lasts at least 1s", param_hint="--for")
+    if not comment.strip():
+        raise typer.BadParameter("say why (shown in silence list)", param_hint="--comment")
     with _startup_errors():
         store = open_store(_settings(config))
     now = int(time.time() * 1000)

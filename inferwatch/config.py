@@ -457,6 +457,15 @@ class AlertConfig(_Section):
         return v
 
     @model_validator(mode="after")
+    def _group_by_labels(self) -> AlertConfig:
+        known = {"alertname", "model", "model_version", "severity", "feature", "role", "metric"}
+        known.update(k for r in self.rules for k in r.labels)
+        unknown = [g for g in self.group_by if g not in known]
+        if unknown:
+            raise ValueError(f"group_by: {unknown[0]!r} is no alert label; labels: {', '.join(sorted(known))}")
+        return self
+
+    @model_validator(mode="after")
     def _legacy_keys(self) -> AlertConfig:
         if self.rules and (self.fire_share is not None or self.k_of_n != (1, 1)):
             raise ValueError("fire_share, resolve_share and k_of_n shape the implied rule; with rules, "
@@ -526,6 +535,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"{where}: name {name!r} is already used in {seen[name]}; receivers and hooks "
                                  "share one set of names (the outbox targets)")
             seen[name] = where
+        slowest = max((e.timeout_seconds for _, e in self.outbox_targets().values()), default=0.0)
+        if self.alerting.outbox.lease_seconds < 2 * slowest:
+            raise ValueError(f"alerting.outbox.lease_seconds ({self.alerting.outbox.lease_seconds:g}) must be at "
+                             f"least twice the longest timeout_seconds of a receiver or hook ({slowest:g}), so a "
+                             "message being sent is never claimed by a second worker")
         return self
 
     def outbox_targets(self) -> dict[str, tuple[str, Endpoint]]:

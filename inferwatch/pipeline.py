@@ -460,7 +460,7 @@ class Pipeline:
             if sources:
                 self.store.save_partition_states(conn, sources)
             closed = self._close(conn, self.windows.due(now, self._idle_ms()), now)
-            self.alerting.tick(conn, now)
+            self._pending_alert_changes.extend(self.alerting.tick(conn, now))
         self._after_commit(closed)
         return closed
 

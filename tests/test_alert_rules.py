@@ -195,3 +195,53 @@ def test_serving_signals_match_numpy_and_need_enough_values():
     assert serving_signals(rows.iloc[:0], 60.0)["latency_p99_seconds"] is None
     with pytest.raises(ValueError, match="window_seconds"):
         serving_signals(rows, 0)
+
+
+def test_config_refuses_unknown_metrics_group_by_labels_and_a_lease_shorter_than_a_timeout():
+    with pytest.raises(ConfigError, match="needs metric, one of: accuracy"):
+        load_config(None, alerting={"rules": [{"name": "A", "signal": "performance", "metric": "acuracy",
+                                               "op": "<", "threshold": 0.9}]})
+    with pytest.raises(ConfigError, match="group_by: 'modle' is no alert label"):
+        load_config(None, alerting={"group_by": ["modle"]})
+    ok = load_config(None, alerting={"group_by": ["team"], "rules": [
+        {"name": "A", "signal": "dataset_drift", "labels": {"team": "risk"}}]})
+    assert ok.alerting.group_by == ["team"]
+    with pytest.raises(ConfigError, match=r"lease_seconds \(60\) must be at least twice .* \(40\)"):
+        load_config(None, alerting={"webhook_url": "http://127.0.0.1:1", "timeout_seconds": 40})
+
+
+def test_a_firing_alert_whose_rule_left_the_configuration_is_resolved_on_the_tick(tmp_path):
+    from alerting.notifiers import ReceiverConfig
+    from inferwatch.alerts import AlertEvaluator
+    from inferwatch.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    store.create_schema()
+    sent = []
+
+    def evaluator(rules):
+        settings = load_config(None, alerting={"rules": rules})
+        receiver = ReceiverConfig(name="r", type="webhook", url="http://127.0.0.1:1")
+        return AlertEvaluator(settings, store, [receiver], enqueue=None,
+                              requests_for=lambda n, r, key, now: sent.append(n) or [])
+
+    rule = {"name": "Slow", "signal": "latency_p95_seconds", "op": ">", "threshold": 0.2,
+            "annotations": {"summary": "p95 {value:.2f}"}}
+    first = evaluator([rule])
+    with store.transaction() as conn:
+        first.evaluate(conn, _facts(results=[], serving={"latency_p95_seconds": 0.5}), 10)
+        # still firing one window later at another value: the numbers that fired it are kept
+        first.evaluate(conn, _facts(window_start_ms=H, results=[], serving={"latency_p95_seconds": 0.9}), 20)
+    assert [n.status for n in sent] == ["firing"]
+    assert store.alert_instances_in(None, ("firing",))[0]["annotations"]["summary"] == "p95 0.50"
+    with store.transaction() as conn:
+        assert first.tick(conn, 30) == []  # its rule is configured: nothing to resolve
+    changed = evaluator([{**rule, "severity": "critical"}])  # new labels: a new instance
+    with store.transaction() as conn:
+        changes = changed.tick(conn, 40)
+    assert [(c.before, c.after) for c in changes] == [("firing", "resolved")]
+    (resolved,) = sent[1].alerts
+    assert (resolved.status, resolved.starts_at_ms, resolved.ends_at_ms) == ("resolved", 10, 40)
+    assert "removed or changed" in resolved.annotations["resolved_by"]
+    assert store.alert_instances_in(None, ("firing", "pending")) == []
+    store.close()

@@ -425,3 +425,14 @@ def test_a_url_given_as_a_secret_is_used_and_never_shown(receiver, monkeypatch):
     monkeypatch.setenv("IW_BAD_URL", "ftp://x")
     with pytest.raises(ValidationError, match="must start with http"):
         Endpoint(url={"env": "IW_BAD_URL"})
+
+
+def test_slack_text_is_cut_at_slacks_limit_saying_how_much_is_left_out():
+    from alerting.notifiers import SLACK_MESSAGE_MAX
+
+    alerts = tuple(Alert("firing", {"alertname": "FeatureDrift", "model": "m", "feature": f"f{i}"},
+                         {"summary": f"feature f{i} drifted " + "x" * 1000}, 0) for i in range(300))
+    text = slack_message(Notification({"model": "m"}, alerts, ""))["text"]
+    assert len(text) <= SLACK_MESSAGE_MAX
+    shown = text.count("\nfiring: ")
+    assert 30 < shown < 300 and text.endswith(f"… and {300 - shown} more lines")
