@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
 
 from alerting.lifecycle import FIRING, INACTIVE, PENDING, RESOLVED, InstanceState, repeat_due, step
 from alerting.rules import RuleConfig, WindowFacts, observe, render
@@ -141,7 +140,6 @@ def test_hysteresis_resolve_threshold_and_resolve_after_windows():
 
 
 def test_a_window_seen_again_replaces_its_entry():
-    rule = RuleConfig(name="R", signal="performance", metric="accuracy", op="<", threshold=0.8, **{"for": [2, 2]})
     st = InstanceState()
     st, t = step(st, 0, True, False, k=2, n=2, resolve_after=1, now_ms=1)
     st, t = step(st, 0, True, False, k=2, n=2, resolve_after=1, now_ms=2)  # more labels for window 0
