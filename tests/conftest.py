@@ -142,6 +142,34 @@ def db_url(request, tmp_path):
 
 
 @pytest.fixture
+def store(db_url):
+    """A :class:`inferwatch.store.Store` on ``db_url`` with the schema created."""
+    from inferwatch.store import Store
+
+    s = Store(db_url)
+    s.create_schema()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def receiver():
+    """Makes real HTTP receivers on 127.0.0.1 (``test_notifiers.Receiver``:
+    ``receiver(respond=None)``), closed after the test."""
+    from test_notifiers import Receiver
+
+    servers = []
+
+    def make(respond=None) -> Receiver:
+        servers.append(Receiver(respond))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+@pytest.fixture
 def alertmanager_factory():
     """Start real Alertmanagers (Debian ``prometheus-alertmanager``) for one test.
 

@@ -83,19 +83,6 @@ class Receiver:
         self.server.server_close()
 
 
-@pytest.fixture
-def receiver():
-    servers = []
-
-    def make(respond=None) -> Receiver:
-        servers.append(Receiver(respond))
-        return servers[-1]
-
-    yield make
-    for s in servers:
-        s.close()
-
-
 def _alert(status="firing", model="fraud", feature=None, severity="critical", **kw) -> Alert:
     labels = {"alertname": "InferwatchFeatureDrift", "model": model, "model_version": "3", "severity": severity}
     if feature:

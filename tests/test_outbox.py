@@ -36,27 +36,6 @@ FAST = OutboxConfig(backoff_initial_seconds=1, backoff_max_seconds=4, jitter_sec
                     lease_seconds=30)
 
 
-@pytest.fixture
-def store(db_url):
-    s = Store(db_url)
-    s.create_schema()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def receiver():
-    servers = []
-
-    def make(respond=None) -> Receiver:
-        servers.append(Receiver(respond))
-        return servers[-1]
-
-    yield make
-    for s in servers:
-        s.close()
-
-
 def _req(target: str, key: str, body: dict | None = None, expires_at_ms: int | None = None, path: str = ""):
     return OutgoingRequest(target, "POST", path, json.dumps(body or {"key": key}), key, expires_at_ms)
 

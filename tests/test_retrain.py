@@ -414,14 +414,6 @@ def test_episode_from_store_rows():
 
 # --- the store and the whole trigger ---------------------------------------------------------
 
-@pytest.fixture
-def store(db_url):
-    s = Store(db_url)
-    s.create_schema()
-    yield s
-    s.close()
-
-
 def test_hook_calls_round_trip(store):
     with store.transaction() as conn:
         assert store.last_hook_call(conn, "h", "fraud", "3") is None

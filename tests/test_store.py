@@ -8,16 +8,8 @@ import sqlalchemy as sa
 from inferwatch.store import Store, frame_from_bytes, frame_to_bytes, metadata
 
 
-@pytest.fixture
-def store(db_url):
-    s = Store(db_url)
-    s.create_schema()
-    s.create_schema()  # idempotent
-    yield s
-    s.close()
-
-
 def test_ddl_and_sqlalchemy_tables_agree(store):
+    store.create_schema()  # idempotent
     inspector = sa.inspect(store.engine)
     assert set(inspector.get_table_names()) == set(metadata.tables)
     for name, table in metadata.tables.items():
