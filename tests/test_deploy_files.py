@@ -116,8 +116,13 @@ def test_grafana_provisioning_matches_compose():
     assert paths and all(mounts.get(p) == "./dashboards" for p in paths), (paths, mounts)
     assert mounts["/etc/grafana/provisioning/datasources"] == "./dashboards/provisioning/datasources"
     assert mounts["/etc/grafana/provisioning/dashboards"] == "./dashboards/provisioning/dashboards"
-    assert _bind_mounts(_compose()["services"]["prometheus"])["/etc/prometheus/prometheus.yml"] \
-        == "./dashboards/prometheus.yml"
+    prometheus = _bind_mounts(_compose()["services"]["prometheus"])
+    assert prometheus["/etc/prometheus/prometheus.yml"] == "./dashboards/prometheus.yml"
+    # the rule files Prometheus loads are the repository's, and only those (not their tests)
+    assert prometheus["/etc/prometheus/rules"] == "./dashboards/rules"
+    (pattern,) = yaml.safe_load((DASHBOARD_DIR / "prometheus.yml").read_text())["rule_files"]
+    loaded = sorted(p.name for p in (DASHBOARD_DIR / "rules").glob(pattern.rsplit("/", 1)[1]))
+    assert loaded == ["inferwatch.rules.yml"]
 
 
 # ------------------------------------------------------------------------------ dashboards
