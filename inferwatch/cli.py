@@ -66,14 +66,7 @@ def run(config: Optional[Path] = ConfigOption, verbose: bool = typer.Option(Fals
 
     settings = _settings(config)
     _logging(verbose)
-    stop = threading.Event()
-
-    def _stop(signum, _frame):
-        logging.getLogger("inferwatch").info("signal %d: stopping after the current batch", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = _stop_on_signals("the current batch")
     with _startup_errors():
         run_kafka(settings, stop, on_closed=lambda ws: [logging.getLogger("inferwatch").info(_window_line(w))
                                                         for w in ws])
@@ -89,6 +82,29 @@ def _startup_errors() -> Iterator[None]:
     except StartupError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(3) from None
+
+
+def _open_store(config: Optional[Path]):
+    """The settings and the opened store; a bad config or an unreachable database exits with
+    the message naming the key."""
+    from inferwatch.runner import open_store
+
+    settings = _settings(config)
+    with _startup_errors():
+        return settings, open_store(settings)
+
+
+def _stop_on_signals(what: str) -> threading.Event:
+    """An event set by SIGTERM or SIGINT (logged: stopping after ``what``)."""
+    stop = threading.Event()
+
+    def _stop(signum, _frame):
+        logging.getLogger("inferwatch").info("signal %d: stopping after %s", signum, what)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return stop
 
 
 @reference_app.command("set")
@@ -218,10 +234,7 @@ def replay(paths: list[Path] = typer.Argument(..., help="Files or directories of
 def windows(model: Optional[str] = typer.Option(None, "--model", "-m"),
             config: Optional[Path] = ConfigOption) -> None:
     """List closed windows and their dataset drift."""
-    from inferwatch.runner import open_store
-
-    with _startup_errors():
-        store = open_store(_settings(config))
+    _, store = _open_store(config)
     console.print(drift_table(store, model))
     store.close()
 
@@ -335,14 +348,6 @@ outbox_app = typer.Typer(help="Inspect and deliver the outbox of outgoing notifi
 app.add_typer(outbox_app, name="outbox")
 
 
-def _outbox_store(config: Optional[Path]):
-    from inferwatch.runner import open_store
-
-    settings = _settings(config)
-    with _startup_errors():
-        return settings, open_store(settings)
-
-
 @outbox_app.command("list")
 def outbox_list(state: Optional[str] = typer.Option(None, "--state", "-s", help="pending, delivered or dead."),
                 limit: int = typer.Option(50, min=1, help="Rows shown, newest first."),
@@ -353,7 +358,7 @@ def outbox_list(state: Optional[str] = typer.Option(None, "--state", "-s", help=
     if state is not None and state not in OUTBOX_STATES:
         console.print(f"[red]error:[/red] --state must be one of {', '.join(OUTBOX_STATES)}")
         raise typer.Exit(2)
-    _, store = _outbox_store(config)
+    _, store = _open_store(config)
     rows = store.list_outbox(state, limit)
     counts = store.outbox_counts()
     store.close()
@@ -373,7 +378,7 @@ def outbox_retry(key: str = typer.Argument(..., help="Idempotency key of a dead 
     """Make a dead message pending again (due at once, with a fresh expiry)."""
     from inferwatch.store import now_ms
 
-    settings, store = _outbox_store(config)
+    settings, store = _open_store(config)
     expire = settings.alerting.outbox.expire_after_seconds
     now = now_ms()
     revived = store.revive(key, now, None if expire is None else now + int(expire * 1000))
@@ -393,19 +398,12 @@ def outbox_deliver(until_empty: bool = typer.Option(False, "--until-empty",
     """Deliver outbox messages in the foreground to every configured target (receivers and hooks)."""
     from alerting.outbox import OutboxWorker
 
-    settings, store = _outbox_store(config)
+    settings, store = _open_store(config)
     _logging(verbose)
     cfg = settings.alerting
     totals: dict[str, int] = {}
     worker = OutboxWorker(store, settings.outbox_targets(), cfg.outbox)
-    stop = threading.Event()
-
-    def _stop(signum, _frame):
-        logging.getLogger("inferwatch").info("signal %d: stopping after the current message", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = _stop_on_signals("the current message")
     try:
         while not stop.is_set():
             counts = worker.run_once()
@@ -443,13 +441,10 @@ def alerts_list(state: Optional[str] = typer.Option(None, "--state", "-s",
                                                     help="pending, firing or resolved (default: pending and firing)."),
                 config: Optional[Path] = ConfigOption) -> None:
     """List alert instances with their state, labels and summary."""
-    from inferwatch.runner import open_store
-
     states = ("pending", "firing") if state is None else (state,)
     if state is not None and state not in ("inactive", "pending", "firing", "resolved"):
         raise typer.BadParameter("one of inactive, pending, firing, resolved", param_hint="--state")
-    with _startup_errors():
-        store = open_store(_settings(config))
+    _, store = _open_store(config)
     table = Table(title="Alerts")
     for col in ("state", "alertname", "model", "version", "labels", "since (UTC)", "summary"):
         table.add_column(col)
@@ -473,7 +468,6 @@ def silence_add(matchers: list[str] = typer.Argument(..., help="Label matchers: 
                 config: Optional[Path] = ConfigOption) -> None:
     """Silence matching alerts now for the given duration; prints the silence id."""
     from alerting.silences import parse_matcher
-    from inferwatch.runner import open_store
 
     for m in matchers:
         try:
@@ -485,8 +479,7 @@ def silence_add(matchers: list[str] = typer.Argument(..., help="Label matchers: 
         raise typer.BadParameter("a silence lasts at least 1s", param_hint="--for")
     if not comment.strip():
         raise typer.BadParameter("say why (shown in silence list)", param_hint="--comment")
-    with _startup_errors():
-        store = open_store(_settings(config))
+    _, store = _open_store(config)
     now = int(time.time() * 1000)
     sid = store.add_silence(matchers, now, now + length, author, comment)
     console.print(f"silence {sid}: {' '.join(matchers)} until {_utc(now + length)} UTC")
@@ -497,10 +490,7 @@ def silence_add(matchers: list[str] = typer.Argument(..., help="Label matchers: 
 def silence_list(all_: bool = typer.Option(False, "--all", help="Include ended silences."),
                  config: Optional[Path] = ConfigOption) -> None:
     """List silences (active and future ones, or all)."""
-    from inferwatch.runner import open_store
-
-    with _startup_errors():
-        store = open_store(_settings(config))
+    _, store = _open_store(config)
     now = int(time.time() * 1000)
     table = Table(title="Silences")
     for col in ("id", "state", "matchers", "starts (UTC)", "ends (UTC)", "author", "comment"):
@@ -518,10 +508,7 @@ def silence_list(all_: bool = typer.Option(False, "--all", help="Include ended s
 def silence_expire(silence_id: int = typer.Argument(..., help="Id from silence list."),
                    config: Optional[Path] = ConfigOption) -> None:
     """End a silence now."""
-    from inferwatch.runner import open_store
-
-    with _startup_errors():
-        store = open_store(_settings(config))
+    _, store = _open_store(config)
     found = store.expire_silence(silence_id, int(time.time() * 1000))
     store.close()
     if not found:
