@@ -239,6 +239,78 @@ def windows(model: Optional[str] = typer.Option(None, "--model", "-m"),
     store.close()
 
 
+@app.command()
+def backfill(model: str = typer.Option(..., "--model", "-m", help="Model name as in the records."),
+             since: str = typer.Option(..., "--since", help="Windows starting at or after this time: RFC 3339 "
+                                                            "(2026-11-01T00:00:00Z) or a duration ago (12h, 7d)."),
+             until: Optional[str] = typer.Option(None, "--until", help="Windows starting before this time (same "
+                                                                        "forms; default: now)."),
+             model_version: Optional[str] = typer.Option(None, "--model-version",
+                                                         help="Only this model version (default: every version)."),
+             dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
+             config: Optional[Path] = ConfigOption) -> None:
+    """Recompute drift of past closed windows from their stored profiles against the CURRENT
+    reference and drift settings (after `inferwatch reference set` or a drift settings change).
+
+    Each window's drift results and drift columns are replaced in one transaction; a second
+    run changes nothing. A window whose stored profile cannot be rebuilt exactly (a numeric
+    column with more values than the stored sketch keeps, a capped category table) is kept
+    as it is and listed with the reason. Past windows send no notifications, change no alert
+    state and set no Prometheus gauges.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from inferwatch.backfill import backfill as run_backfill
+    from inferwatch.backfill import parse_time
+
+    now = int(time.time() * 1000)
+    bounds = {}
+    for flag, text in (("--since", since), ("--until", until)):
+        try:
+            bounds[flag] = now if text is None else parse_time(text, now)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=flag) from None
+    if bounds["--since"] >= bounds["--until"]:
+        raise typer.BadParameter(f"{_utc(bounds['--until'])} UTC is not after --since ({_utc(bounds['--since'])} UTC)",
+                                 param_hint="--until")
+    settings, store = _open_store(config)
+    columns = (TextColumn("recomputing" if not dry_run else "checking"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("windows"), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("backfill", total=None)
+            outcomes = run_backfill(settings, store, model, bounds["--since"], bounds["--until"], model_version,
+                                    dry_run=dry_run, on_start=lambda n: progress.update(task, total=n),
+                                    on_window=lambda _o: progress.advance(task))
+    finally:
+        store.close()
+    if not outcomes:
+        console.print(f"no closed windows of {model}" + (f" version {model_version}" if model_version else "")
+                      + f" start between {_utc(bounds['--since'])} and {_utc(bounds['--until'])} UTC")
+        return
+    table = Table(title="Backfill (dry run: nothing written)" if dry_run else "Backfill")
+    for col in ("version", "window start (UTC)", "seg", "records", "status", "drift share", "drifted features",
+                "result"):
+        table.add_column(col, justify="right" if col in ("seg", "records", "drift share") else "left")
+
+    def share(v) -> str:
+        return "-" if v is None else f"{v:.2f}"
+    for o in outcomes:
+        if o.kept:
+            result = f"[yellow]kept[/yellow]: {o.kept}"
+        else:
+            result = ("[bold]would change[/bold]" if dry_run else "[bold]changed[/bold]") if o.changed else "unchanged"
+        arrow = (lambda a, b: a if a == b else f"{a} → {b}")
+        table.add_row(o.model_version, _utc(o.window_start_ms), str(o.segment), str(o.record_count),
+                      arrow(o.old_status, o.new_status), arrow(share(o.old_share), share(o.new_share)),
+                      arrow(", ".join(o.old_drifted) or "-", ", ".join(o.new_drifted) or "-"), result)
+    console.print(table)
+    changed = sum(o.changed for o in outcomes)
+    kept = sum(o.kept is not None for o in outcomes)
+    console.print(f"{len(outcomes)} windows: {changed} {'would change' if dry_run else 'changed'}, "
+                  f"{len(outcomes) - changed - kept} unchanged, {kept} kept")
+
+
 def _true(value) -> bool:
     """A stored boolean that is set and true (None, NaN: not set)."""
     return value is not None and value == value and bool(value)

@@ -123,6 +123,55 @@ class ClosedWindow:
     dataset_drifted: bool | None = None
 
 
+@dataclass(frozen=True)
+class WindowDrift:
+    """A closed window's drift against its reference, as stored.
+
+    Attributes:
+        results: one ``drift_results`` row per reference column (without ``window_id``):
+            features first, then predictions, each in reference order.
+        status: ``"ok"``, or ``"insufficient_data"`` when no feature could be evaluated.
+        share: drifted share of the evaluated features in [0, 1], None when none was.
+        n_columns, n_drifted: evaluated and drifted features.
+        dataset_drifted: the dataset verdict, None when no feature was evaluated.
+        drifted_columns: names (without the ``feature.`` prefix) of the drifted features, sorted.
+    """
+
+    results: list[dict]
+    status: str
+    share: float | None
+    n_columns: int
+    n_drifted: int
+    dataset_drifted: bool | None
+    drifted_columns: tuple[str, ...]
+
+
+def window_drift(ref: Profile, profile: Profile, drift_cfg: DriftConfig, settings: Settings) -> WindowDrift:
+    """Compare a window's profile (built on ``ref``'s bins) with the reference under the
+    ``drift`` settings: the statistics a closed window stores. Used when a window closes and
+    by ``inferwatch backfill``.
+
+    Raises:
+        ValueError: as :func:`detectors.compare` (kinds or bin edges that differ).
+    """
+    # features and predictions are separate families for the multiple-testing correction
+    names = {role: [c for c in ref.columns if column_role(c)[0] == role] for role in ("feature", "prediction")}
+    features = compare(ref, profile, drift_cfg, names["feature"])
+    col_results = features + compare(ref, profile, drift_cfg, names["prediction"])
+    drift = settings.drift
+    # Evidently's dataset rule is half of the columns unless a share is configured
+    share_rule = drift.share_threshold if drift.share_threshold or drift.mode != "evidently" else 0.5
+    ds = dataset_drift(features, share_rule, drift.min_drifted_columns)
+    results = []
+    for r in col_results:
+        d = r.to_dict()
+        d.pop("column")
+        results.append({"column_name": r.column, "role": column_role(r.column)[0], **d})
+    return WindowDrift(results, "ok" if ds.share is not None else "insufficient_data", ds.share, ds.n_columns,
+                       ds.n_drifted, ds.drifted,
+                       tuple(sorted(column_role(r.column)[1] for r in features if r.any_drift)))
+
+
 class Pipeline:
     """Stateful processing of message batches for one consumer-group member.
 
@@ -588,21 +637,9 @@ class Pipeline:
         else:
             current = coerce_to_reference(rows, ref)
             profile = self._window_profile(current, rows, ref)
-            # features and predictions are separate families for the multiple-testing correction
-            names = {role: [c for c in ref.columns if column_role(c)[0] == role] for role in ("feature", "prediction")}
-            features = compare(ref, profile, self.drift_cfg, names["feature"])
-            col_results = features + compare(ref, profile, self.drift_cfg, names["prediction"])
-            drift = self.settings.drift
-            # Evidently's dataset rule is half of the columns unless a share is configured
-            share_rule = drift.share_threshold if drift.share_threshold or drift.mode != "evidently" else 0.5
-            ds = dataset_drift(features, share_rule, drift.min_drifted_columns)
-            share, n_columns, n_drifted, dataset_drifted = ds.share, ds.n_columns, ds.n_drifted, ds.drifted
-            status = "ok" if ds.share is not None else "insufficient_data"
-            drifted_cols = tuple(sorted(column_role(r.column)[1] for r in features if r.any_drift))
-            for r in col_results:
-                d = r.to_dict()
-                d.pop("column")
-                results.append({"column_name": r.column, "role": column_role(r.column)[0], **d})
+            wd = window_drift(ref, profile, self.drift_cfg, self.settings)
+            results, status, share, n_columns, n_drifted, dataset_drifted, drifted_cols = (
+                wd.results, wd.status, wd.share, wd.n_columns, wd.n_drifted, wd.dataset_drifted, wd.drifted_columns)
         window_id = self.store.insert_window(conn, {
             "model": key.model, "model_version": key.model_version, "window_start_ms": key.start_ms,
             "window_end_ms": end, "segment": key.segment, "record_count": len(rows), "close_reason": reason,

@@ -454,6 +454,42 @@ class Store:
         found = conn.execute(q).scalar()
         return None if found is None else int(found)
 
+    def windows_starting_between(self, model: str, model_version: str | None, since_ms: int,
+                                 until_ms: int) -> list[dict]:
+        """Closed windows of ``model`` (and ``model_version`` when given) whose start is in
+        ``[since_ms, until_ms)`` (UTC epoch ms): dicts of the ``windows`` columns without the
+        profile, oldest first (version, start, segment)."""
+        c = windows.c
+        q = (sa.select(*[col for col in windows.c if col.name != "profile"])
+             .where(c.model == model, c.window_start_ms >= since_ms, c.window_start_ms < until_ms)
+             .order_by(c.window_start_ms, c.model_version, c.segment))
+        if model_version is not None:
+            q = q.where(c.model_version == model_version)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def window_with_results(self, conn: Connection, window_id: int) -> tuple[dict, list[dict]] | None:
+        """One closed window with its profile (the ``windows`` row as a dict, ``profile`` as
+        stored JSON text) and its ``drift_results`` rows (dicts without ``window_id``, by column
+        name); None when there is no such window."""
+        row = conn.execute(sa.select(windows).where(windows.c.id == window_id)).mappings().first()
+        if row is None:
+            return None
+        cols = [c for c in drift_results.c if c.name != "window_id"]
+        results = conn.execute(sa.select(*cols).where(drift_results.c.window_id == window_id)
+                               .order_by(drift_results.c.column_name)).mappings().all()
+        return dict(row), [dict(r) for r in results]
+
+    def replace_window_drift(self, conn: Connection, window_id: int, values: dict, results: Iterable[dict]) -> None:
+        """Replace a closed window's drift: its ``drift_results`` rows by ``results`` (dicts
+        of their columns without ``window_id``) and the ``windows`` columns in ``values``
+        (e.g. status, n_columns, n_drifted, drift_share, dataset_drifted, profile)."""
+        conn.execute(drift_results.delete().where(drift_results.c.window_id == window_id))
+        rows = [{**r, "window_id": window_id} for r in results]
+        if rows:
+            conn.execute(drift_results.insert(), rows)
+        conn.execute(windows.update().where(windows.c.id == window_id).values(**values))
+
     def list_windows(self, model: str | None = None) -> pd.DataFrame:
         """Closed windows (without profiles), ordered by model and start time."""
         cols = [c for c in windows.c if c.name != "profile"]

@@ -1,0 +1,287 @@
+"""inferwatch backfill: drift of past windows recomputed from their stored profiles.
+
+Every test runs the real pipeline over slices of the real ACS demo data into a real
+database, changes the reference or the drift settings, backfills, and compares the stored
+rows with those of a fresh pipeline run under the new reference or settings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from inferwatch import demo as demo_data
+from inferwatch.backfill import backfill, parse_time
+from inferwatch.cli import app
+from inferwatch.config import load_config
+from inferwatch.metrics import Metrics
+from inferwatch.reference import profile_frame, read_reference_file
+from inferwatch.runner import open_store, run_in_process
+
+MODEL = "employment"
+HALF_DAY = 12 * 3600
+DAY_MS = 86_400_000
+T2015 = 1_420_070_400_000  # 2015-01-01T00:00Z
+T2018 = 1_514_764_800_000  # 2018-01-01T00:00Z
+FAR_FUTURE = 4_102_444_800_000  # 2100-01-01
+
+
+@pytest.fixture(scope="module")
+def payloads() -> list[bytes]:
+    """The demo's records of 2015-01-01..02 and 2018-01-01..02 (about 48 and 96 per 12 h)."""
+    recs = [r for r in demo_data.demo_records()
+            if r["timestamp"] < "2015-01-03" or "2018-01-01" <= r["timestamp"] < "2018-01-03"]
+    return [demo_data.encode_record(r) for r in recs]
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """(training reference frame, the same with every age 40 years higher) in reference-file form."""
+    path = tmp_path_factory.mktemp("ref") / "reference.parquet"
+    demo_data.write_reference_file(path)
+    frame = read_reference_file(path)
+    older = frame.copy()
+    older["features.AGEP"] = older["features.AGEP"] + 40
+    return frame, older
+
+
+def _settings(url: str, length_seconds: int = HALF_DAY, **drift):
+    return load_config(None, database_url=url, metrics={"port": 0}, drift=drift,
+                       window={"length_seconds": length_seconds, "idle_close_seconds": None,
+                               "origin": "2015-01-01T00:00:00Z"})
+
+
+def _put_reference(settings, store, frame) -> None:
+    profile = profile_frame(frame, set(), settings.reference.n_bins, settings.reference.sample_size)
+    with store.transaction() as conn:
+        store.put_reference(conn, MODEL, "*", "test", len(frame), profile.to_dict())
+
+
+def _run(settings, reference, payloads):
+    store = open_store(settings)
+    _put_reference(settings, store, reference)
+    run_in_process(settings, payloads, store, Metrics())
+    return store
+
+
+def _snapshot(store) -> dict:
+    """Every window's drift columns and drift_results rows, keyed by (version, start, segment)."""
+    out = {}
+    with store.engine.connect() as conn:
+        for w in conn.execute(sa.text("SELECT id, model_version, window_start_ms, segment, status, n_columns, "
+                                      "n_drifted, drift_share, dataset_drifted FROM windows")).mappings():
+            rows = conn.execute(sa.text("SELECT * FROM drift_results WHERE window_id = :w ORDER BY column_name"),
+                                {"w": w["id"]}).mappings().all()
+            results = {r["column_name"]: {k: _norm(v) for k, v in r.items() if k != "window_id"} for r in rows}
+            key = (w["model_version"], int(w["window_start_ms"]), int(w["segment"]))
+            out[key] = ({k: _norm(w[k]) for k in ("status", "n_columns", "n_drifted", "drift_share",
+                                                   "dataset_drifted")}, results)
+    return out
+
+
+def _norm(value):
+    """Database values compared across SQLite and PostgreSQL: NaN as None, 0/1 booleans as bool."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _same_rows(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        wa, ra = a[key]
+        wb, rb = b[key]
+        assert {k: (bool(v) if k == "dataset_drifted" and v is not None else v) for k, v in wa.items()} == \
+               {k: (bool(v) if k == "dataset_drifted" and v is not None else v) for k, v in wb.items()}, key
+        assert ra.keys() == rb.keys(), key
+        for col in ra:
+            for field in ra[col]:
+                x, y = ra[col][field], rb[col][field]
+                if isinstance(x, (bool, int)) and isinstance(y, (bool, int)) and field in (
+                        "drifted", "missing_drifted", "low_confidence"):
+                    x, y = bool(x), bool(y)
+                assert x == y, (key, col, field, x, y)
+
+
+def test_backfill_after_reference_change_equals_a_fresh_run(db_url, tmp_path, references, payloads):
+    training, older = references
+    settings = _settings(db_url)
+    store = _run(settings, training, payloads)
+    try:
+        before = _snapshot(store)
+        assert len(before) == 8 and all(w["status"] == "ok" for w, _ in before.values())
+        assert all(w["n_drifted"] == 0 for w, _ in before.values())  # 2015 and 2018 look like the 2015 training data
+
+        # unchanged reference and settings: the stored profiles give back exactly what the close stored
+        same = backfill(settings, store, MODEL, 0, FAR_FUTURE)
+        assert [o.changed for o in same] == [False] * 8 and all(o.kept is None for o in same)
+        assert _snapshot(store) == before
+
+        _put_reference(settings, store, older)
+        dry = backfill(settings, store, MODEL, 0, FAR_FUTURE, dry_run=True)
+        assert _snapshot(store) == before  # a dry run writes nothing
+        assert all(o.changed for o in dry)
+        assert all("AGEP" in o.new_drifted and o.new_share > 0 and o.old_share == 0.0 for o in dry)
+
+        done = backfill(settings, store, MODEL, 0, FAR_FUTURE)
+        assert [(o.window_start_ms, o.new_share, o.new_drifted) for o in done] == \
+               [(o.window_start_ms, o.new_share, o.new_drifted) for o in dry]
+        after = _snapshot(store)
+        fresh = _run(_settings(f"sqlite:///{tmp_path / 'fresh.db'}"), older, payloads)
+        try:
+            _same_rows(after, _snapshot(fresh))
+        finally:
+            fresh.close()
+        for _key, (w, results) in after.items():
+            assert w["dataset_drifted"] and results["features.AGEP"]["drifted"]
+            assert results["features.AGEP"]["method"] == "ks"
+
+        again = backfill(settings, store, MODEL, 0, FAR_FUTURE)  # idempotent
+        assert not any(o.changed for o in again)
+        assert _snapshot(store) == after
+    finally:
+        store.close()
+
+
+def test_since_and_until_bound_the_window_start(tmp_path, references, payloads):
+    training, older = references
+    settings = _settings(f"sqlite:///{tmp_path / 'a.db'}")
+    store = _run(settings, training, payloads)
+    try:
+        before = _snapshot(store)
+        _put_reference(settings, store, older)
+        # [2018-01-01T12:00Z, 2018-01-02T12:00Z): the second and third 2018 windows only
+        out = backfill(settings, store, MODEL, T2018 + DAY_MS // 2, T2018 + 3 * DAY_MS // 2)
+        assert [o.window_start_ms for o in out] == [T2018 + DAY_MS // 2, T2018 + DAY_MS]
+        after = _snapshot(store)
+        for key in before:
+            inside = key[1] in (T2018 + DAY_MS // 2, T2018 + DAY_MS)
+            assert (after[key] != before[key]) == inside, key
+        # a version that has no windows selects nothing
+        assert backfill(settings, store, MODEL, 0, FAR_FUTURE, model_version="2") == []
+    finally:
+        store.close()
+
+
+def test_drift_settings_change_equals_a_fresh_run(tmp_path, references, payloads):
+    training, _ = references
+    settings = _settings(f"sqlite:///{tmp_path / 'a.db'}")
+    store = _run(settings, training, payloads)
+    try:
+        before = _snapshot(store)
+        loose = _settings(settings.database_url, alpha=0.5, correction="none")
+        out = backfill(loose, store, MODEL, T2015, FAR_FUTURE)
+        assert any(o.changed for o in out)
+        fresh = _run(_settings(f"sqlite:///{tmp_path / 'fresh.db'}", alpha=0.5, correction="none"), training,
+                     payloads)
+        try:
+            after = _snapshot(store)
+            _same_rows(after, _snapshot(fresh))
+        finally:
+            fresh.close()
+        assert any(w["n_drifted"] > 0 for w, _ in after.values()) and after != before
+    finally:
+        store.close()
+
+
+def test_windows_too_large_for_their_summary_are_kept(tmp_path, references, payloads):
+    """Two-day windows: 2015's (about 190 records) fit the quantile sketch's exact mode and are
+    recomputed; 2018's (about 380) do not, and keep their results, with the reason."""
+    training, older = references
+    settings = _settings(f"sqlite:///{tmp_path / 'a.db'}", length_seconds=2 * 86400)
+    store = _run(settings, training, payloads)
+    try:
+        before = _snapshot(store)
+        _put_reference(settings, store, older)
+        out = backfill(settings, store, MODEL, 0, FAR_FUTURE)
+        assert len(out) == 2
+        small, large = out
+        assert small.record_count <= 200 < large.record_count
+        assert small.kept is None and small.changed and "AGEP" in small.new_drifted
+        assert large.kept is not None and "AGEP" in large.kept and not large.changed
+        assert (large.new_share, large.new_status) == (large.old_share, large.old_status)
+        assert _snapshot(store)[("1", T2018, 0)] == before[("1", T2018, 0)]
+    finally:
+        store.close()
+
+
+def test_insufficient_data_stays_insufficient(tmp_path, references, payloads):
+    training, older = references
+    settings = _settings(f"sqlite:///{tmp_path / 'a.db'}", length_seconds=4 * 3600)
+    store = _run(settings, training, payloads[:40])  # 2015-01-01: about 16 records per 4 h, below min_count
+    try:
+        before = _snapshot(store)
+        assert {w["status"] for w, _ in before.values()} == {"insufficient_data"}
+        _put_reference(settings, store, older)
+        out = backfill(settings, store, MODEL, 0, FAR_FUTURE)
+        assert {o.new_status for o in out} == {"insufficient_data"} and all(o.new_share is None for o in out)
+        after = _snapshot(store)
+        assert {w["status"] for w, _ in after.values()} == {"insufficient_data"}
+        assert all(w["drift_share"] is None and w["dataset_drifted"] is None for w, _ in after.values())
+    finally:
+        store.close()
+
+
+def test_parse_time():
+    now = T2018
+    assert parse_time("2015-01-01T00:00:00Z") == T2015
+    assert parse_time("2015-01-01T02:00:00+02:00") == T2015
+    assert parse_time("2015-01-01") == T2015
+    assert parse_time("12h", now) == now - DAY_MS // 2
+    assert parse_time("7d", now) == now - 7 * DAY_MS
+    assert parse_time("1.5w", now) == now - int(10.5 * DAY_MS)
+    for bad in ("yesterday", "0d", "-3h", "7 days", "2015-13-01"):
+        with pytest.raises(ValueError, match="RFC 3339|positive"):
+            parse_time(bad, now)
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_setup(tmp_path, references, payloads, clean_env):
+    training, older = references
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    config = tmp_path / "inferwatch.yaml"
+    config.write_text(f"database_url: {url}\nwindow:\n  length_seconds: {HALF_DAY}\n  idle_close_seconds: null\n"
+                      "  origin: '2015-01-01T00:00:00Z'\n")
+    settings = _settings(url)
+    store = _run(settings, training, payloads)
+    _put_reference(settings, store, older)
+    yield config, store
+    store.close()
+
+
+def test_cli_backfill_dry_run_then_backfill(cli_setup):
+    config, store = cli_setup
+    before = _snapshot(store)
+    runner = CliRunner()
+    dry = runner.invoke(app, ["backfill", "--model", MODEL, "--since", "2018-01-01T00:00:00Z", "--dry-run",
+                              "--config", str(config)])
+    assert dry.exit_code == 0, dry.output
+    assert "dry run" in dry.output and "0.00 →" in dry.output and "4 would change" in dry.output
+    assert _snapshot(store) == before
+    done = runner.invoke(app, ["backfill", "-m", MODEL, "--since", "2018-01-01", "--until", "2018-01-02",
+                               "-c", str(config)])
+    assert done.exit_code == 0, done.output
+    assert "2 windows: 2 changed, 0 unchanged, 0 kept" in done.output
+    assert "2/2" in done.output  # the progress bar's count
+    after = _snapshot(store)
+    assert sum(after[k] != before[k] for k in before) == 2
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (["--since", "last week"], "--since"),
+    (["--since", "2015-01-01", "--until", "soon"], "--until"),
+    (["--since", "2018-01-02", "--until", "2018-01-01"], "--until"),
+])
+def test_cli_backfill_bad_times_exit_2_naming_the_flag(cli_setup, args, flag):
+    config, store = cli_setup
+    before = _snapshot(store)
+    result = CliRunner().invoke(app, ["backfill", "--model", MODEL, *args, "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for {flag}" in result.output and "Traceback" not in result.output
+    assert _snapshot(store) == before
