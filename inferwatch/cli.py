@@ -387,8 +387,18 @@ def demo(db: Path = typer.Option(Path("inferwatch-demo.db"), help="SQLite file (
 def demo_producer(bootstrap_servers: str = typer.Option("127.0.0.1:9092", "--bootstrap-servers", "-b"),
                   topic: str = typer.Option("predictions", "--topic", "-t"),
                   stream: str = typer.Option("demo", help="demo (2015-2018), control (stationary) or both."),
-                  limit: Optional[int] = typer.Option(None, help="Stop after this many records.")) -> None:
-    """Produce the ACS employment prediction logs to a Kafka topic, in event-time order."""
+                  limit: Optional[int] = typer.Option(None, help="Stop after this many records."),
+                  serving: bool = typer.Option(
+                      True, "--serving/--no-serving",
+                      help="Add SIMULATED serving telemetry (latency_ms and a serving object: status "
+                           "code, replica, queue time; seeded log-normal latency, rare 5xx), marked "
+                           "serving.simulated=true. The ACS data has none of its own."),
+                  seed: int = typer.Option(0, help="Seed of the simulated serving telemetry.")) -> None:
+    """Produce the ACS employment prediction logs to a Kafka topic, in event-time order.
+
+    The features, predictions and labels are the real ACS data; the serving telemetry
+    (--serving, on by default) is SIMULATED so the serving dashboards have something to show.
+    """
     import heapq
     from itertools import islice
 
@@ -404,6 +414,8 @@ def demo_producer(bootstrap_servers: str = typer.Option("127.0.0.1:9092", "--boo
         streams.append(demo_data.demo_records())
     if stream in ("control", "both"):
         streams.append(demo_data.control_records())
+    if serving:  # each stream its own seed, so the two models' telemetry differs
+        streams = [demo_data.with_simulated_serving(s, seed=seed * 2 + i) for i, s in enumerate(streams)]
     records = heapq.merge(*streams, key=lambda r: r["timestamp"]) if len(streams) > 1 else streams[0]
     producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all", linger_ms=20)
     n = 0

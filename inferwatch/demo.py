@@ -38,6 +38,8 @@ prediction-log form::
 ``AGEP`` is a number; the 15 ACS code columns are strings because they are
 codes, not quantities. ``latency_ms`` is omitted: the data has none.
 :func:`encode_record` turns a record into compact UTF-8 JSON bytes.
+:func:`with_simulated_serving` adds SIMULATED serving telemetry (``latency_ms`` and a
+``serving`` object) for demos of the serving dashboards; it is not part of the ACS data.
 
 Only numpy, pandas and scipy are used (no nannyml, no scikit-learn).
 """
@@ -46,6 +48,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +83,7 @@ __all__ = [
     "source_row",
     "train_model",
     "training_frame",
+    "with_simulated_serving",
     "write_reference_file",
 ]
 
@@ -694,3 +698,53 @@ def episode_records(
         records_per_day=float(records_per_day),
         drift_year=int(drift_year),
     )
+
+
+# --------------------------------------------------------------------------
+# simulated serving telemetry
+# --------------------------------------------------------------------------
+
+#: Median and log-space standard deviation of the simulated latency (log-normal).
+SIMULATED_LATENCY_MEDIAN_MS = 40.0
+SIMULATED_LATENCY_SIGMA = 0.35
+#: Share of simulated requests answered with a 5xx status code.
+SIMULATED_ERROR_SHARE = 0.003
+#: Simulated replicas per model (pod names ``<model>-<i>``).
+SIMULATED_REPLICAS = 3
+
+
+def with_simulated_serving(records: Iterable[dict[str, Any]], seed: int = 0,
+                           chunk: int = 4096) -> Iterator[dict[str, Any]]:
+    """Yield ``records`` with SIMULATED serving telemetry added, for the serving dashboards.
+
+    The ACS data has no serving telemetry; these values are made up, seeded and deterministic
+    (same input order, same ``seed`` -> same values), and are labelled in every record by
+    ``serving.simulated: true`` (a key the collector ignores). Each record gets
+
+    * ``latency_ms``: log-normal, median :data:`SIMULATED_LATENCY_MEDIAN_MS` ms, log-space
+      sigma :data:`SIMULATED_LATENCY_SIGMA` (rounded to 0.1 ms);
+    * ``serving.status_code``: 200, or 500/503 for a :data:`SIMULATED_ERROR_SHARE` share;
+    * ``serving.replica``: ``<model>-<i>``, ``i`` uniform in ``0 .. SIMULATED_REPLICAS - 1``;
+    * ``serving.queue_ms``: exponential with mean 2 ms (rounded to 0.01 ms).
+
+    Records are changed in place (new keys only) and yielded in input order, ``chunk`` at a
+    time drawn vectorised from one ``np.random.default_rng([seed, 5])``.
+    """
+    rng = np.random.default_rng([int(seed), 5])
+    it = iter(records)
+    while True:
+        batch = list(itertools.islice(it, chunk))
+        if not batch:
+            return
+        n = len(batch)
+        latency = np.round(SIMULATED_LATENCY_MEDIAN_MS * np.exp(rng.normal(0.0, SIMULATED_LATENCY_SIGMA, n)), 1)
+        error = rng.random(n) < SIMULATED_ERROR_SHARE
+        status = np.where(error, np.where(rng.random(n) < 0.5, 500, 503), 200)
+        replica = rng.integers(0, SIMULATED_REPLICAS, n)
+        queue = np.round(rng.exponential(2.0, n), 2)
+        for rec, lat, code, rep, q in zip(batch, latency.tolist(), status.tolist(), replica.tolist(),
+                                          queue.tolist()):
+            rec["latency_ms"] = lat
+            rec["serving"] = {"status_code": code, "replica": f"{rec['model']}-{rep}", "queue_ms": q,
+                              "simulated": True}
+        yield from batch

@@ -3,8 +3,11 @@
 - ``docker-compose.yml`` passes Debian's ``docker-compose config -q`` (skipped when the tool is
   missing, except on CI where that fails), and its bind mounts, ports and environment agree with
   the example config, the Prometheus scrape config and the Grafana provisioning files;
-- every metric the Grafana dashboards query exists in :class:`inferwatch.metrics.Metrics`, and
-  every panel queries the ``${datasource}`` template variable;
+- every metric the Grafana dashboards query exists in :class:`inferwatch.metrics.Metrics` (or is a
+  recorded series of dashboards/rules), every panel queries the ``${datasource}`` template
+  variable, the four dashboards have unique uids and the provisioning loads their folder;
+- Prometheus sends alerts to the stack's Alertmanager, whose config ``amtool check-config``
+  accepts, and inferwatch pushes its alerts there;
 - the example configs load with :func:`inferwatch.config.load_config`, and
   ``examples/inferwatch.yaml`` shows every key with its default.
 """
@@ -32,8 +35,12 @@ DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))
 EXAMPLE_CONFIG = REPO / "examples" / "inferwatch.yaml"
 COMPOSE_CONFIG = REPO / "examples" / "inferwatch.compose.yaml"
 DEMO_CONFIG = REPO / "examples" / "inferwatch.demo.yaml"
+ALERTMANAGER_CONFIG = DASHBOARD_DIR / "alertmanager.yml"
+RULE_FILE = DASHBOARD_DIR / "rules" / "inferwatch.rules.yml"
 DATASOURCE_VAR = "${datasource}"
-METRIC_RE = re.compile(r"\binferwatch_[A-Za-z0-9_:]+")
+# a metric name, or a recorded series (level:metric:operations)
+METRIC_RE = re.compile(r"(?<![A-Za-z0-9_:])(?:[a-z_]+:)?inferwatch[_:][A-Za-z0-9_:]+")
+EXPECTED_DASHBOARDS = {"inferwatch-fleet", "inferwatch-model-drift", "inferwatch-serving", "inferwatch-health"}
 
 
 def _missing_tool(reason: str) -> None:
@@ -70,11 +77,13 @@ def test_docker_compose_config_is_valid():
 
 def test_compose_services_and_bind_mounts():
     services = _compose()["services"]
-    assert set(services) >= {"kafka", "postgres", "prometheus", "grafana", "inferwatch", "demo-producer"}
+    assert set(services) >= {"kafka", "postgres", "prometheus", "alertmanager", "grafana", "inferwatch",
+                             "demo-producer"}
     for name, service in services.items():
         for host_path in _bind_mounts(service).values():
             assert (REPO / host_path).exists(), f"{name} mounts {host_path}, which does not exist"
     assert services["demo-producer"]["restart"] == "no"
+    assert "--serving" in services["demo-producer"]["command"]  # the serving dashboard needs telemetry
     for dep in ("kafka", "postgres"):
         assert services["inferwatch"]["depends_on"][dep]["condition"] == "service_healthy"
 
@@ -104,6 +113,16 @@ def test_compose_inferwatch_service_config(clean_env):
                for sc in job["static_configs"] for t in sc["targets"]]
     assert targets == [f"inferwatch:{settings.metrics.port}"]
 
+    # the HTTP API listens on every interface of the container, on the published port
+    assert settings.api.enabled and settings.api.host == "0.0.0.0"
+    assert f"{settings.api.port}:{settings.api.port}" in service["ports"]
+    assert settings.api.token is not None and settings.api.token.value.get_secret_value()
+
+    # inferwatch pushes its alerts to the stack's Alertmanager, on the port it listens on
+    (am,) = [r for r in settings.alerting.receivers if r.type == "alertmanager"]
+    assert str(am.url).rstrip("/") == "http://alertmanager:9093"
+    assert "alertmanager" in service["depends_on"]
+
 
 def test_grafana_provisioning_matches_compose():
     grafana = _compose()["services"]["grafana"]
@@ -123,6 +142,34 @@ def test_grafana_provisioning_matches_compose():
     (pattern,) = yaml.safe_load((DASHBOARD_DIR / "prometheus.yml").read_text())["rule_files"]
     loaded = sorted(p.name for p in (DASHBOARD_DIR / "rules").glob(pattern.rsplit("/", 1)[1]))
     assert loaded == ["inferwatch.rules.yml"]
+    # Grafana opens on the fleet overview, one of the mounted dashboards
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    folder, name = home.rsplit("/", 1)
+    assert mounts[folder] == "./dashboards" and json.loads((DASHBOARD_DIR / name).read_text())["uid"] == \
+        "inferwatch-fleet"
+
+
+def test_prometheus_alerts_go_to_the_compose_alertmanager():
+    services = _compose()["services"]
+    scrape = yaml.safe_load((DASHBOARD_DIR / "prometheus.yml").read_text())
+    targets = [t for am in scrape["alerting"]["alertmanagers"] for sc in am["static_configs"] for t in sc["targets"]]
+    assert targets == ["alertmanager:9093"]
+    am = services["alertmanager"]
+    assert am["image"].startswith("prom/alertmanager:")
+    assert _bind_mounts(am)["/etc/alertmanager/alertmanager.yml"] == "./dashboards/alertmanager.yml"
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in am["command"]
+    assert "9093:9093" in am["ports"]
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    assert config["route"]["receiver"] in {r["name"] for r in config["receivers"]}
+
+
+def test_alertmanager_config_is_valid():
+    exe = shutil.which("amtool")
+    if exe is None:
+        _missing_tool("amtool not installed (apt-get install -y prometheus-alertmanager)")
+    proc = subprocess.run([exe, "check-config", str(ALERTMANAGER_CONFIG)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 # ------------------------------------------------------------------------------ dashboards
@@ -152,8 +199,16 @@ def _queries(dashboard: dict) -> list[str]:
     return out
 
 
+def recorded_series() -> set[str]:
+    """Names of the recording rules in dashboards/rules/inferwatch.rules.yml."""
+    groups = yaml.safe_load(RULE_FILE.read_text())["groups"]
+    return {r["record"] for g in groups for r in g["rules"] if "record" in r}
+
+
 def test_there_are_dashboards():
-    assert DASHBOARDS, "no Grafana dashboard JSON in dashboards/"
+    uids = [json.loads(p.read_text())["uid"] for p in DASHBOARDS]
+    assert len(uids) == len(set(uids)), f"dashboard uids are not unique: {uids}"
+    assert set(uids) == EXPECTED_DASHBOARDS
 
 
 def test_exposed_metric_names_helper():
@@ -165,12 +220,14 @@ def test_exposed_metric_names_helper():
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_dashboard_queries_only_existing_metrics(path):
     dashboard = json.loads(path.read_text())
-    known = exposed_metric_names(Metrics())
+    known = exposed_metric_names(Metrics()) | recorded_series()
     queries = _queries(dashboard)
     assert queries
     for expr in queries:
         used = set(METRIC_RE.findall(expr))
-        assert used, f"query uses no inferwatch metric: {expr}"
+        if not used:  # Prometheus's own scrape status of inferwatch
+            assert re.fullmatch(r'up\{job=~?"inferwatch[^"]*"\}', expr), f"query uses no inferwatch metric: {expr}"
+            continue
         assert used <= known, f"unknown metric(s) {sorted(used - known)} in: {expr}"
 
 
