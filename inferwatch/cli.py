@@ -337,6 +337,50 @@ def drift_table(store, model: str | None = None) -> Table:
 
 
 @app.command()
+def report(model: str = typer.Option(..., "--model", "-m", help="Model name as in the records."),
+           window: str = typer.Option(..., "--window", "-w",
+                                      help="Window id, or an RFC 3339 time inside the window, e.g. a start time "
+                                           "listed by `inferwatch windows` (no offset: UTC)."),
+           model_version: Optional[str] = typer.Option(None, "--model-version",
+                                                       help="Only windows of this model version."),
+           output: Optional[Path] = typer.Option(None, "--output", "-o", dir_okay=False,
+                                                 help="HTML file to write; default report-<model>-<window id>.html."),
+           tests: str = typer.Option("inferwatch", "--evidently-tests",
+                                     help="Tests Evidently runs: inferwatch (the window's own tests, at thresholds "
+                                          "that repeat its decision) or default (Evidently's default rule)."),
+           max_rows: int = typer.Option(50_000, "--max-rows", min=100,
+                                        help="Rows at most per side handed to Evidently (bigger profiles are scaled "
+                                             "down in proportion)."),
+           config: Optional[Path] = ConfigOption) -> None:
+    """Write an Evidently HTML drift report of one closed window against its reference, with
+    inferwatch's own per-column verdict (test, statistic, p-values, drifted) at the top."""
+    from rich.markup import escape
+
+    from inferwatch.report import EVIDENTLY_TEST_CHOICES, ReportError, write_report
+
+    if tests not in EVIDENTLY_TEST_CHOICES:
+        raise typer.BadParameter(f"one of {', '.join(EVIDENTLY_TEST_CHOICES)}", param_hint="--evidently-tests")
+    _, store = _open_store(config)
+    try:
+        with console.status("building the report…"):
+            rep, path = write_report(store, model, window, output, model_version, max_rows, tests)
+    except ReportError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        console.print(f"[red]error:[/red] --output: cannot write the report: {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    drifted = [v.column for v in rep.verdicts if v.inferwatch_drifted]
+    console.print(f"wrote {escape(str(path))}: window {rep.window_id} of {escape(model)} "
+                  f"v{escape(rep.window['model_version'])} from {_utc(int(rep.window['window_start_ms']))} UTC, "
+                  f"drifted: {escape(', '.join(drifted)) or 'none'}"
+                  + (f"; Evidently disagrees on {sum(v.disagree for v in rep.verdicts)} column(s)"
+                     if any(v.disagree for v in rep.verdicts) else ""))
+
+
+@app.command()
 def demo(db: Path = typer.Option(Path("inferwatch-demo.db"), help="SQLite file (recreated on every run)."),
          metrics_port: int = typer.Option(9108, help="Port for /metrics while it runs (0 = any free port)."),
          window_hours: int = typer.Option(2190, help="Window length in hours (2190 = a quarter of 365 days)."),

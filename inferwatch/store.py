@@ -500,6 +500,13 @@ class Store:
         with self.engine.connect() as conn:
             return pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in cols])
 
+    def get_window(self, window_id: int) -> dict | None:
+        """One closed window's row, ``profile`` included (JSON text, as stored), or None when
+        no window has this id."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(windows).where(windows.c.id == window_id)).mappings().first()
+        return None if row is None else dict(row)
+
     def list_drift_results(self, window_id: int) -> pd.DataFrame:
         """Per-column drift results of one closed window."""
         q = sa.select(drift_results).where(drift_results.c.window_id == window_id).order_by(
