@@ -36,6 +36,17 @@ SERVING_SIGNALS: dict[str, str] = {
 }
 
 
+#: a ``serving.status_code`` at or above this is a failed request
+ERROR_STATUS_MIN = 500
+
+
+def is_error(status_code: np.ndarray) -> np.ndarray:
+    """Which requests failed, from their ``serving.status_code`` values (float array, NaN where
+    not logged: neither error nor ok): status ≥ :data:`ERROR_STATUS_MIN`. The one rule behind
+    ``error_rate`` and ``inferwatch_serving_requests_total{outcome="error"}``."""
+    return status_code >= ERROR_STATUS_MIN
+
+
 def _numbers(rows: pd.DataFrame, column: str) -> np.ndarray:
     """Finite float values of a column (empty when the column is absent)."""
     if column not in rows.columns:
@@ -82,7 +93,7 @@ def serving_signals(rows: pd.DataFrame, window_seconds: float, min_count: int = 
                                                      1e-3, min_count),
     }
     status = _numbers(rows, "serving.status_code")
-    out["error_rate"] = None if len(status) < min_count else float(np.mean(status >= 500))
+    out["error_rate"] = None if len(status) < min_count else float(np.mean(is_error(status)))
     throughput = n / window_seconds if n >= min_count else None
     out["throughput_rps"] = throughput
     replicas = 0

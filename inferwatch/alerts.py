@@ -219,12 +219,13 @@ class AlertEvaluator:
                 for req in self._requests_for(notification, receiver, f"alert:{ident}", now):
                     self._enqueue(conn, req)
 
-    def firing_counts(self) -> dict[tuple[str, str, str], int]:
-        """Firing instances per (alertname, model, model_version), from the store (start-up)."""
-        counts: dict[tuple[str, str, str], int] = defaultdict(int)
-        for row in self.store.alert_instances_in(None, (FIRING,)):
+    def instance_counts(self) -> dict[tuple[str, str, str, str], int]:
+        """Pending and firing instances per (alertname, model, model_version, state), from the
+        store (start-up)."""
+        counts: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        for row in self.store.alert_instances_in(None, (PENDING, FIRING)):
             lb = row["labels"]
-            counts[(lb["alertname"], lb["model"], lb["model_version"])] += 1
+            counts[(lb["alertname"], lb["model"], lb["model_version"], row["state"]["state"])] += 1
         return dict(counts)
 
 
@@ -258,9 +259,12 @@ class Alerting:
                             for h in settings.hooks.autoscale]
         self._scale_inputs: list[tuple[Autoscaler, float | None, int, int | None]] = []
         self._retrain_outcomes: list[tuple[str, str]] = []
-        self._firing = self.evaluator.firing_counts()
-        for key, n in self._firing.items():
-            metrics.alert_firing.labels(*key).set(n)
+        # instances per exported (capped) label values: firing per (alertname, model, version),
+        # and per (alertname, model, state)
+        self._firing: dict[tuple[str, str, str], int] = {}
+        self._in_state: dict[tuple[str, str, str], int] = {}
+        for (name, model, version, state), n in self.evaluator.instance_counts().items():
+            self._count_instances({"alertname": name, "model": model, "model_version": version}, None, state, n)
 
     def on_window(self, conn, facts: WindowFacts, now: int) -> list[AlertChange]:
         """Evaluate a window's facts (in the caller's transaction): rules, then retraining
@@ -296,6 +300,21 @@ class Alerting:
         for :meth:`after_commit`."""
         return self.evaluator.tick(conn, now)
 
+    def _count_instances(self, labels: dict[str, str], before: str | None, after: str, n: int = 1) -> None:
+        """Move ``n`` instances from state ``before`` to ``after`` in ``inferwatch_alert_firing``
+        and ``inferwatch_alerts`` (label values capped by the metrics)."""
+        name, model, version = self.metrics.alert_labels(labels)
+        delta = n * ((after == FIRING) - (before == FIRING))
+        if delta or (name, model, version) not in self._firing:
+            self._firing[(name, model, version)] = self._firing.get((name, model, version), 0) + delta
+            self.metrics.alert_firing.labels(name, model, version).set(self._firing[(name, model, version)])
+        for state in (PENDING, FIRING):
+            key = (name, model, state)
+            delta = n * ((after == state) - (before == state))
+            if delta or key not in self._in_state:
+                self._in_state[key] = self._in_state.get(key, 0) + delta
+                self.metrics.alerts.labels(*key).set(self._in_state[key])
+
     def _enqueue(self, conn, request) -> None:
         if self.store.enqueue(conn, request, now_ms()):
             self.enqueued += 1
@@ -310,11 +329,7 @@ class Alerting:
         """Publish alert and hook metrics and run the autoscaling hooks (Kubernetes calls,
         webhook requests enqueued in their own transaction)."""
         for ch in changes:
-            key = (ch.labels["alertname"], ch.labels["model"], ch.labels["model_version"])
-            delta = (ch.after == FIRING) - (ch.before == FIRING)
-            if delta:
-                self._firing[key] = self._firing.get(key, 0) + delta
-                self.metrics.alert_firing.labels(*key).set(self._firing[key])
+            self._count_instances(ch.labels, ch.before, ch.after)
         outcomes, self._retrain_outcomes = self._retrain_outcomes, []
         for hook, decision in outcomes:
             self.metrics.hook_calls.labels(hook, decision).inc()

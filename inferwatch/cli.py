@@ -72,6 +72,33 @@ def run(config: Optional[Path] = ConfigOption, verbose: bool = typer.Option(Fals
                                                         for w in ws])
 
 
+@app.command()
+def api(config: Optional[Path] = ConfigOption, verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Serve the HTTP API alone (no consumer) on api.host:api.port until SIGTERM or Ctrl-C.
+
+    Reads the store inferwatch run writes; writes (silences, reference uploads) need
+    Authorization: Bearer <api.token>. OpenAPI document at /openapi.json, docs at /docs.
+    """
+    from inferwatch.runner import serve_api
+
+    settings, store = _open_store(config)
+    _logging(verbose)
+    if settings.api.token is None:
+        store.close()
+        console.print("[red]error:[/red] api.token: the API needs a bearer token for its write endpoints; set "
+                      "api.token to {env: NAME} or {file: PATH}")
+        raise typer.Exit(2)
+    stop = _stop_on_signals("the requests in flight")
+    with _startup_errors():
+        server = serve_api(settings, store)
+    console.print(f"API on {server.url} (docs at {server.url}/docs)")
+    try:
+        server.wait(stop)
+    finally:
+        server.stop()
+        store.close()
+
+
 @contextmanager
 def _startup_errors() -> Iterator[None]:
     """A dependency unreachable at start: one line naming the config key, exit code 3."""

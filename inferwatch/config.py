@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from alerting.autoscale import AutoscaleConfig
 from alerting.retrain import RetrainHookConfig
 from alerting.rules import RuleConfig
-from alerting.endpoint import Endpoint
+from alerting.endpoint import Endpoint, Secret
 from alerting.notifiers import ReceiverConfig
 from alerting.outbox import OutboxConfig
 from collector.formats.config import FormatConfig
@@ -508,6 +508,27 @@ class MetricsConfig(_Section):
     enabled: bool = True
 
 
+class ApiConfig(_Section):
+    """The HTTP API (:mod:`inferwatch.api`): served by ``inferwatch run`` when enabled, and by
+    ``inferwatch api`` alone. Reads are open; writes (silences, reference uploads) need
+    ``Authorization: Bearer <token>``, so serving the API needs ``token``."""
+
+    enabled: bool = Field(False, description="serve the API from inferwatch run")
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
+    token: Secret | None = Field(None, description="bearer token of the write endpoints: {env: NAME} or {file: PATH}")
+    max_body_bytes: int = Field(64 * 1024, gt=0, description="largest request body of the JSON endpoints (silences)")
+    max_upload_bytes: int = Field(64 * 2**20, gt=0, description="largest reference upload (CSV, Parquet or JSON "
+                                                                "lines)")
+
+    @model_validator(mode="after")
+    def _token_when_enabled(self) -> ApiConfig:
+        if self.enabled and self.token is None:
+            raise PydanticCustomError("api_token", "api.token is required when api.enabled is true (the write "
+                                                   "endpoints need it): set api.token to {env: NAME} or {file: PATH}")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole inferwatch configuration."""
 
@@ -524,6 +545,7 @@ class Settings(BaseSettings):
     alerting: AlertConfig = Field(default_factory=AlertConfig)
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
     @model_validator(mode="after")
     def _one_name_per_outbox_target(self) -> Settings:

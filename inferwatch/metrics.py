@@ -1,21 +1,197 @@
 """Prometheus metrics served on ``/metrics``.
 
 Names follow Prometheus conventions: the ``inferwatch_`` prefix, ``_total`` on counters, base
-units. Labels are bounded: model, model version, column, role, method, reason — never request
-ids or raw values. Drift gauges hold the values of the most recently closed window of each model
-version, identical to what is stored in the database for that window.
+units (seconds, ratios 0-1). Labels are bounded: model, model version, column, role, method,
+reason — never request ids or raw values. Drift gauges hold the values of the most recently
+closed window of each model version, identical to what is stored in the database for that window.
+
+Label values that come from the data (model, model version, column, alert name, topic) are
+capped: once a label has seen ``metrics.max_label_values`` distinct values, further values are
+exported as :data:`OVERFLOW` and each replacement is counted in
+``inferwatch_label_values_overflowed_total{label}``. Every call site maps such values through
+:meth:`Metrics.label_value` (or :meth:`Metrics.model_label`, ...) before it sets a series.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable, Mapping
+
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+#: the label value that stands for every value beyond a label's cap
+OVERFLOW = "__overflow__"
+#: labels whose values come from the data, and so are capped
+CAPPED_LABELS = ("model", "model_version", "column", "alertname", "topic")
+#: upper bounds (seconds) of ``inferwatch_serving_latency_seconds``: 5 ms (small models on a
+#: GPU) to a minute (long generations)
+LATENCY_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+                           30.0, 60.0)
+#: quantile label -> serving signal (:data:`detectors.serving.SERVING_SIGNALS`) of
+#: ``inferwatch_serving_window_latency_seconds``
+WINDOW_LATENCY_QUANTILES = (("0.5", "latency_p50_seconds"), ("0.95", "latency_p95_seconds"),
+                            ("0.99", "latency_p99_seconds"))
+#: alert states counted in ``inferwatch_alerts``
+ALERT_STATES = ("pending", "firing")
+
+
+class LabelCap:
+    """At most ``max_values`` distinct values per label name; later values become :data:`OVERFLOW`.
+
+    Thread-safe (the poll loop, the scheduler job and the scrape share it). Values admitted once
+    stay admitted for the life of the process, so a series never changes its label value.
+
+    Args:
+        max_values: distinct values kept per label name (≥ 1).
+        on_overflow: called with the label name once per replacement.
+
+    Raises:
+        ValueError: ``max_values`` < 1.
+    """
+
+    def __init__(self, max_values: int, on_overflow) -> None:
+        if max_values < 1:
+            raise ValueError(f"max_values must be >= 1, got {max_values}")
+        self.max_values = int(max_values)
+        self._seen: dict[str, set[str]] = {}
+        self._on_overflow = on_overflow
+        self._lock = threading.Lock()
+
+    def __call__(self, label: str, value: str) -> str:
+        """``value`` if ``label`` has seen it or has room for it, else :data:`OVERFLOW` (counted)."""
+        seen = self._seen.get(label)
+        if seen is not None and value in seen:  # the common case, without the lock
+            return value
+        with self._lock:
+            seen = self._seen.setdefault(label, set())
+            if value in seen or len(seen) < self.max_values:
+                seen.add(value)
+                return value
+        self._on_overflow(label)
+        return OVERFLOW
+
+
+def _observations(seconds: np.ndarray) -> np.ndarray:
+    """The latencies worth observing: finite and not negative."""
+    return seconds[np.isfinite(seconds) & (seconds >= 0)]
+
+
+class LatencyHistogram(Collector):
+    """A histogram per model fed a batch of observations at once (prometheus_client's
+    :class:`~prometheus_client.Histogram` observes one value per call).
+
+    Args:
+        name: the family name (base unit seconds).
+        documentation: its help text.
+        buckets: upper bounds, increasing (``+Inf`` is added).
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Iterable[float]) -> None:
+        self.name, self.documentation = name, documentation
+        self._edges = np.asarray(tuple(buckets), dtype=np.float64)
+        self._le = [floatToGoString(e) for e in self._edges] + ["+Inf"]
+        self._counts: dict[str, np.ndarray] = {}  # model -> observations per bucket (not cumulative), +Inf last
+        self._sums: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, model: str, seconds: np.ndarray) -> int:
+        """Add observations (seconds; NaN, infinite and negative values are skipped) to the
+        model's series; returns how many were added."""
+        seconds = _observations(seconds)
+        if not len(seconds):
+            return 0
+        # le is inclusive: a value equal to a bound belongs to that bound's bucket
+        counts = np.bincount(np.searchsorted(self._edges, seconds, side="left"), minlength=len(self._le))
+        total = float(seconds.sum())
+        with self._lock:
+            if model in self._counts:
+                self._counts[model] += counts
+                self._sums[model] += total
+            else:
+                self._counts[model] = counts.astype(np.int64)
+                self._sums[model] = total
+        return len(seconds)
+
+    def describe(self):
+        return [HistogramMetricFamily(self.name, self.documentation, labels=["model"])]
+
+    def collect(self):
+        family = HistogramMetricFamily(self.name, self.documentation, labels=["model"])
+        with self._lock:
+            series = [(m, np.cumsum(c).tolist(), self._sums[m]) for m, c in sorted(self._counts.items())]
+        for model, cumulative, total in series:
+            family.add_metric([model], list(zip(self._le, cumulative)), total)
+        yield family
+
+
+class WindowLatencySummary(Collector):
+    """``inferwatch_serving_window_latency_seconds``: the latency quantiles of each model
+    version's last closed window, as a summary (quantiles of a sliding time window, which a
+    window is), with ``_count`` and ``_sum`` over every closed window's latencies.
+
+    A gauge cannot carry the ``quantile`` label (``promtool check metrics`` refuses it), hence
+    the summary type; queries read ``{quantile="0.95"}`` either way.
+    """
+
+    name = "inferwatch_serving_window_latency_seconds"
+    documentation = ("Request latency quantiles (0.5, 0.95, 0.99) of the last closed window, from the logged "
+                     "latency; _count and _sum over the latencies of every closed window.")
+
+    def __init__(self) -> None:
+        # (model, version) -> ({quantile label: seconds}, count, sum)
+        self._series: dict[tuple[str, str], tuple[dict[str, float], int, float]] = {}
+        self._lock = threading.Lock()
+
+    def set_window(self, model: str, version: str, quantiles: Mapping[str, float], count: int,
+                   total_seconds: float) -> None:
+        """Replace the quantiles of (model, version) (empty: too few values, none exported) and
+        add the window's number of latencies and their sum (seconds)."""
+        with self._lock:
+            _old, n, s = self._series.get((model, version), ({}, 0, 0.0))
+            if quantiles or n or count:
+                self._series[(model, version)] = (dict(quantiles), n + int(count), s + float(total_seconds))
+
+    def describe(self):
+        return [Metric(self.name, self.documentation, "summary")]
+
+    def collect(self):
+        family = Metric(self.name, self.documentation, "summary")
+        with self._lock:
+            series = sorted(self._series.items())
+        for (model, version), (quantiles, count, total) in series:
+            labels = {"model": model, "model_version": version}
+            for q, _signal in WINDOW_LATENCY_QUANTILES:
+                if q in quantiles:
+                    family.add_sample(self.name, {**labels, "quantile": q}, quantiles[q])
+            family.add_sample(self.name + "_sum", labels, total)
+            family.add_sample(self.name + "_count", labels, count)
+        yield family
 
 
 class Metrics:
-    """The metric families of one inferwatch process, on their own registry."""
+    """The metric families of one inferwatch process, on their own registry.
 
-    def __init__(self) -> None:
+    Args:
+        max_label_values: distinct values kept per capped label (:data:`CAPPED_LABELS`, ≥ 1;
+            config ``metrics.max_label_values``).
+
+    Raises:
+        ValueError: ``max_label_values`` < 1.
+    """
+
+    def __init__(self, max_label_values: int = 500) -> None:
         r = self.registry = CollectorRegistry()
+        self.label_values_overflowed = Counter(
+            "inferwatch_label_values_overflowed_total",
+            f"Label values replaced by {OVERFLOW} because the label had reached metrics.max_label_values distinct "
+            "values, by label.", ["label"], registry=r)
+        for label in CAPPED_LABELS:
+            self.label_values_overflowed.labels(label)
+        self._cap = LabelCap(max_label_values, lambda label: self.label_values_overflowed.labels(label).inc())
         self.records_ingested = Counter("inferwatch_records_ingested_total",
                                         "Prediction records decoded and placed in a window.", ["model"], registry=r)
         self.records_rejected = Counter("inferwatch_records_rejected_total",
@@ -98,7 +274,113 @@ class Metrics:
         self.autoscale_errors = Counter("inferwatch_autoscale_errors_total",
                                         "Autoscaling hook evaluations that failed on a Kubernetes API call, by call.",
                                         ["hook", "operation"], registry=r)
+        self.consumer_lag = Gauge("inferwatch_consumer_lag_records",
+                                  "Records between the consumer's position and the partition's high watermark "
+                                  "(last fetch), per assigned partition.", ["topic", "partition"], registry=r)
+        self.consumer_offset = Gauge("inferwatch_consumer_offset",
+                                     "Next offset the consumer reads, per assigned partition.", ["topic", "partition"],
+                                     registry=r)
+        self.serving_latency = LatencyHistogram(
+            "inferwatch_serving_latency_seconds", "Request latency from the logged records (latency_ms), per model.",
+            LATENCY_BUCKETS_SECONDS)
+        r.register(self.serving_latency)
+        self.serving_requests = Counter("inferwatch_serving_requests_total",
+                                        "Logged requests with a serving.status_code, by outcome: error (status code "
+                                        ">= 500) or ok.", ["model", "outcome"], registry=r)
+        self.serving_window_latency = WindowLatencySummary()
+        r.register(self.serving_window_latency)
+        self.serving_window_error_ratio = Gauge(
+            "inferwatch_serving_window_error_ratio",
+            "Share of requests with serving.status_code >= 500 in the last closed window (0-1).", mv, registry=r)
+        self.serving_window_throughput = Gauge(
+            "inferwatch_serving_window_throughput_requests_per_second",
+            "Records per second of window length in the last closed window.", mv, registry=r)
+        self.prediction_drift_detected = Gauge(
+            "inferwatch_prediction_drift_detected",
+            "1 when a prediction column drifted in the last closed window, else 0 (absent when none was tested).",
+            mv, registry=r)
+        self.alerts = Gauge("inferwatch_alerts", "Alert instances per state (pending, firing).",
+                            ["alertname", "model", "state"], registry=r)
+        self._consumer_partitions: set[tuple[str, str]] = set()
         self._server = None
+
+    # --- capped label values ---------------------------------------------------------------
+    def label_value(self, label: str, value: str) -> str:
+        """The value to export for ``label``: ``value`` itself while the label is under its
+        cap (or has seen it before), else :data:`OVERFLOW`, counted in
+        ``inferwatch_label_values_overflowed_total{label}``. Call it once per batch or window
+        per value, not per record."""
+        return self._cap(label, value)
+
+    def model_label(self, model: str) -> str:
+        """:meth:`label_value` of the ``model`` label."""
+        return self._cap("model", model)
+
+    def version_label(self, model_version: str) -> str:
+        """:meth:`label_value` of the ``model_version`` label."""
+        return self._cap("model_version", model_version)
+
+    def column_label(self, column: str) -> str:
+        """:meth:`label_value` of the ``column`` label."""
+        return self._cap("column", column)
+
+    def alert_labels(self, labels: Mapping[str, str]) -> tuple[str, str, str]:
+        """``(alertname, model, model_version)`` of an alert instance's labels, as exported."""
+        return (self._cap("alertname", labels["alertname"]), self._cap("model", labels["model"]),
+                self._cap("model_version", labels["model_version"]))
+
+    # --- serving ---------------------------------------------------------------------------
+    def observe_serving(self, model: str, latency_seconds: np.ndarray, ok: int, error: int) -> None:
+        """Add a batch of requests of one model: their latencies (seconds, NaN where unknown;
+        skipped) to ``inferwatch_serving_latency_seconds`` and their outcomes to
+        ``inferwatch_serving_requests_total``.
+
+        Args:
+            model: the label value (already through :meth:`model_label`).
+        """
+        self.serving_latency.observe(model, latency_seconds)
+        if ok:
+            self.serving_requests.labels(model, "ok").inc(ok)
+        if error:
+            self.serving_requests.labels(model, "error").inc(error)
+
+    def set_window_serving(self, model: str, version: str, signals: Mapping[str, float | None],
+                           latency_seconds: np.ndarray) -> None:
+        """Export the serving signals of a closed window (:func:`detectors.serving.serving_signals`):
+        latency quantiles, error ratio and throughput; a signal that is None (too few values)
+        removes its series.
+
+        Args:
+            model, version: label values (through :meth:`model_label`, :meth:`version_label`).
+            latency_seconds: the window's logged latencies (NaN where unknown; skipped as in
+                :meth:`observe_serving`), counted into the summary's ``_count`` and ``_sum``.
+        """
+        quantiles = {q: signals[s] for q, s in WINDOW_LATENCY_QUANTILES if signals.get(s) is not None}
+        latency = _observations(latency_seconds)
+        self.serving_window_latency.set_window(model, version, quantiles, len(latency), float(latency.sum()))
+        set_or_remove(self.serving_window_error_ratio, (model, version), signals.get("error_rate"))
+        set_or_remove(self.serving_window_throughput, (model, version), signals.get("throughput_rps"))
+
+    # --- consumer --------------------------------------------------------------------------
+    def set_consumer_positions(self, positions: Mapping[tuple[str, int], tuple[int | None, int | None]]) -> None:
+        """Set ``inferwatch_consumer_lag_records`` and ``inferwatch_consumer_offset`` from the
+        assigned partitions' ``(position, high watermark)`` (None where unknown); partitions
+        no longer assigned lose their series.
+
+        Args:
+            positions: (topic, partition) -> (next offset to read, high watermark).
+        """
+        exported = set()
+        for (topic, partition), (position, high) in positions.items():
+            key = (self.label_value("topic", topic), str(partition))
+            set_or_remove(self.consumer_offset, key, None if position is None else float(position))
+            lag = None if position is None or high is None else float(max(0, high - position))
+            set_or_remove(self.consumer_lag, key, lag)
+            exported.add(key)
+        for key in self._consumer_partitions - exported:
+            set_or_remove(self.consumer_offset, key, None)
+            set_or_remove(self.consumer_lag, key, None)
+        self._consumer_partitions = exported
 
     def outbox_outcome(self, target: str, outcome: str) -> None:
         """Count one outbox attempt (the outbox worker's ``on_outcome``)."""
@@ -121,3 +403,14 @@ class Metrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def set_or_remove(gauge: Gauge, labels: tuple, value: float | None) -> None:
+    """Set a gauge, or drop its series when there is no value (never a stale or NaN one)."""
+    if value is None or value != value:
+        try:
+            gauge.remove(*labels)
+        except KeyError:
+            pass
+    else:
+        gauge.labels(*labels).set(value)

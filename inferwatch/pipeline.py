@@ -34,7 +34,7 @@ from collector.record import SERVING_PREFIX
 from collector.windows import EventTimeWindows, WindowKey, model_version_groups
 from detectors import DriftConfig, Profile, build_profile, compare, dataset_drift, kind_of
 from detectors.profile import NumericProfile
-from detectors.serving import serving_signals
+from detectors.serving import is_error, serving_signals
 from inferwatch.alerts import AlertChange, Alerting
 from inferwatch.config import Settings
 from inferwatch.metrics import Metrics
@@ -398,19 +398,40 @@ class Pipeline:
             self._realized_performance(conn, on_time, label_frames, late_responses)
             closed = self._close(conn, self.windows.due(now, self._idle_ms()), now)
         self.bentoml_schemas.stored(schemas)
+        m = self.metrics
         for outcome, n in join_counts.items():
             if n:
-                self.metrics.join_outcomes.labels(outcome).inc(n)
+                m.join_outcomes.labels(outcome).inc(n)
         for r in rejected:
-            self.metrics.records_rejected.labels(r.reason.value).inc()
+            m.records_rejected.labels(r.reason.value).inc()
+        model_label = _memo(m.model_label)  # the label cap looked up once per model and batch
         for model, n in capped.items():
-            self.metrics.values_capped.labels(model, "too_many_categories").inc(n)
+            m.values_capped.labels(model_label(model), "too_many_categories").inc(n)
         for model, n in _rows_per_model(on_time, on_time_groups).items():
-            self.metrics.records_ingested.labels(model).inc(n)
+            m.records_ingested.labels(model_label(model)).inc(n)
         for model, n in late_rows.groupby("model").size().items() if len(late_rows) else []:
-            self.metrics.records_late.labels(model).inc(int(n))
+            m.records_late.labels(model_label(model)).inc(int(n))
+        self._observe_serving(on_time, on_time_groups, model_label)
+        if len(late_rows):
+            self._observe_serving(late_rows, model_version_groups(late_rows), model_label)
         self._after_commit(closed)
         return closed
+
+    def _observe_serving(self, frame: pd.DataFrame, groups: list[tuple[tuple[str, str], np.ndarray | None]],
+                         model_label: Callable[[str], str]) -> None:
+        """Latencies and request outcomes of placed records (on time or late) into the serving
+        histogram and counter, per model, by whole columns. ``groups``: the frame's
+        :func:`~collector.windows.model_version_groups`."""
+        latency = _latency_seconds(frame)
+        status = _float_values(frame, "serving.status_code")
+        if latency is None and status is None:
+            return
+        for (model, _version), idx in groups:
+            lat = None if latency is None else latency if idx is None else latency[idx]
+            st = None if status is None else status if idx is None else status[idx]
+            error = 0 if st is None else int(np.count_nonzero(is_error(st)))
+            ok = 0 if st is None else int(np.count_nonzero(np.isfinite(st))) - error
+            self.metrics.observe_serving(model_label(model), _NO_VALUES if lat is None else lat, ok, error)
 
     def _typed_and_capped(self, frame: pd.DataFrame, capped: dict[str, int]) -> list[pd.DataFrame]:
         """The frame per model (:func:`split_per_model`: each model's columns typed by its own
@@ -529,10 +550,13 @@ class Pipeline:
             batch = [(src, part) for src, res in flushed if len(res.records)
                      for part in self._typed_and_capped(res.records, capped)]
             self._sync(conn, batch, now, None, None)
+            placed = []  # rows given up by the joins, placed on time or late
             if batch:
-                for key, rows in self.windows.assign_batch(batch, now).parts:
+                assignment = self.windows.assign_batch(batch, now)
+                for key, rows in assignment.parts:
                     self.store.add_window_partial(conn, key.model, key.model_version, key.start_ms, key.segment,
                                                   rows)
+                placed = [f for f in (assignment.on_time, assignment.late) if len(f)]
             for p, j in self._joins.items():
                 self.store.save_join_changes(conn, _join_name(p), j.drain_changes())
             # a model whose only rows were still waiting for their partners was fed too
@@ -542,8 +566,11 @@ class Pipeline:
                 only = only | given_up
             keys = [k for k in sorted(self.windows.open) if only is None or (k.model, k.model_version) in only]
             closed = self._close(conn, [(k, reason) for k in keys], now)
+        model_label = _memo(self.metrics.model_label)
         for model, n in capped.items():
-            self.metrics.values_capped.labels(model, "too_many_categories").inc(n)
+            self.metrics.values_capped.labels(model_label(model), "too_many_categories").inc(n)
+        for frame in placed:
+            self._observe_serving(frame, model_version_groups(frame), model_label)
         self._after_commit(closed)
         return closed
 
@@ -652,7 +679,7 @@ class Pipeline:
                             None if ref is None else results, share, n_drifted, n_columns, dataset_drifted,
                             serving, None, drifted_cols)
         self._pending_alert_changes.extend(self.alerting.on_window(conn, facts, now))
-        self._pending_metrics.append((closed, results))
+        self._pending_metrics.append((closed, results, serving, _latency_seconds(rows)))
         return closed
 
     def _window_profile(self, current: pd.DataFrame, rows: pd.DataFrame, ref: Profile) -> Profile:
@@ -681,22 +708,28 @@ class Pipeline:
             if start < self._performance_start.get((model, version), start):
                 continue  # labels for an older window: the gauges keep the newest window's numbers
             self._performance_start[(model, version)] = start
+            mv = (self.metrics.model_label(model), self.metrics.version_label(version))
             for metric, value in values.items():
-                _set_or_remove(self.metrics.realized_performance, (model, version, metric),
+                _set_or_remove(self.metrics.realized_performance, (*mv, metric),
                                None if value is None or value != value else float(value))
         pending, self._pending_metrics = self._pending_metrics, []
-        for w, results in pending:
-            self._publish(w, results)
+        for w, results, serving, latency in pending:
+            self._publish(w, results, serving, latency)
         changes, self._pending_alert_changes = self._pending_alert_changes, []
         self.alerting.after_commit(changes)
         enqueued, self.alerting.enqueued = self.alerting.enqueued, 0
         if self.deliver_in_line and (closed or enqueued or self._outbox_failures):
             self.deliver_outbox()
 
-    def _publish(self, w: ClosedWindow, results: list[dict]) -> None:
+    def _publish(self, w: ClosedWindow, results: list[dict], serving: dict[str, float | None] | None = None,
+                 latency_seconds: np.ndarray | None = None) -> None:
+        """Export a closed window: record count, drift per column and of the dataset and the
+        predictions, serving signals (``serving``: :func:`~detectors.serving.serving_signals`,
+        None to leave those series alone; ``latency_seconds``: its logged latencies, None when
+        not logged). Label values go through the metrics' cap."""
         m = self.metrics
-        mv = (w.key.model, w.key.model_version)
-        m.windows_closed.labels(w.key.model, w.reason).inc()
+        mv = (m.model_label(w.key.model), m.version_label(w.key.model_version))
+        m.windows_closed.labels(mv[0], w.reason).inc()
         m.window_records.labels(*mv).set(w.record_count)
         m.window_start.labels(*mv).set(w.key.start_ms / 1000)
         _set_or_remove(m.dataset_drift_share, mv, w.drift_share)
@@ -704,7 +737,7 @@ class Pipeline:
         method_gauges = (m.drift_statistic, m.drift_p_value, m.drift_neg_log10_p, m.drift_detected, m.psi,
                          m.js_distance)
         for r in results:
-            name = column_role(r["column_name"])[1]
+            name = m.column_label(column_role(r["column_name"])[1])
             _set_or_remove(m.missing_share, (*mv, name, r["role"]), r["missing_share"])
             _set_or_remove(m.missing_share_drift, (*mv, name, r["role"]),
                            None if r["missing_drifted"] is None else float(r["missing_drifted"]))
@@ -720,6 +753,10 @@ class Pipeline:
                                  (m.drift_detected, None if r["drifted"] is None else float(r["drifted"])),
                                  (m.psi, r["psi"]), (m.js_distance, r["js_distance"])):
                 _set_or_remove(gauge, labels, value)
+        tested = [r["drifted"] for r in results if r["role"] == "prediction" and r["drifted"] is not None]
+        _set_or_remove(m.prediction_drift_detected, mv, float(any(tested)) if tested else None)
+        if serving is not None:
+            m.set_window_serving(*mv, serving, _NO_VALUES if latency_seconds is None else latency_seconds)
 
     def deliver_outbox(self) -> int:
         """Send the outbox messages due now (``alerting.outbox.OutboxWorker.run_once``); returns
@@ -769,6 +806,34 @@ def drift_config(settings: Settings) -> DriftConfig:
                        categorical_effect_threshold=d.categorical_effect_threshold,
                        false_alarm_rate=d.false_alarm_rate, test_missing_share=d.test_missing_share,
                        min_count=d.min_count, psi_eps=d.psi_eps)
+
+
+def _memo(fn: Callable[[str], str]) -> Callable[[str], str]:
+    """``fn`` with its results remembered (a label cap looked up once per value and batch)."""
+    cache: dict[str, str] = {}
+
+    def get(value: str) -> str:
+        out = cache.get(value)
+        if out is None:
+            out = cache[value] = fn(value)
+        return out
+    return get
+
+
+def _float_values(frame: pd.DataFrame, column: str) -> np.ndarray | None:
+    """A column as float64, NaN where missing or not a number; None when the frame lacks it."""
+    if column not in frame.columns:
+        return None
+    values = frame[column]
+    if values.dtype == np.float64:
+        return values.to_numpy()
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _latency_seconds(frame: pd.DataFrame) -> np.ndarray | None:
+    """The records' ``latency_ms`` in seconds (NaN where unknown); None when not logged."""
+    ms = _float_values(frame, "latency_ms")
+    return None if ms is None else ms * 1e-3
 
 
 def _set_or_remove(gauge, labels: tuple, value: float | None) -> None:

@@ -76,6 +76,24 @@ def start_metrics(settings: Settings) -> tuple[Metrics, int | None]:
     return metrics, port
 
 
+def serve_api(settings: Settings, store: Store, ready: Callable[[], bool] | None = None):
+    """Serve the HTTP API (:mod:`inferwatch.api`) on ``api.host:api.port`` from a daemon
+    thread; returns the running :class:`inferwatch.api.ApiServer` (call ``stop()``).
+
+    Raises:
+        StartupError: ``api.token`` is unset, or the port is taken or the host not of this machine.
+    """
+    from inferwatch.api import start_api
+
+    try:
+        return start_api(settings, store, ready)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    except OSError as exc:
+        raise StartupError(f"api.port: cannot listen on {settings.api.host}:{settings.api.port}: "
+                           f"{exc.strerror or exc} (pick another port, or 0 for any free one)") from None
+
+
 def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` means a dependency is unavailable for now, so the batch is worth retrying:
     the database connection refused or lost (``OperationalError``, ``InterfaceError``, an
@@ -201,6 +219,7 @@ class KafkaService:
         # an error the job met; the loop then recovers (outage) or re-raises it
         self._failure: BaseException | None = None
         self._attempts = 0  # failed attempts since the last stored batch: the backoff exponent
+        self._running = False  # the poll loop is running (readiness of the HTTP API)
         self._recovered_at = 0.0
         self.scheduler = BackgroundScheduler(daemon=True)
         self.scheduler.add_job(self.close_idle_windows, "interval", seconds=idle_check_seconds(settings),
@@ -212,6 +231,7 @@ class KafkaService:
         k = self.settings.kafka
         self.scheduler.start()
         self.outbox.start()
+        self._running = True
         try:
             while not self.stop.is_set():
                 failure = self._failure or self.source.assignment_error
@@ -237,8 +257,14 @@ class KafkaService:
                 if closed and self.on_closed:
                     self.on_closed(closed)
         finally:
+            self._running = False
             self.scheduler.shutdown(wait=True)
             self.outbox.close()
+
+    def ready(self) -> bool:
+        """Whether the poll loop is consuming: started, not stopping, not paused by an outage
+        (the HTTP API's ``/readyz``)."""
+        return self._running and not self.stop.is_set() and self._failure is None and not self.source.paused
 
     def process_batch(self, states: dict[tuple[str, int], bool], partitions: set[tuple[str, int]] | None,
                       messages: list[Message]) -> tuple[list[ClosedWindow], BaseException | None]:
@@ -380,10 +406,12 @@ def run_kafka(settings: Settings, stop: threading.Event, on_closed: OnClosed | N
         raise
     # the scheduler logs each run at INFO; a skipped turn (the previous one still running) is intended
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    metrics = None
+    metrics = api = None
     try:
         metrics, _ = start_metrics(settings)
         service = KafkaService(settings, store, metrics, source, dead_letter, stop, on_closed)
+        if settings.api.enabled:
+            api = serve_api(settings, store, service.ready)
         # the long-lived objects built so far (modules, clients, config) need no more scans, and
         # per-batch frames allocate many small objects: fewer full collections (measured in bench/)
         gc.freeze()
@@ -394,6 +422,8 @@ def run_kafka(settings: Settings, stop: threading.Event, on_closed: OnClosed | N
         with threadpool_limits(limits=1, user_api="blas"):
             service.run()
     finally:
+        if api is not None:
+            api.stop()
         source.close()
         dead_letter.close()
         if metrics is not None:

@@ -514,6 +514,47 @@ class Store:
         with self.engine.connect() as conn:
             return pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in drift_results.c])
 
+    def latest_windows(self, model: str, model_version: str | None = None, since_ms: int | None = None,
+                       until_ms: int | None = None, limit: int | None = None) -> list[dict]:
+        """Closed windows of ``model`` (dicts of the ``windows`` columns without the profile),
+        newest first (start time, then segment, descending), at most ``limit``: of
+        ``model_version`` when given, starting in ``[since_ms, until_ms)`` (UTC epoch ms) when
+        given. Pages back from the newest, as :meth:`windows_starting_between` cannot."""
+        c = windows.c
+        q = sa.select(*[col for col in windows.c if col.name != "profile"]).order_by(
+            c.window_start_ms.desc(), c.segment.desc(), c.id.desc())
+        for column, value in ((c.model, model), (c.model_version, model_version)):
+            if value is not None:
+                q = q.where(column == value)
+        if since_ms is not None:
+            q = q.where(c.window_start_ms >= since_ms)
+        if until_ms is not None:
+            q = q.where(c.window_start_ms < until_ms)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def last_windows(self) -> dict[tuple[str, str], dict]:
+        """The latest closed window (greatest start, then segment) of each (model, version), as
+        :meth:`latest_windows` rows."""
+        c = windows.c
+        rank = sa.func.row_number().over(partition_by=(c.model, c.model_version),
+                                         order_by=(c.window_start_ms.desc(), c.segment.desc(), c.id.desc()))
+        inner = sa.select(*[col for col in windows.c if col.name != "profile"], rank.label("rank")).subquery()
+        q = sa.select(*[col for col in inner.c if col.name != "rank"]).where(inner.c.rank == 1)
+        with self.engine.connect() as conn:
+            return {(r["model"], r["model_version"]): dict(r) for r in conn.execute(q).mappings()}
+
+    def list_references(self) -> list[dict]:
+        """Stored reference profiles without the profile itself (dicts with ``model``,
+        ``model_version`` (``'*'``: every version), ``source``, ``n_rows``, ``created_at_ms``),
+        ordered by model and version."""
+        c = reference_profiles.c
+        q = sa.select(c.model, c.model_version, c.source, c.n_rows, c.created_at_ms).order_by(c.model, c.model_version)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
     # --- consumer offsets and watermarks ------------------------------------------------
     def save_offsets(self, conn: Connection, group_id: str, offsets: dict[tuple[str, int], int]) -> None:
         """Upsert the next offset to read for each (topic, partition)."""

@@ -1,0 +1,411 @@
+"""The Prometheus metrics: every family exported by a real pipeline run on SQLite passes
+``promtool check metrics`` when scraped over HTTP; the serving histogram, request counter and
+window gauges hold numpy's numbers of the logged records; alert states, prediction drift and
+consumer lag (a real broker); the label cap keeps 10,000 model names to the cap plus one
+overflow value and counts every replacement."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
+
+from collector.kafka_source import KafkaSource
+from collector.message import Message
+from conftest import service_unavailable
+from detectors.serving import is_error
+from inferwatch.config import load_config
+from inferwatch.metrics import LATENCY_BUCKETS_SECONDS, OVERFLOW, Metrics
+from inferwatch.pipeline import Pipeline
+from inferwatch.runner import KafkaService, log_dead_letter, open_store
+from test_alert_pipeline import PER_WINDOW, SERVING_PLAN, SERVING_RULES, T0, WINDOW_MS, WINDOW_S, Receiver, \
+    ServingData
+from test_pipeline import _kserve
+
+from e2e import create_topic, produce, wait_for
+
+N_WINDOWS = len(SERVING_PLAN)
+# pending after window 1 closed, firing from window 2 to 5, resolved by window 6 (test_alert_pipeline)
+ALERT_STATES = {0: (0, 0), 1: (1, 0), 2: (0, 1), 3: (0, 1), 4: (0, 1), 5: (0, 1), 6: (0, 0)}
+PREDICTION_RULE = {"name": "PredictionShift", "signal": "prediction_drift", "field": "p_value", "op": "<=",
+                   "threshold": 1.0, "severity": "info"}  # true whenever the column was tested
+
+
+def _families(text: str) -> dict:
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def _value(families: dict, family: str, sample: str, **labels) -> float:
+    """The one sample of ``family`` named ``sample`` whose labels include ``labels``."""
+    found = [s.value for s in families[family].samples
+             if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())]
+    assert len(found) == 1, (family, sample, labels, found)
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        service_unavailable("promtool not found (Debian: apt-get install -y prometheus)")
+    return path
+
+
+class Offsets:
+    """Next offset per topic, for Messages built by hand."""
+
+    def __init__(self) -> None:
+        self.next: dict[str, int] = {}
+
+    def message(self, topic: str, value: bytes) -> Message:
+        off = self.next.get(topic, 0)
+        self.next[topic] = off + 1
+        return Message(topic, 0, off, value)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """A pipeline on SQLite fed seven windows of serving data (test_alert_pipeline's plan) plus
+    a text column beyond its category cap, KServe halves, labels, a broken message and a late
+    record, with serving and prediction rules, a retraining hook (dry run), an autoscaling
+    hook and one whose Kubernetes API is unreachable; the metrics served on 127.0.0.1."""
+    tmp = tmp_path_factory.mktemp("metrics")
+    receiver = Receiver()
+    settings = load_config(
+        None, database_url=f"sqlite:///{tmp / 'm.db'}",
+        window={"length_seconds": WINDOW_S, "idle_close_seconds": None},
+        reference={"bootstrap_records": PER_WINDOW},
+        kafka={"max_categories": 3},
+        drift={"test_missing_share": True},
+        formats={"topics": {"kserve-logs": {"format": "kserve", "model_version": "1", "feature_names": ["a", "b"],
+                                            "prediction_names": ["y"]}}},
+        performance={"label_delay_seconds": 7200, "models": {"svc": {"task": "regression", "prediction": "y"}}},
+        metrics={"enabled": False},
+        alerting={"receivers": [{"name": "ops", "type": "webhook", "url": receiver.url, "timeout_seconds": 5}],
+                  "rules": [*SERVING_RULES, PREDICTION_RULE]},
+        hooks={"retrain": [{"name": "retrain-svc", "kind": "http", "url": receiver.url.rsplit("/", 1)[0],
+                            "path": "/hook", "dry_run": True, "models": ["svc"]}],
+               "autoscale": [{"name": "svc-replicas", "model": "svc", "signal": "throughput_per_replica_rps",
+                              "target_value": 0.05, "max_replicas": 10, "apply": "metric_only"},
+                             {"name": "svc-k8s", "model": "svc", "signal": "throughput_per_replica_rps",
+                              "target_value": 0.05, "max_replicas": 10, "apply": "kubernetes",
+                              "kubernetes": {"namespace": "serving", "name": "svc", "api_url": "http://127.0.0.1:9",
+                                             "timeout_seconds": 2}}]})
+    store = open_store(settings)
+    metrics = Metrics()
+    data = ServingData()
+    pipeline = Pipeline(settings, store, metrics, log_dead_letter, "g")
+    off = Offsets()
+    states = []  # (pending, firing) of SlowP95 after each batch
+    late = json.dumps({"model": "svc", "model_version": "1", "timestamp": T0 + 5, "request_id": "late-0",
+                       "features": {"x": 0.0}, "predictions": {"y": 0.5}, "latency_ms": 7.5,
+                       "serving": {"status_code": 502}}).encode()
+    for w in range(N_WINDOWS):
+        batch = data.messages(w)  # topic "logs", partition 0, offsets from 0
+        t = T0 + w * WINDOW_MS
+        batch += [off.message("cat", json.dumps({
+            "model": "cat", "model_version": "2", "timestamp": t + i, "request_id": f"c{w}-{i}",
+            "features": {"c": f"v{i % 6}", "d": None if i % 3 == w % 3 else float(i)},
+            "predictions": {"p": 1.0}}).encode()) for i in range(30)]
+        if w == 1:
+            batch += [off.message("labels", json.dumps({"request_id": f"w1-{i}", "label": 0.5,
+                                                        "timestamp": t + 1000}).encode()) for i in range(40)]
+            batch += [off.message("bad", b"{not json")]
+        if w == 2:
+            n = off.next.get("kserve-logs", 0)
+            batch += [_kserve(n, "request", "k1", t + 100, {"instances": [[1.0, 2.0]]}),
+                      _kserve(n + 1, "response", "k1", t + 150, {"predictions": [0.25]})]
+            batch += [off.message("late", late)]
+        pipeline.process(batch)
+        states.append((metrics.alerts.labels("SlowP95", "svc", "pending")._value.get(),
+                       metrics.alerts.labels("SlowP95", "svc", "firing")._value.get()))
+    pipeline.close_all()
+    states.append((metrics.alerts.labels("SlowP95", "svc", "pending")._value.get(),
+                   metrics.alerts.labels("SlowP95", "svc", "firing")._value.get()))
+    # what the Kafka service exports after each poll (tested against a broker below)
+    metrics.set_consumer_positions({("logs", 0): (840, 900)})
+    port = metrics.serve("127.0.0.1", 0)
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    finally:
+        metrics.stop()
+        receiver.close()
+        store.close()
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    assert receiver.problems == []
+    yield {"metrics": metrics, "text": response.text, "data": data, "states": states, "store_path": tmp / "m.db"}
+
+
+def test_promtool_check_metrics_passes_on_every_family(full_run, promtool):
+    text = full_run["text"]
+    done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stdout + done.stderr
+    # every family inferwatch registers had samples in that scrape
+    families = _families(text)
+    registered = {f.name for f in full_run["metrics"].registry.collect()}
+    empty = {name for name in registered if not families.get(name) or not families[name].samples}
+    assert empty == set()
+    # the check is real: a gauge carrying a quantile label is refused
+    bad = subprocess.run([promtool, "check", "metrics"], input='# HELP x_seconds x\n# TYPE x_seconds gauge\n'
+                         'x_seconds{quantile="0.5"} 1\n', capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "quantile" in bad.stdout + bad.stderr
+
+
+def test_serving_histogram_and_requests_hold_the_logged_records(full_run):
+    data, fam = full_run["data"], _families(full_run["text"])
+    latency = np.concatenate([*data.latency, [7.5]]) * 1e-3  # every window plus the late record
+    status = np.concatenate([*data.status, [502]])
+    name = "inferwatch_serving_latency_seconds"
+    assert fam[name].type == "histogram"
+    for le in LATENCY_BUCKETS_SECONDS:
+        got = _value(fam, name, name + "_bucket", model="svc", le=floatToGoString(le))
+        assert got == np.count_nonzero(latency <= le), le
+    assert _value(fam, name, name + "_bucket", model="svc", le="+Inf") == len(latency)
+    assert _value(fam, name, name + "_count", model="svc") == len(latency)
+    assert _value(fam, name, name + "_sum", model="svc") == pytest.approx(latency.sum(), rel=1e-12)
+    # the other models logged no latency; their rows are no observations
+    assert {s.labels["model"] for s in fam[name].samples} == {"svc"}
+    req = "inferwatch_serving_requests"
+    errors = int(np.count_nonzero(is_error(status.astype(float))))
+    assert errors == int(np.count_nonzero(status >= 500)) > 0
+    assert _value(fam, req, req + "_total", model="svc", outcome="error") == errors
+    assert _value(fam, req, req + "_total", model="svc", outcome="ok") == len(status) - errors
+
+
+def test_window_serving_signals_are_the_last_closed_windows(full_run):
+    data, fam = full_run["data"], _families(full_run["text"])
+    last = N_WINDOWS - 1
+    name = "inferwatch_serving_window_latency_seconds"
+    assert fam[name].type == "summary"
+    for q in (0.5, 0.95, 0.99):
+        got = _value(fam, name, name, model="svc", model_version="1", quantile=str(q))
+        assert got == pytest.approx(float(np.quantile(data.latency[last], q)) * 1e-3, rel=1e-12)
+    windows = np.concatenate(data.latency) * 1e-3  # closed windows only: the late record is in none
+    assert _value(fam, name, name + "_count", model="svc", model_version="1") == len(windows)
+    assert _value(fam, name, name + "_sum", model="svc", model_version="1") == pytest.approx(windows.sum(),
+                                                                                             rel=1e-12)
+    ratio = "inferwatch_serving_window_error_ratio"
+    assert _value(fam, ratio, ratio, model="svc", model_version="1") == data.error_rate(last)
+    rps = "inferwatch_serving_window_throughput_requests_per_second"
+    assert _value(fam, rps, rps, model="svc", model_version="1") == PER_WINDOW / WINDOW_S
+    # the model without latencies or status codes has neither quantiles nor an error ratio;
+    # throughput counts its records (detectors.serving: records per second of window length)
+    for family in (name, ratio):
+        assert all(s.labels["model"] != "cat" for s in fam[family].samples), family
+    assert _value(fam, rps, rps, model="cat", model_version="2") == 30 / WINDOW_S
+
+
+def test_prediction_drift_alert_states_and_consumer_lag(full_run):
+    fam = _families(full_run["text"])
+    pred = "inferwatch_prediction_drift_detected"
+    drifted = [s.value for s in fam["inferwatch_drift_detected"].samples
+               if s.labels["model"] == "svc" and s.labels["role"] == "prediction"]
+    assert drifted and _value(fam, pred, pred, model="svc", model_version="1") == max(drifted)
+    cat_pred = [s.value for s in fam["inferwatch_drift_detected"].samples
+                if s.labels["model"] == "cat" and s.labels["role"] == "prediction"]
+    assert _value(fam, pred, pred, model="cat", model_version="2") == max(cat_pred)
+    # SlowP95 pending after window 1 closed, firing from window 2, resolved by window 6
+    assert full_run["states"] == [(0.0, 0.0)] + [tuple(map(float, ALERT_STATES[w])) for w in range(N_WINDOWS)]
+    # the prediction rule fired for both models' prediction column and stays firing
+    assert _value(fam, "inferwatch_alerts", "inferwatch_alerts", alertname="PredictionShift", model="svc",
+                  state="firing") == 1
+    assert _value(fam, "inferwatch_alert_firing", "inferwatch_alert_firing", alertname="PredictionShift",
+                  model="cat", model_version="2") == 1
+    assert _value(fam, "inferwatch_hook_calls", "inferwatch_hook_calls_total", hook="retrain-svc",
+                  decision="dry_run") == 1
+    assert _value(fam, "inferwatch_consumer_lag_records", "inferwatch_consumer_lag_records", topic="logs",
+                  partition="0") == 60
+    assert _value(fam, "inferwatch_consumer_offset", "inferwatch_consumer_offset", topic="logs",
+                  partition="0") == 840
+    assert _value(fam, "inferwatch_values_capped", "inferwatch_values_capped_total", model="cat",
+                  reason="too_many_categories") > 0
+    over = "inferwatch_label_values_overflowed"
+    assert {s.labels["label"]: s.value for s in fam[over].samples if s.name == over + "_total"} == {
+        "model": 0, "model_version": 0, "column": 0, "alertname": 0, "topic": 0}
+
+
+def test_window_serving_series_go_when_a_window_has_too_few_values():
+    m = Metrics()
+    signals = {"latency_p50_seconds": 0.01, "latency_p95_seconds": 0.02, "latency_p99_seconds": 0.03,
+               "error_rate": 0.25, "throughput_rps": 2.0}
+    m.set_window_serving("llm", "1", signals, np.array([0.01, 0.02, np.nan, 0.03]))
+    m.set_window_serving("llm", "1", dict.fromkeys(signals), np.array([0.5]))
+    fam = _families(generate_latest(m.registry).decode())
+    name = "inferwatch_serving_window_latency_seconds"
+    assert [(s.name, s.value) for s in fam[name].samples] == [(name + "_sum", pytest.approx(0.56)),
+                                                             (name + "_count", 4.0)]
+    assert fam["inferwatch_serving_window_error_ratio"].samples == []
+    assert fam["inferwatch_serving_window_throughput_requests_per_second"].samples == []
+
+
+def test_histogram_buckets_are_inclusive_and_skip_unknown_latencies():
+    m = Metrics()
+    m.observe_serving("llm", np.array([0.005, 0.0050001, 60.0, 61.0, np.nan, np.inf, -1.0, 0.0]), ok=5, error=2)
+    fam = _families(generate_latest(m.registry).decode())
+    name = "inferwatch_serving_latency_seconds"
+    assert _value(fam, name, name + "_bucket", model="llm", le="0.005") == 2  # 0.0 and 0.005
+    assert _value(fam, name, name + "_bucket", model="llm", le="0.01") == 3
+    assert _value(fam, name, name + "_bucket", model="llm", le="60.0") == 4
+    assert _value(fam, name, name + "_bucket", model="llm", le="+Inf") == 5
+    assert _value(fam, name, name + "_count", model="llm") == 5
+    assert _value(fam, name, name + "_sum", model="llm") == pytest.approx(121.0100001)
+    req = "inferwatch_serving_requests"
+    assert _value(fam, req, req + "_total", model="llm", outcome="ok") == 5
+    assert _value(fam, req, req + "_total", model="llm", outcome="error") == 2
+
+
+# --- the label cap ----------------------------------------------------------------------------
+def _series_per_family(metrics: Metrics) -> dict[str, set[tuple]]:
+    """Distinct label sets per family (a histogram's buckets and a summary's quantiles are one
+    series with it)."""
+    out: dict[str, set[tuple]] = {}
+    for family in metrics.registry.collect():
+        out[family.name] = {tuple(sorted((k, v) for k, v in s.labels.items() if k not in ("le", "quantile")))
+                            for s in family.samples}
+    return out
+
+
+def test_ten_thousand_model_names_stay_under_the_cap(monkeypatch):
+    cap = 500
+    m = Metrics(max_label_values=cap)
+    n = 10_000
+    signals = {"latency_p50_seconds": 0.01, "latency_p95_seconds": 0.02, "latency_p99_seconds": 0.03,
+               "error_rate": 0.0, "throughput_rps": 1.0}
+    lookups = 0
+    for i in range(n):
+        name = f"model-{i}"
+        # the calls the pipeline makes for one model in a batch and for one closed window
+        model = m.model_label(name)
+        m.records_ingested.labels(model).inc(3)
+        m.observe_serving(model, np.array([0.02, 0.04, 0.3]), ok=3, error=0)
+        model, version = m.model_label(name), m.version_label("1")
+        m.window_records.labels(model, version).set(3)
+        m.drift_p_value.labels(model, version, m.column_label("x"), "feature", "ks").set(0.5)
+        m.set_window_serving(model, version, signals, np.array([0.02, 0.04, 0.3]))
+        m.alert_labels({"alertname": "SlowP95", "model": name, "model_version": "1"})
+        lookups += 3
+    series = _series_per_family(m)
+    for family in ("inferwatch_records_ingested", "inferwatch_serving_latency_seconds", "inferwatch_serving_requests",
+                   "inferwatch_window_records", "inferwatch_drift_p_value",
+                   "inferwatch_serving_window_latency_seconds", "inferwatch_serving_window_error_ratio"):
+        models = {dict(s)["model"] for s in series[family]}
+        assert len(series[family]) == cap + 1 and OVERFLOW in models, family
+    replaced = (n - cap) * 3  # three lookups of each model beyond the cap
+    assert m.label_values_overflowed.labels("model")._value.get() == replaced == lookups - cap * 3
+    assert m.label_values_overflowed.labels("model_version")._value.get() == 0
+    # the overflow series holds the sum of every model beyond the cap
+    assert m.records_ingested.labels(OVERFLOW)._value.get() == 3 * (n - cap)
+    assert m.records_ingested.labels("model-0")._value.get() == 3
+    # a value admitted before keeps its own series
+    assert m.model_label("model-499") == "model-499" and m.model_label("model-500") == OVERFLOW
+
+
+def test_label_cap_through_the_pipeline_covers_every_model_labelled_family(tmp_path):
+    """60 models through the real pipeline (batches, closed windows, alerts) with a cap of 10."""
+    cap, n = 10, 60
+    settings = load_config(None, database_url=f"sqlite:///{tmp_path / 'c.db'}", kafka={"max_models": 1000},
+                           window={"length_seconds": 60, "idle_close_seconds": None},
+                           reference={"bootstrap_records": 2},
+                           alerting={"serving_min_count": 1,
+                                     "rules": [{"name": "AnyTraffic", "signal": "throughput_rps", "op": ">=",
+                                                "threshold": 0.0}]},
+                           metrics={"enabled": False, "max_label_values": cap})
+    store = open_store(settings)
+    m = Metrics(settings.metrics.max_label_values)
+    pipeline = Pipeline(settings, store, m, log_dead_letter, "g")
+    t0 = 1_700_000_040_000
+    messages = [Message("t", 0, i, json.dumps({
+        "model": f"m{i % n:02d}", "model_version": "1", "timestamp": t0 + i, "request_id": f"r{i}",
+        "features": {"x": float(i)}, "predictions": {"y": float(i % 2)}, "latency_ms": 10.0 + i,
+        "serving": {"status_code": 200}}).encode()) for i in range(4 * n)]
+    pipeline.process(messages)  # one batch: each model looked up once
+    closed = pipeline.close_all()  # one window each, judged against its bootstrap reference
+    assert len(closed) == n
+    series = _series_per_family(m)
+    for family, samples in series.items():
+        models = {dict(s).get("model") for s in samples} - {None}
+        others = {tuple(kv for kv in s if kv[0] != "model") for s in samples}
+        assert len(models) <= cap + 1 and len(samples) <= (cap + 1) * len(others), family
+    for family in ("inferwatch_window_records", "inferwatch_serving_window_latency_seconds",
+                   "inferwatch_serving_latency_seconds", "inferwatch_records_ingested", "inferwatch_alert_firing"):
+        assert len(series[family]) == cap + 1, family
+    assert {dict(s)["model"] for s in series["inferwatch_records_ingested"]} == {
+        *(f"m{i:02d}" for i in range(cap)), OVERFLOW}
+    assert m.records_ingested.labels(OVERFLOW)._value.get() == 4 * (n - cap)
+    assert m.alerts.labels("AnyTraffic", OVERFLOW, "firing")._value.get() == n - cap
+    assert m.alert_firing.labels("AnyTraffic", "m00", "1")._value.get() == 1
+    # replacements: once per model and batch, once per closed window, once per alert change
+    assert m.label_values_overflowed.labels("model")._value.get() == 3 * (n - cap)
+    store.close()
+
+
+# --- consumer lag against a real broker --------------------------------------------------------
+@pytest.mark.kafka
+def test_consumer_lag_per_partition_after_each_poll(tmp_path, kafka_bootstrap):
+    topic = f"lag-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka_bootstrap, topic, 2)
+    t0 = 1_700_000_040_000
+    produce(kafka_bootstrap, topic, [json.dumps({
+        "model": "m", "model_version": "1", "timestamp": t0 + i, "request_id": f"r{i}", "features": {"x": float(i)},
+        "predictions": {"y": 1.0}}).encode() for i in range(50)])
+    settings = load_config(None, database_url=f"sqlite:///{tmp_path / 'lag.db'}",
+                           kafka={"bootstrap_servers": kafka_bootstrap, "topics": [topic], "group_id": f"g-{topic}",
+                                  "max_poll_records": 10},
+                           window={"length_seconds": 3600, "idle_close_seconds": None}, metrics={"enabled": False})
+    store = open_store(settings)
+    source = KafkaSource(kafka_bootstrap, [topic], f"g-{topic}", lambda: {}, max_poll_records=10)
+    metrics = Metrics()
+    stop = threading.Event()
+    svc = KafkaService(settings, store, metrics, source, log_dead_letter, stop)
+    try:
+        # one poll-loop turn by hand: the first poll returns at most 10 records
+        deadline = time.monotonic() + 60
+        messages = []
+        while not messages and time.monotonic() < deadline:
+            messages = source.poll(500)
+        assert 0 < len(messages) <= 10
+        part = messages[0].partition
+        closed, failure = svc.process_batch(source.partition_states(), source.all_partitions(), messages)
+        assert failure is None
+        svc.export_positions()
+        ends = {p: int(o) for (_t, p), o in _end_offsets(source, topic).items()}
+        assert sum(ends.values()) == 50
+        read = max(m.offset for m in messages) + 1
+        assert metrics.consumer_offset.labels(topic, str(part))._value.get() == read
+        assert metrics.consumer_lag.labels(topic, str(part))._value.get() == ends[part] - read
+        # the service's own loop drains the rest; the lag of both partitions reaches 0
+        runner = threading.Thread(target=svc.run, daemon=True)
+        runner.start()
+
+        def drained():
+            return all(metrics.consumer_offset.labels(topic, str(p))._value.get() == ends[p]
+                       and metrics.consumer_lag.labels(topic, str(p))._value.get() == 0 for p in ends)
+
+        wait_for(drained, 60, "consumer lag 0 on every partition")
+        text = generate_latest(metrics.registry).decode()
+        assert f'inferwatch_consumer_lag_records{{partition="{part}",topic="{topic}"}} 0.0' in text
+    finally:
+        stop.set()
+        if "runner" in locals():
+            runner.join(30)
+        source.close()
+        store.close()
+
+
+def _end_offsets(source: KafkaSource, topic: str) -> dict[tuple[str, int], int]:
+    from kafka import TopicPartition
+
+    parts = source.consumer.partitions_for_topic(topic)
+    ends = source.consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+    return {(tp.topic, tp.partition): o for tp, o in ends.items()}
