@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine: a virtualenv with inferwatch installed, and (with --test) the system
 # packages the test suite starts for real: Java and Maven for the Kafka broker, PostgreSQL,
-# Alertmanager, promtool (Debian prometheus) for the rule files, and docker-compose to validate
+# Alertmanager, Debian prometheus (promtool for the rule files, the server for the dashboard
+# test), and docker-compose to validate
 # docker-compose.yml. Safe to run again: it only installs what is
 # missing.
 set -euo pipefail
@@ -17,7 +18,7 @@ if (( want_test )); then
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   [[ -x /usr/bin/prometheus-alertmanager ]] || missing+=(prometheus-alertmanager)
-  command -v promtool >/dev/null || missing+=(prometheus)
+  { command -v promtool >/dev/null && [[ -x /usr/bin/prometheus ]]; } || missing+=(prometheus)
   if (( ${#missing[@]} )); then
     echo "installing system packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
