@@ -374,3 +374,31 @@ def test_every_panel_query_returns_data(tmp_path, kafka_bootstrap):
     assert code == 0, service.log()
     assert "Traceback" not in (tmp_path / "service.log").read_text(errors="replace"), service.log()
     print(f"runtime {time.monotonic() - t_start:.1f}s, {checked} panel queries")
+
+
+def test_simulated_serving_telemetry_is_seeded_marked_and_decodes():
+    """The demo producer's serving telemetry: deterministic per seed, marked simulated, and
+    read by the collector as latency and serving columns (the marker key ignored)."""
+    import itertools
+
+    import numpy as np
+
+    from collector.decode import validate_record
+    from inferwatch import demo
+
+    def first(n: int, seed: int) -> list[dict]:
+        return list(itertools.islice(demo.with_simulated_serving(demo.demo_records(), seed=seed), n))
+
+    a, b, c = first(5000, 0), first(5000, 0), first(5000, 1)
+    assert a == b and a != c
+    assert all(r["serving"]["simulated"] is True for r in a)
+    latency = np.array([r["latency_ms"] for r in a])
+    assert 35 < np.median(latency) < 45 and latency.min() > 0
+    codes = [r["serving"]["status_code"] for r in a]
+    assert set(codes) <= {200, 500, 503} and 0 < sum(c >= 500 for c in codes) < 60
+    assert {r["serving"]["replica"] for r in a} == {f"employment-{i}" for i in range(demo.SIMULATED_REPLICAS)}
+    meta, columns = validate_record(json.loads(demo.encode_record(a[0])), max_features=100)
+    assert meta[5] == a[0]["latency_ms"]
+    assert columns["serving.status_code"] == a[0]["serving"]["status_code"]
+    assert columns["serving.replica"] == a[0]["serving"]["replica"]
+    assert "serving.simulated" not in columns
