@@ -154,7 +154,8 @@ def backfill(settings: Settings, store: Store, model: str, since_ms: int, until_
     selected = store.windows_starting_between(model, model_version, since_ms, until_ms)
     if on_start is not None:
         on_start(len(selected))
-    references: dict[str, tuple[tuple[str, int], Profile] | None] = {}
+    # version -> (reference stamp, its profile or why it cannot be read)
+    references: dict[str, tuple[tuple[str, int], Profile | str]] = {}
     out = []
     for w in selected:
         with store.transaction() as conn:
@@ -166,8 +167,12 @@ def backfill(settings: Settings, store: Store, model: str, since_ms: int, until_
             stamp = store.reference_stamp(conn, model, version)
             cached = references.get(version)
             if stamp is not None and (cached is None or cached[0] != stamp):
-                ref_dict = store.get_reference(conn, model, version)[1]
-                references[version] = cached = (stamp, Profile.from_dict(ref_dict))
+                try:
+                    ref_profile = Profile.from_dict(store.get_reference(conn, model, version)[1])
+                except (KeyError, ValueError) as exc:  # written by an older version
+                    ref_profile = f"the stored reference cannot be read ({exc}); store it again with " \
+                                  "inferwatch reference set"
+                references[version] = cached = (stamp, ref_profile)
             old_drifted = _drifted(old_results)
             keep = dict(window_id=int(row["id"]), model=model, model_version=version,
                         window_start_ms=int(row["window_start_ms"]), segment=int(row["segment"]),
@@ -179,12 +184,15 @@ def backfill(settings: Settings, store: Store, model: str, since_ms: int, until_
                                         kept=f"no reference for {model} version {version}")
             else:
                 ref = cached[1]
+                profile, reason = None, ref if isinstance(ref, str) else None
                 try:
-                    profile = rebuild_profile(json.loads(row["profile"]), ref, sample_size,
-                                              closed_with_reference=row["status"] != "no_reference")
+                    if reason is None:
+                        profile = rebuild_profile(json.loads(row["profile"]), ref, sample_size,
+                                                  closed_with_reference=row["status"] != "no_reference")
                 except NotRebuildable as exc:
-                    profile = None
                     reason = str(exc)
+                except (KeyError, TypeError, ValueError) as exc:
+                    reason = f"the stored profile cannot be read ({exc!r})"
                 if profile is None:
                     outcome = WindowOutcome(**keep, new_status=row["status"], new_share=keep["old_share"],
                                             new_drifted=old_drifted, changed=False, kept=reason)

@@ -22,7 +22,7 @@ from rich.table import Table
 from inferwatch.config import ConfigError, Settings, load_config
 
 app = typer.Typer(help="Drift detection and monitoring for prediction logs on Kafka.", no_args_is_help=True,
-                  add_completion=False)
+                  add_completion=False, rich_markup_mode="markdown")
 reference_app = typer.Typer(help="Manage reference profiles.", no_args_is_help=True)
 app.add_typer(reference_app, name="reference")
 # piped output (make demo > file) would otherwise wrap the tables at 80 columns
@@ -30,6 +30,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file (INFERWATCH_* env vars override it).",
                             exists=True, dir_okay=False)
+VerboseOption = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level (default: INFO).")
 
 
 def _settings(config: Optional[Path], **overrides) -> Settings:
@@ -60,7 +61,7 @@ def _window_line(w) -> str:
 
 
 @app.command()
-def run(config: Optional[Path] = ConfigOption, verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+def run(config: Optional[Path] = ConfigOption, verbose: bool = VerboseOption) -> None:
     """Consume prediction logs from Kafka as a consumer group member until SIGTERM or Ctrl-C."""
     from inferwatch.runner import run_kafka
 
@@ -149,8 +150,9 @@ def reference_set(model: str = typer.Option(..., "--model", "-m", help="Model na
     settings = _settings(config)
     try:
         frame = read_reference_file(file)
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except ValueError as exc:  # pyarrow's errors on a damaged file name neither the flag nor the file
+        text = str(exc) if str(exc).startswith("--file") else f"--file: cannot read {file} as .csv or .parquet: {exc}"
+        console.print(f"[red]error:[/red] {text}")
         raise typer.Exit(2) from None
     profile = profile_frame(frame, set(settings.drift.categorical.get(model, [])), settings.reference.n_bins,
                             settings.reference.sample_size)
@@ -184,9 +186,10 @@ def replay(paths: list[Path] = typer.Argument(..., help="Files or directories of
                None, "--dead-letter", help="Append rejected lines (with the reason) to this JSON-lines file; "
                                            "default: log them.", dir_okay=False),
            batch_size: int = typer.Option(5000, min=1, help="Lines per batch (one database transaction)."),
-           verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+           verbose: bool = VerboseOption) -> None:
     """Replay prediction-log files through the decoders, windows and detectors, then close every
     window and print the drift table."""
+    from pydantic import ValidationError
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
     from collector.formats.files import expand_paths
@@ -202,8 +205,12 @@ def replay(paths: list[Path] = typer.Argument(..., help="Files or directories of
     if changes:
         try:
             fmt = type(default).model_validate({**default.model_dump(), **changes})
-        except ValueError as exc:
-            console.print(f"[red]error:[/red] --format/--model/--model-version: {exc}")
+        except ValidationError as exc:  # one line per bad flag, without pydantic's links
+            for err in exc.errors():
+                key = err["loc"][0] if err["loc"] else None
+                flag = f"--{str(key).replace('_', '-')} {changes[key]}" if key in changes else \
+                    "--format/--model/--model-version"
+                console.print(f"[red]error:[/red] {flag}: {err['msg']}")
             raise typer.Exit(2) from None
         # the flags apply to every file, whatever formats.topics says
         settings = settings.model_copy(update={"formats": settings.formats.model_copy(
@@ -258,12 +265,22 @@ def replay(paths: list[Path] = typer.Argument(..., help="Files or directories of
 
 
 @app.command()
-def windows(model: Optional[str] = typer.Option(None, "--model", "-m"),
+def windows(model: Optional[str] = typer.Option(None, "--model", "-m", help="Only this model (default: all)."),
             config: Optional[Path] = ConfigOption) -> None:
     """List closed windows and their dataset drift."""
     _, store = _open_store(config)
     console.print(drift_table(store, model))
+    if model is not None:
+        _no_windows_hint(store, model)
     store.close()
+
+
+def _no_windows_hint(store, model: str) -> None:
+    """Say so when ``model`` has no closed window, naming the models that have some."""
+    known = store.models_with_windows()
+    if model not in known:
+        console.print(f"[yellow]no closed windows of model {model!r}[/yellow]; models with windows: "
+                      + (", ".join(known) or "none yet"))
 
 
 @app.command()
@@ -301,6 +318,11 @@ def backfill(model: str = typer.Option(..., "--model", "-m", help="Model name as
         raise typer.BadParameter(f"{_utc(bounds['--until'])} UTC is not after --since ({_utc(bounds['--since'])} UTC)",
                                  param_hint="--until")
     settings, store = _open_store(config)
+    known = store.models_with_windows()
+    if model not in known:
+        store.close()
+        raise typer.BadParameter(f"no closed windows of model {model!r}; models with windows: "
+                                 + (", ".join(known) or "none yet"), param_hint="--model")
     columns = (TextColumn("recomputing" if not dry_run else "checking"), BarColumn(), MofNCompleteColumn(),
                TextColumn("windows"), TimeElapsedColumn())
     try:
@@ -309,12 +331,13 @@ def backfill(model: str = typer.Option(..., "--model", "-m", help="Model name as
             outcomes = run_backfill(settings, store, model, bounds["--since"], bounds["--until"], model_version,
                                     dry_run=dry_run, on_start=lambda n: progress.update(task, total=n),
                                     on_window=lambda _o: progress.advance(task))
+        if not outcomes:
+            console.print(f"no closed window of model {model!r}" + (f" version {model_version!r}" if model_version
+                                                                    else "")
+                          + f" starts between {_utc(bounds['--since'])} and {_utc(bounds['--until'])} UTC")
+            return
     finally:
         store.close()
-    if not outcomes:
-        console.print(f"no closed windows of {model}" + (f" version {model_version}" if model_version else "")
-                      + f" start between {_utc(bounds['--since'])} and {_utc(bounds['--until'])} UTC")
-        return
     table = Table(title="Backfill (dry run: nothing written)" if dry_run else "Backfill")
     for col in ("version", "window start (UTC)", "seg", "records", "status", "drift share", "drifted features",
                 "result"):
@@ -414,7 +437,7 @@ def demo(db: Path = typer.Option(Path("inferwatch-demo.db"), help="SQLite file (
          alpha: float = typer.Option(0.001, help="Family-wise level of the Bonferroni-adjusted p-values."),
          share_threshold: Optional[float] = typer.Option(  # noqa: UP007 (typer needs Optional)
              None, help="Dataset drift only when this share of features drift (default: any one feature)."),
-         verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+         verbose: bool = VerboseOption) -> None:
     """Replay the real ACS employment data (2015-2018) through the whole pipeline on SQLite.
 
     No server needed: records go through the same decoders, windows and detectors as the
@@ -455,8 +478,9 @@ def demo(db: Path = typer.Option(Path("inferwatch-demo.db"), help="SQLite file (
 
 
 @app.command("demo-producer")
-def demo_producer(bootstrap_servers: str = typer.Option("127.0.0.1:9092", "--bootstrap-servers", "-b"),
-                  topic: str = typer.Option("predictions", "--topic", "-t"),
+def demo_producer(bootstrap_servers: str = typer.Option("127.0.0.1:9092", "--bootstrap-servers", "-b",
+                                                     help="Kafka brokers, host:port[,host:port...]."),
+                  topic: str = typer.Option("predictions", "--topic", "-t", help="Topic to produce to."),
                   stream: str = typer.Option("demo", help="demo (2015-2018), control (stationary) or both."),
                   limit: Optional[int] = typer.Option(None, help="Stop after this many records."),
                   serving: bool = typer.Option(
@@ -474,6 +498,7 @@ def demo_producer(bootstrap_servers: str = typer.Option("127.0.0.1:9092", "--boo
     from itertools import islice
 
     from kafka import KafkaProducer
+    from kafka.errors import KafkaError
 
     from inferwatch import demo as demo_data
 
@@ -488,7 +513,12 @@ def demo_producer(bootstrap_servers: str = typer.Option("127.0.0.1:9092", "--boo
     if serving:  # each stream its own seed, so the two models' telemetry differs
         streams = [demo_data.with_simulated_serving(s, seed=seed * 2 + i) for i, s in enumerate(streams)]
     records = heapq.merge(*streams, key=lambda r: r["timestamp"]) if len(streams) > 1 else streams[0]
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all", linger_ms=20)
+    try:
+        producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all", linger_ms=20)
+    except (KafkaError, ValueError) as exc:
+        console.print(f"[red]error:[/red] --bootstrap-servers {bootstrap_servers}: cannot reach Kafka ({exc}); "
+                      "check the host:port list and that the brokers are up")
+        raise typer.Exit(3) from None
     n = 0
     for rec in islice(records, limit):
         producer.send(topic, value=demo_data.encode_record(rec), key=rec["request_id"].encode())
@@ -549,7 +579,7 @@ def outbox_deliver(until_empty: bool = typer.Option(False, "--until-empty",
                                                     help="Exit once no message is pending (instead of running "
                                                          "until SIGTERM or Ctrl-C)."),
                    config: Optional[Path] = ConfigOption,
-                   verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+                   verbose: bool = VerboseOption) -> None:
     """Deliver outbox messages in the foreground to every configured target (receivers and hooks)."""
     from alerting.outbox import OutboxWorker
 
@@ -593,7 +623,7 @@ def _duration_ms(text: str) -> int:
 
 @app.command("alerts")
 def alerts_list(state: Optional[str] = typer.Option(None, "--state", "-s",
-                                                    help="pending, firing or resolved (default: pending and firing)."),
+                                                    help="inactive, pending, firing or resolved (default: pending and firing)."),
                 config: Optional[Path] = ConfigOption) -> None:
     """List alert instances with their state, labels and summary."""
     states = ("pending", "firing") if state is None else (state,)
@@ -619,7 +649,8 @@ def silence_add(matchers: list[str] = typer.Argument(..., help="Label matchers: 
                                                                 "name=~regex, name!~regex (all must match)."),
                 duration: str = typer.Option("2h", "--for", help="How long, e.g. 30m, 2h, 1d."),
                 comment: str = typer.Option(..., "--comment", help="Why (shown in silence list)."),
-                author: str = typer.Option(os.environ.get("USER", "unknown"), "--author"),
+                author: str = typer.Option(os.environ.get("USER", "unknown"), "--author",
+                                           help="Who (shown in silence list; default: $USER)."),
                 config: Optional[Path] = ConfigOption) -> None:
     """Silence matching alerts now for the given duration; prints the silence id."""
     from alerting.silences import parse_matcher

@@ -468,6 +468,11 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
+    def models_with_windows(self) -> list[str]:
+        """Names of the models that have closed windows, sorted."""
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(sa.select(windows.c.model).distinct()).scalars())
+
     def window_with_results(self, conn: Connection, window_id: int) -> tuple[dict, list[dict]] | None:
         """One closed window with its profile (the ``windows`` row as a dict, ``profile`` as
         stored JSON text) and its ``drift_results`` rows (dicts without ``window_id``, by column
