@@ -7,12 +7,13 @@ overflow value and counts every replacement."""
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
 import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -409,3 +410,12 @@ def _end_offsets(source: KafkaSource, topic: str) -> dict[tuple[str, int], int]:
     parts = source.consumer.partitions_for_topic(topic)
     ends = source.consumer.end_offsets([TopicPartition(topic, p) for p in parts])
     return {(tp.topic, tp.partition): o for tp, o in ends.items()}
+
+
+def test_readme_metrics_table_names_every_family():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("\n## Metrics\n"):]
+    section = section[:section.index("\n### ")]
+    documented = set(re.findall(r"`(inferwatch_[a-z0-9_]+)`", section))
+    names = {f.name + ("_total" if f.type == "counter" else "") for f in Metrics().registry.collect()}
+    assert names <= documented, names - documented
