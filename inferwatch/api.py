@@ -343,8 +343,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_upload if _UPLOAD_PATH.match(scope["path"]) else self.max_body
-        detail = f"request body larger than {limit} bytes (api.max_{'upload' if limit == self.max_upload else 'body'}_bytes)"
+        upload = _UPLOAD_PATH.match(scope["path"]) is not None
+        limit = self.max_upload if upload else self.max_body
+        detail = f"request body larger than {limit} bytes (api.max_{'upload' if upload else 'body'}_bytes)"
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.strip().isdigit() and int(length) > limit:
             await JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})(

@@ -74,7 +74,7 @@ def run(config: Optional[Path] = ConfigOption, verbose: bool = VerboseOption) ->
 
 
 @app.command()
-def api(config: Optional[Path] = ConfigOption, verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+def api(config: Optional[Path] = ConfigOption, verbose: bool = VerboseOption) -> None:
     """Serve the HTTP API alone (no consumer) on api.host:api.port until SIGTERM or Ctrl-C.
 
     Reads the store inferwatch run writes; writes (silences, reference uploads) need
