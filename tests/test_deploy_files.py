@@ -163,6 +163,15 @@ def test_prometheus_alerts_go_to_the_compose_alertmanager():
     assert config["route"]["receiver"] in {r["name"] for r in config["receivers"]}
 
 
+def test_prometheus_config_is_valid():
+    exe = shutil.which("promtool")
+    if exe is None:
+        _missing_tool("promtool not installed (apt-get install -y prometheus)")
+    proc = subprocess.run([exe, "check", "config", str(DASHBOARD_DIR / "prometheus.yml")], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_alertmanager_config_is_valid():
     exe = shutil.which("amtool")
     if exe is None:
