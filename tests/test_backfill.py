@@ -225,6 +225,49 @@ def test_insufficient_data_stays_insufficient(tmp_path, references, payloads):
         store.close()
 
 
+def test_windows_closed_before_their_reference_are_recomputed(tmp_path, references, payloads):
+    """Windows stored as no_reference (no reference yet, bootstrap not reached) get drift once a
+    reference is set, equal to a run that had it from the start."""
+    training, _ = references
+    settings = load_config(None, database_url=f"sqlite:///{tmp_path / 'a.db'}", metrics={"port": 0},
+                           reference={"bootstrap_records": 10_000_000},
+                           window={"length_seconds": HALF_DAY, "idle_close_seconds": None,
+                                   "origin": "2015-01-01T00:00:00Z"})
+    store = open_store(settings)
+    try:
+        run_in_process(settings, payloads, store, Metrics())
+        before = _snapshot(store)
+        assert {w["status"] for w, _ in before.values()} == {"no_reference"}
+        assert backfill(settings, store, MODEL, 0, FAR_FUTURE)[0].kept == f"no reference for {MODEL} version 1"
+        _put_reference(settings, store, training)
+        out = backfill(settings, store, MODEL, 0, FAR_FUTURE)
+        assert all(o.changed and o.kept is None and o.new_status == "ok" for o in out) and len(out) == 8
+        fresh = _run(_settings(f"sqlite:///{tmp_path / 'fresh.db'}"), training, payloads)
+        try:
+            _same_rows(_snapshot(store), _snapshot(fresh))
+        finally:
+            fresh.close()
+    finally:
+        store.close()
+
+
+def test_a_reference_that_cannot_be_read_keeps_every_window(tmp_path, references, payloads):
+    training, _ = references
+    settings = _settings(f"sqlite:///{tmp_path / 'a.db'}")
+    store = _run(settings, training, payloads)
+    try:
+        before = _snapshot(store)
+        with store.transaction() as conn:  # as an older version wrote it
+            store.put_reference(conn, MODEL, "*", "old", 1, {"format": "inferwatch.profile/2", "columns": {}})
+        out = backfill(settings, store, MODEL, 0, FAR_FUTURE)
+        assert len(out) == 8 and not any(o.changed for o in out)
+        assert all("the stored reference cannot be read" in o.kept and "inferwatch reference set" in o.kept
+                   for o in out)
+        assert _snapshot(store) == before
+    finally:
+        store.close()
+
+
 def test_parse_time():
     now = T2018
     assert parse_time("2015-01-01T00:00:00Z") == T2015
@@ -285,3 +328,74 @@ def test_cli_backfill_bad_times_exit_2_naming_the_flag(cli_setup, args, flag):
     assert result.exit_code == 2, result.output
     assert f"Invalid value for {flag}" in result.output and "Traceback" not in result.output
     assert _snapshot(store) == before
+
+
+# --- rebuilding a stored profile ---------------------------------------------------------------
+
+
+def _frames(n: int, seed: int = 7):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    age = pd.Series(rng.normal(40, 12, n).round(), dtype="float64")
+    age[::17] = np.nan
+    return pd.DataFrame({"features.AGEP": age,
+                         "features.SEX": pd.Series(rng.choice(["1", "2"], n), dtype=object),
+                         "predictions.employed": pd.Series(rng.random(n) < 0.6, dtype=object)})
+
+
+def test_rebuild_profile_from_a_stored_sample_equals_a_fresh_profile():
+    """A summary that keeps every value (the sample) rebinned on another reference gives the
+    profile the close would build against that reference: same histogram, values, counts."""
+    import numpy as np
+
+    from detectors import build_profile, compare
+    from inferwatch.backfill import NotRebuildable, rebuild_profile
+    from inferwatch.pipeline import window_statistics
+
+    window, old_ref_rows, new_ref_rows = _frames(1000, 1), _frames(3000, 2), _frames(3000, 3)
+    new_ref_rows["features.AGEP"] += 10
+    kinds = {"features.AGEP": "numeric", "features.SEX": "categorical", "predictions.employed": "categorical"}
+    old_ref, new_ref = build_profile(old_ref_rows, kinds), build_profile(new_ref_rows, kinds)
+    stored = build_profile(window, kinds, reference=old_ref, sample_size=100_000)
+    expected = build_profile(window, kinds, reference=new_ref, sample_size=100_000)
+
+    rebuilt = rebuild_profile(stored.to_dict(), new_ref, 100_000)
+    age, want = rebuilt.columns["features.AGEP"], expected.columns["features.AGEP"]
+    assert not np.array_equal(stored.columns["features.AGEP"].edges, want.edges)
+    assert np.array_equal(age.edges, want.edges) and np.array_equal(age.hist, want.hist)
+    assert np.array_equal(np.sort(age.sample), np.sort(want.sample))
+    assert (age.count, age.missing) == (want.count, want.missing) == (941, 59)
+    for name in ("features.SEX", "predictions.employed"):
+        assert rebuilt.columns[name] == expected.columns[name]
+    # so the tests agree to the last bit
+    assert [r.to_dict() for r in compare(new_ref, rebuilt)] == [r.to_dict() for r in compare(new_ref, expected)]
+
+    # the stored window summary (without the sample) of 941 values cannot give them back
+    with pytest.raises(NotRebuildable, match="AGEP: 941 values"):
+        rebuild_profile(window_statistics(stored), new_ref, 100_000)
+
+
+def test_rebuild_profile_refuses_capped_tables_and_changed_kinds():
+    from detectors import build_profile
+    from inferwatch.backfill import NotRebuildable, rebuild_profile
+
+    window = _frames(300)
+    window["features.SEX"] = [f"c{i}" for i in range(300)]  # 300 labels: capped at 200
+    kinds = {"features.AGEP": "numeric", "features.SEX": "categorical", "predictions.employed": "categorical"}
+    stored = build_profile(window, kinds, sample_size=100_000).to_dict()
+    assert "__other__" in stored["columns"]["features.SEX"]["counts"]
+    ref = build_profile(_frames(2000), kinds)
+    with pytest.raises(NotRebuildable, match="SEX: the stored category table was capped at 200"):
+        rebuild_profile(stored, ref, 100_000)
+    as_number = build_profile(_frames(2000).assign(**{"features.SEX": 1.0}), {**kinds, "features.SEX": "numeric"})
+    with pytest.raises(NotRebuildable, match="SEX: stored as categorical, the reference now profiles it as numeric"):
+        rebuild_profile(stored, as_number, 100_000)
+    missing = build_profile(_frames(2000).assign(**{"features.NEW": 1.0}), {**kinds, "features.NEW": "numeric"})
+    uncapped = build_profile(_frames(300), kinds, sample_size=100_000).to_dict()
+    with pytest.raises(NotRebuildable, match="NEW: not in the stored profile"):
+        rebuild_profile(uncapped, missing, 100_000)
+    # a window closed without a reference had every column its records had: NEW had none
+    rebuilt = rebuild_profile(uncapped, missing, 100_000, closed_with_reference=False)
+    assert (rebuilt.columns["features.NEW"].count, rebuilt.columns["features.NEW"].missing) == (0, 300)
