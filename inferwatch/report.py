@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from alerting.events import rfc3339
-from detectors._checks import StatisticUndefined
+from detectors._checks import StatisticUndefined, neg_log10_p
 from detectors.categorical import categorical_test, g_test
 from detectors.drift import NUMERIC_TESTS
 from detectors.sketch import kll_load
@@ -274,8 +274,8 @@ def frame_from_profile(profile: dict, columns: list[str], max_rows: int = DEFAUL
 
     Returns:
         ``(frame, notes)``: ``float64`` columns for numeric profiles (NaN missing, ±inf kept),
-        ``object`` columns of string labels for categorical ones (None missing); ``notes``
-        says, one sentence each, what was approximated.
+        text columns of the stored string labels for categorical ones (missing as None, or NaN
+        in pandas' string dtype); ``notes`` says, one sentence each, what was approximated.
     """
     n_rows = int(profile["n_rows"])
     cols = {c: profile["columns"][c] for c in columns}
@@ -331,16 +331,19 @@ def frame_from_profile(profile: dict, columns: list[str], max_rows: int = DEFAUL
 EVIDENTLY_TEST_CHOICES = ("inferwatch", "default")
 
 def _inferwatch_stattest(name: str, label: str, kinds: list, test):
-    """Register inferwatch's test ``test`` with Evidently as the stat test ``name``: its score
-    is the raw p-value, drift when it is at most the threshold."""
+    """Register inferwatch's test ``test`` with Evidently as the stat test ``name``. Its score is
+    ``-log10 p`` (raw p-value), drift when the score is at least the threshold: Evidently sorts
+    its table by descending score and shows six decimals, so the strongest drift comes first
+    and a p-value of 1e-40 does not print as 0."""
     from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
 
     def run(reference: pd.Series, current: pd.Series, _feature_type, threshold: float) -> tuple[float, bool]:
         try:
-            p = float(test(reference.dropna(), current.dropna()).p_value)
+            result = test(reference.dropna(), current.dropna())
+            score = result.neg_log10_p if result.neg_log10_p is not None else neg_log10_p(result.p_value)
         except StatisticUndefined:
-            p = 1.0  # undefined on these values (e.g. no spread on either side): no evidence of a change
-        return p, bool(p <= threshold)
+            score = 0.0  # undefined on these values (e.g. no spread on either side): no evidence of a change
+        return float(score), bool(score >= threshold)
 
     register_stattest(StatTest(name=name, display_name=label, allowed_feature_types=kinds), default_impl=run)
     return name
@@ -360,15 +363,15 @@ def inferwatch_stattests() -> dict[tuple[str, str], str]:
     from evidently.legacy.core import ColumnType
 
     both = [ColumnType.Categorical, ColumnType.Numerical]
-    homogeneity = _inferwatch_stattest("inferwatch_homogeneity", "inferwatch chi-square (homogeneity) p-value",
+    homogeneity = _inferwatch_stattest("inferwatch_homogeneity", "inferwatch chi-square (homogeneity), -log10 p",
                                        both, lambda r, c: categorical_test(_counts(r), _counts(c)))
-    g = _inferwatch_stattest("inferwatch_g_test", "inferwatch G-test p-value", both,
+    g = _inferwatch_stattest("inferwatch_g_test", "inferwatch G-test, -log10 p", both,
                              lambda r, c: g_test(_counts(r), _counts(c)))
     out = {(kind, m): homogeneity for kind in ("numeric", "categorical") for m in ("chi2", "fisher_exact")}
     out.update({(kind, "g_test"): g for kind in ("numeric", "categorical")})
     for method, test in NUMERIC_TESTS.items():
         out[("numeric", method)] = _inferwatch_stattest(
-            f"inferwatch_{method}", f"inferwatch {method.replace('_', ' ')} p-value", [ColumnType.Numerical],
+            f"inferwatch_{method}", f"inferwatch {method.replace('_', ' ')}, -log10 p", [ColumnType.Numerical],
             lambda r, c, test=test: test(r.to_numpy(np.float64), c.to_numpy(np.float64)))
     return out
 
@@ -384,7 +387,8 @@ def matching_tests(results: pd.DataFrame, kinds: dict[str, str]
     threshold of each family (features, predictions) is one that splits inferwatch's own raw
     p-values as its decision did: the geometric mean of the largest p-value of a column it
     called drifted and the smallest of one it did not; ``alpha / m`` (``m`` p-values in the
-    family) when none drifted. Evidently's p-values come from the rebuilt data (numeric
+    family) when none drifted. Evidently's scores are ``-log10 p`` and its thresholds
+    ``-log10`` of these levels. Its p-values come from the rebuilt data (numeric
     windows from their quantile sketch), so near the threshold the two can still disagree;
     the report lists such columns.
 
@@ -393,8 +397,8 @@ def matching_tests(results: pd.DataFrame, kinds: dict[str, str]
         kinds: column -> ``"numeric"`` / ``"categorical"``.
 
     Returns:
-        ``(methods, thresholds, note)``: column -> Evidently test name, column -> threshold,
-        and a sentence for the report saying what was chosen.
+        ``(methods, thresholds, note)``: column -> Evidently test name, column -> threshold on
+        ``-log10 p``, and a sentence for the report saying what was chosen.
     """
     registered = inferwatch_stattests()
     methods: dict[str, str] = {}
@@ -427,10 +431,11 @@ def matching_tests(results: pd.DataFrame, kinds: dict[str, str]
                 fallback.append(r.column_name)
                 continue
             methods[r.column_name] = counterpart
-            thresholds[r.column_name] = levels[role]
-    note = ("Evidently ran inferwatch's own test of each column on the rebuilt data, at a raw p-value threshold "
-            "that splits inferwatch's stored p-values as its multiple-testing adjusted decision did ("
-            + ", ".join(f"{role}s: {_fmt(level)}" for role, level in levels.items()) + ")")
+            thresholds[r.column_name] = -float(np.log10(levels[role]))
+    note = ("Evidently ran inferwatch's own test of each column on the rebuilt data, scored as -log10 of its raw "
+            "p-value, against a threshold that splits inferwatch's stored p-values as its multiple-testing adjusted "
+            "decision did (p-value "
+            + ", ".join(f"{_fmt(level)} for {role}s" for role, level in levels.items()) + ")")
     if fallback:
         note += f"; Evidently's default test for {', '.join(fallback)} (not tested by inferwatch or no such test)"
     return methods, thresholds, note

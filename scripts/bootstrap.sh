@@ -19,6 +19,7 @@ if (( want_test )); then
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   [[ -x /usr/bin/prometheus-alertmanager ]] || missing+=(prometheus-alertmanager)
   { command -v promtool >/dev/null && [[ -x /usr/bin/prometheus ]]; } || missing+=(prometheus)
+  command -v chromium >/dev/null || missing+=(chromium)  # headless, renders the HTML reports in tests
   if (( ${#missing[@]} )); then
     echo "installing system packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
