@@ -605,7 +605,7 @@ _STYLE = """<style>
 #inferwatch-verdict h2{font-size:16px;margin:16px 0 6px}
 #inferwatch-verdict table{border-collapse:collapse;font-size:13px}
 #inferwatch-verdict th,#inferwatch-verdict td{border-bottom:1px solid #e5e7eb;padding:3px 8px;text-align:left}
-#inferwatch-verdict td.num{text-align:right;font-variant-numeric:tabular-nums}
+#inferwatch-verdict td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 #inferwatch-verdict .drifted{color:#b42318;font-weight:600}
 #inferwatch-verdict tr.disagree{background:#fff8e1}
 #inferwatch-verdict dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;margin:0}
@@ -634,8 +634,8 @@ def verdict_section(rep: WindowReport, max_rows: int = DEFAULT_MAX_ROWS) -> str:
            f"<h1>inferwatch drift report: model {e(w['model'])} version {e(w['model_version'])}, "
            f"window {int(w['id'])}</h1>", "<dl>",
            f"<dt>Window</dt><dd>{e(rfc3339(int(w['window_start_ms'])))} to {e(rfc3339(int(w['window_end_ms'])))}"
-           f" (segment {int(w['segment'])}), {int(w['record_count']):,} records, closed {e(w['close_reason'])} at "
-           f"{e(rfc3339(int(w['closed_at_ms'])))}</dd>",
+           f" (segment {int(w['segment'])}), {int(w['record_count']):,} records, closed at "
+           f"{e(rfc3339(int(w['closed_at_ms'])))} ({e(w['close_reason'])})</dd>",
            f"<dt>Reference</dt><dd>{e(rep.reference_source)} ({rep.reference_rows:,} rows; version key "
            f"{e(rep.reference_version)})</dd>",
            f'<dt>inferwatch</dt><dd id="inferwatch-dataset-verdict"><span class="{"drifted" if dataset else ""}">'

@@ -225,6 +225,14 @@ def test_default_file_name_and_evidently_default_tests(demo_store, tmp_path, mon
     # Evidently's own rule above 1,000 reference rows: distances, not p-values
     assert "Jensen-Shannon distance" in raw and "its default tests" in raw
     assert "rows scaled down to 5,000" in raw
+    # its distances stay under 0.1 on the demo's drift: the page names each column inferwatch
+    # alerted on that Evidently calls stable
+    drifted = [c for c, d in _drifted_by_store(store, wid).items() if d]
+    assert drifted and 'id="inferwatch-disagreements"' in raw
+    for column in drifted:
+        assert f"<li>{column}: inferwatch drifted (chi2, adjusted p-value" in raw
+        assert re.search(rf'data-column="{re.escape(column)}" data-inferwatch-drifted="true" '
+                         r'data-evidently-drifted="false"', raw)
 
 
 def test_a_model_name_is_escaped_in_the_page(demo_store, tmp_path):
