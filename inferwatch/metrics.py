@@ -35,8 +35,6 @@ LATENCY_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75
 #: ``inferwatch_serving_window_latency_seconds``
 WINDOW_LATENCY_QUANTILES = (("0.5", "latency_p50_seconds"), ("0.95", "latency_p95_seconds"),
                             ("0.99", "latency_p99_seconds"))
-#: alert states counted in ``inferwatch_alerts``
-ALERT_STATES = ("pending", "firing")
 
 
 class LabelCap:
