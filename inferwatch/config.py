@@ -506,6 +506,9 @@ class MetricsConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
     enabled: bool = True
+    max_label_values: int = Field(500, ge=1, description="distinct values per label (model, model_version, column, "
+                                  "alertname, topic); further ones are exported as __overflow__ and counted in "
+                                  "inferwatch_label_values_overflowed_total")
 
 
 class ApiConfig(_Section):

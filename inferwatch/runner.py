@@ -65,7 +65,7 @@ def start_metrics(settings: Settings) -> tuple[Metrics, int | None]:
     Raises:
         StartupError: the port is taken or the host is not an address of this machine.
     """
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics.max_label_values)
     try:
         port = metrics.serve(settings.metrics.host, settings.metrics.port) if settings.metrics.enabled else None
     except OSError as exc:
@@ -254,6 +254,7 @@ class KafkaService:
                     continue
                 if messages:
                     self.source.commit(messages)
+                self.export_positions()
                 if closed and self.on_closed:
                     self.on_closed(closed)
         finally:
@@ -297,6 +298,20 @@ class KafkaService:
                 return [], exc
         self._attempts = 0
         return closed, None
+
+    def export_positions(self) -> None:
+        """Set ``inferwatch_consumer_lag_records`` and ``inferwatch_consumer_offset`` of each
+        assigned partition from the client's state (position, and the high watermark of its
+        last fetch): no broker request, once per poll."""
+        consumer = self.source.consumer
+        positions: dict[tuple[str, int], tuple[int | None, int | None]] = {}
+        for tp in consumer.assignment():
+            try:
+                position = consumer.position(tp, timeout_ms=0)
+            except Exception:  # revoked meanwhile, or no position yet
+                position = None
+            positions[(tp.topic, tp.partition)] = (position, consumer.highwater(tp))
+        self.metrics.set_consumer_positions(positions)
 
     def close_idle_windows(self) -> None:
         """The scheduler job: report this member's partition states and close the windows due
