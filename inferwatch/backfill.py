@@ -158,7 +158,8 @@ def backfill(settings: Settings, store: Store, model: str, since_ms: int, until_
     references: dict[str, tuple[tuple[str, int], Profile | str]] = {}
     out = []
     for w in selected:
-        with store.transaction() as conn:
+        # a dry run only reads: it takes no write lock (SQLite) a running service would wait for
+        with store.engine.connect() if dry_run else store.transaction() as conn:
             found = store.window_with_results(conn, int(w["id"]))
             if found is None:  # removed meanwhile
                 continue
