@@ -330,6 +330,7 @@ def frame_from_profile(profile: dict, columns: list[str], max_rows: int = DEFAUL
 #: ``evidently_tests`` values: inferwatch's tests where Evidently has them, or Evidently's defaults.
 EVIDENTLY_TEST_CHOICES = ("inferwatch", "default")
 
+
 def _inferwatch_stattest(name: str, label: str, kinds: list, test):
     """Register inferwatch's test ``test`` with Evidently as the stat test ``name``. Its score is
     ``-log10 p`` (raw p-value), drift when the score is at least the threshold: Evidently sorts
@@ -420,7 +421,7 @@ def matching_tests(results: pd.DataFrame, kinds: dict[str, str]
             level = float(np.sqrt(rejected.max() * kept.min()))
         else:
             level = float(kept.min()) / 10
-        levels[role] = min(level, 1.0)
+        levels[role] = min(max(level, 1e-300), 1.0)  # p-values of 0 on both sides: still a finite -log10
         for r in family.itertuples():
             method = str(r.method)
             if method.startswith("evidently:"):
