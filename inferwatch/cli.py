@@ -394,7 +394,8 @@ def report(model: str = typer.Option(..., "--model", "-m", help="Model name as i
            model_version: Optional[str] = typer.Option(None, "--model-version",
                                                        help="Only windows of this model version."),
            output: Optional[Path] = typer.Option(None, "--output", "-o", dir_okay=False,
-                                                 help="HTML file to write; default report-MODEL-ID.html (ID: the window's id)."),
+                                                 help="HTML file to write; default report-MODEL-ID.html (ID: the "
+                                                      "window's id)."),
            tests: str = typer.Option("inferwatch", "--evidently-tests",
                                      help="Tests Evidently runs: inferwatch (the window's own tests, at thresholds "
                                           "that repeat its decision) or default (Evidently's default rule)."),
