@@ -399,3 +399,22 @@ def test_rebuild_profile_refuses_capped_tables_and_changed_kinds():
     # a window closed without a reference had every column its records had: NEW had none
     rebuilt = rebuild_profile(uncapped, missing, 100_000, closed_with_reference=False)
     assert (rebuilt.columns["features.NEW"].count, rebuilt.columns["features.NEW"].missing) == (0, 300)
+
+
+def test_cli_names_windows_it_keeps_and_how_to_recompute_them(tmp_path, references, payloads, clean_env):
+    training, older = references
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    config = tmp_path / "inferwatch.yaml"
+    config.write_text(f"database_url: {url}\nwindow:\n  length_seconds: {2 * 86400}\n  idle_close_seconds: null\n"
+                      "  origin: '2015-01-01T00:00:00Z'\n")
+    settings = _settings(url, length_seconds=2 * 86400)
+    store = _run(settings, training, payloads)
+    try:
+        _put_reference(settings, store, older)
+        result = CliRunner().invoke(app, ["backfill", "-m", MODEL, "--since", "2015-01-01", "-c", str(config)])
+        assert result.exit_code == 0, result.output
+        assert "2 windows: 1 changed, 0 unchanged, 1 kept" in result.output
+        assert "kept: AGEP:" in result.output and "the stored quantile sketch keeps 200" in result.output
+        assert "replay their prediction logs (inferwatch replay)" in result.output
+    finally:
+        store.close()
