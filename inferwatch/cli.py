@@ -246,7 +246,7 @@ def replay(paths: list[Path] = typer.Argument(..., help="Files or directories of
                 lines[0] += len(batch)
                 progress.update(task, advance=sum(len(m.value or b"") + 1 for m in batch), n=lines[0])
 
-            replay_files(settings, files, store, Metrics(), group_id=group, batch_size=batch_size,
+            replay_files(settings, files, store, Metrics(settings.metrics.max_label_values), group_id=group, batch_size=batch_size,
                          on_batch=advance, dead_letter=sink)
     except OSError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -370,11 +370,12 @@ def _true(value) -> bool:
 
 
 def drift_table(store, model: str | None = None) -> Table:
-    """A rich table of closed windows: start, records, drift share and the drifted features."""
+    """A rich table of closed windows: id (for ``report --window``), start, records, drift share
+    and the drifted features."""
     table = Table(title="Drift per window")
-    for col in ("model", "version", "window start (UTC)", "records", "status", "drift share", "dataset drift",
+    for col in ("id", "model", "version", "window start (UTC)", "records", "status", "drift share", "dataset drift",
                 "drifted features"):
-        table.add_column(col, justify="right" if col in ("records", "drift share") else "left")
+        table.add_column(col, justify="right" if col in ("id", "records", "drift share") else "left")
     ws = store.list_windows(model)
     for row in ws.itertuples():
         res = store.list_drift_results(int(row.id))
@@ -384,7 +385,7 @@ def drift_table(store, model: str | None = None) -> Table:
         share = "-" if row.drift_share is None or row.drift_share != row.drift_share else f"{row.drift_share:.2f}"
         verdict = "-" if row.dataset_drifted is None or row.dataset_drifted != row.dataset_drifted else (
             "[bold red]DRIFT[/bold red]" if row.dataset_drifted else "no")
-        table.add_row(row.model, row.model_version, _utc(int(row.window_start_ms)), str(row.record_count),
+        table.add_row(str(int(row.id)), row.model, row.model_version, _utc(int(row.window_start_ms)), str(row.record_count),
                       row.status, share, verdict, ", ".join(drifted))
     return table
 
@@ -392,8 +393,8 @@ def drift_table(store, model: str | None = None) -> Table:
 @app.command()
 def report(model: str = typer.Option(..., "--model", "-m", help="Model name as in the records."),
            window: str = typer.Option(..., "--window", "-w",
-                                      help="Window id, or an RFC 3339 time inside the window, e.g. a start time "
-                                           "listed by `inferwatch windows` (no offset: UTC)."),
+                                      help="Window id as listed by `inferwatch windows`, or an RFC 3339 time "
+                                           "inside the window (no offset: UTC)."),
            model_version: Optional[str] = typer.Option(None, "--model-version",
                                                        help="Only windows of this model version."),
            output: Optional[Path] = typer.Option(None, "--output", "-o", dir_okay=False,
