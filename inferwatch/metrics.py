@@ -23,6 +23,8 @@ from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from detectors.profile import CategoricalProfile, ColumnProfile, NumericProfile, Profile
+
 #: the label value that stands for every value beyond a label's cap
 OVERFLOW = "__overflow__"
 #: labels whose values come from the data, and so are capped
@@ -297,6 +299,13 @@ class Metrics:
             "inferwatch_prediction_drift_detected",
             "1 when a prediction column drifted in the last closed window, else 0 (absent when none was tested).",
             mv, registry=r)
+        self.prediction_bin_share = Gauge(
+            "inferwatch_prediction_bin_share",
+            "Share (0-1) of a prediction column's values in each bin, in the last closed window (window=\"current\") "
+            "and in its reference (window=\"reference\"): numeric columns on the reference's histogram bins, "
+            "categorical ones per category; missing and non-finite values left out.",
+            ["model", "model_version", "column", "window", "bin"], registry=r)
+        self._prediction_bins: dict[tuple[str, str], set[tuple[str, ...]]] = {}
         self.alerts = Gauge("inferwatch_alerts", "Alert instances per state (pending, firing).",
                             ["alertname", "model", "state"], registry=r)
         self._consumer_partitions: set[tuple[str, str]] = set()
@@ -359,6 +368,36 @@ class Metrics:
         set_or_remove(self.serving_window_error_ratio, (model, version), signals.get("error_rate"))
         set_or_remove(self.serving_window_throughput, (model, version), signals.get("throughput_rps"))
 
+    # --- prediction distribution ------------------------------------------------------------
+    def set_prediction_distribution(self, model: str, version: str,
+                                    shares: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
+        """Replace the ``inferwatch_prediction_bin_share`` series of a model version with those
+        of its last closed window; series of an earlier window that ``shares`` does not hold
+        (bins of a replaced reference, categories no longer seen, columns without enough data)
+        are removed.
+
+        Args:
+            model, version: label values (through :meth:`model_label`, :meth:`version_label`).
+            shares: column label (through :meth:`column_label`) -> ``"current"`` /
+                ``"reference"`` -> bin label -> share in [0, 1] (:func:`prediction_shares`).
+                A model, version or column that is :data:`OVERFLOW` is not exported: the
+                distributions of several columns folded into one series would be meaningless.
+        """
+        exported: set[tuple[str, ...]] = set()
+        if OVERFLOW not in (model, version):
+            for column, windows in shares.items():
+                if column == OVERFLOW:
+                    continue
+                for window, bins in windows.items():
+                    for label, share in bins.items():
+                        labels = (model, version, column, window, label)
+                        self.prediction_bin_share.labels(*labels).set(share)
+                        exported.add(labels)
+        for labels in self._prediction_bins.pop((model, version), set()) - exported:
+            set_or_remove(self.prediction_bin_share, labels, None)
+        if exported:
+            self._prediction_bins[(model, version)] = exported
+
     # --- consumer --------------------------------------------------------------------------
     def set_consumer_positions(self, positions: Mapping[tuple[str, int], tuple[int | None, int | None]]) -> None:
         """Set ``inferwatch_consumer_lag_records`` and ``inferwatch_consumer_offset`` from the
@@ -412,3 +451,106 @@ def set_or_remove(gauge: Gauge, labels: tuple, value: float | None) -> None:
             pass
     else:
         gauge.labels(*labels).set(value)
+
+
+def bin_labels(edges: np.ndarray) -> list[str]:
+    """``bin`` label values of a numeric histogram's bins, in bin order.
+
+    Bin ``i`` is ``[edges[i], edges[i+1])`` (:class:`detectors.profile.NumericProfile`). Each
+    label is the bin's zero-padded position (at least two digits, so the labels sort in bin
+    order as strings), a space and the interval: ``"00 (-Inf, 0.1)"``, ``"01 [0.1, 0.25)"``,
+    ``"09 [0.9, +Inf)"``. A bin of one value ``[v, nextafter(v))`` (value bins of a discrete
+    column) reads ``"[v, v]"`` and the bin after it ``"(v, w)"``. Edges are written with the
+    fewest significant digits (at least 4) that keep them distinct.
+
+    Args:
+        edges: float64 array, shape ``(k + 1,)``, strictly increasing, ``-inf`` first and
+            ``+inf`` last.
+
+    Returns:
+        ``k`` distinct strings.
+    """
+    e = np.asarray(edges, dtype=np.float64)
+    k = e.size - 1
+    # an edge right above the previous one closes a one-value bin; it is written as that value
+    above = [False] * (k + 1)
+    for j in range(1, k + 1):
+        above[j] = bool(np.isfinite(e[j]) and e[j] == np.nextafter(e[j - 1], np.inf) and not above[j - 1])
+    base = [j for j in range(k + 1) if np.isfinite(e[j]) and not above[j]]
+    digits = 4
+    while digits < 17 and len({_number(e[j], digits) for j in base}) < len(base):
+        digits += 1
+    text = {j: _number(e[j], digits) for j in base}
+    width = max(2, len(str(k - 1)))
+    out = []
+    for i in range(k):
+        if above[i + 1]:
+            interval = f"[{text[i]}, {text[i]}]"
+        else:
+            lower = "(-Inf" if e[i] == -np.inf else f"({text[i - 1]}" if above[i] else f"[{text[i]}"
+            upper = "+Inf)" if e[i + 1] == np.inf else f"{text[i + 1]})"
+            interval = f"{lower}, {upper}"
+        out.append(f"{i:0{width}d} {interval}")
+    return out
+
+
+def _number(x: float, digits: int) -> str:
+    return format(float(x) + 0.0, f".{digits}g")  # + 0.0: no "-0"
+
+
+def column_shares(reference: ColumnProfile, current: ColumnProfile | None) -> dict[str, dict[str, float]]:
+    """The distribution of one column in a window and in its reference, as shares per bin.
+
+    Numeric columns: the histograms on the reference's edges (:func:`bin_labels`), every bin
+    included (empty ones as 0), over the finite values. Categorical columns: one bin per
+    category of either table, labelled by the category (``"__other__"`` where the table was
+    capped), over the non-missing values; the empty label is written ``'""'``. Missing and
+    non-finite values are left out: their share is ``inferwatch_missing_share``.
+
+    Args:
+        reference: the reference's profile of the column.
+        current: the window's profile of the column, built on the reference's bins; None when
+            the window lacks the column.
+
+    Returns:
+        ``{"reference": {bin: share}, "current": {bin: share}}``, shares in [0, 1] summing to
+        1 per side; a side without values is left out.
+
+    Raises:
+        ValueError: the two profiles are of different kinds or bin edges.
+    """
+    out: dict[str, dict[str, float]] = {}
+    if isinstance(reference, NumericProfile):
+        if current is not None and (not isinstance(current, NumericProfile)
+                                    or not np.array_equal(current.edges, reference.edges)):
+            raise ValueError("the window's histogram is not on the reference's bin edges")
+        labels = bin_labels(reference.edges)
+        for window, prof in (("reference", reference), ("current", current)):
+            if prof is not None and prof.count:
+                out[window] = dict(zip(labels, (prof.hist / prof.count).tolist()))
+        return out
+    if current is not None and not isinstance(current, CategoricalProfile):
+        raise ValueError("the window's profile is not categorical like the reference's")
+    categories = list(reference.counts) + [c for c in (current.counts if current else ()) if c not in reference.counts]
+    for window, prof in (("reference", reference), ("current", current)):
+        if prof is not None and prof.count:
+            out[window] = {c or '""': prof.counts.get(c, 0) / prof.count for c in categories}
+    return out
+
+
+def prediction_shares(reference: Profile, window: Profile, results: Iterable[Mapping]) -> dict[str, dict]:
+    """:func:`column_shares` of every prediction column of a closed window whose drift test had
+    enough data (``status == "ok"``): fewer than ``drift.min_count`` values in either window
+    give no distribution, as they give no drift statistic.
+
+    Args:
+        reference: the reference profile.
+        window: the window's profile, built on the reference's bins.
+        results: the window's drift result rows (``column_name``, ``role``, ``status``).
+
+    Returns:
+        column name (with its ``predictions.`` prefix) -> :func:`column_shares`.
+    """
+    return {r["column_name"]: column_shares(reference.columns[r["column_name"]],
+                                            window.columns.get(r["column_name"]))
+            for r in results if r["role"] == "prediction" and r["status"] == "ok"}

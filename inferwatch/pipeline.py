@@ -37,7 +37,7 @@ from detectors.profile import NumericProfile
 from detectors.serving import is_error, serving_signals
 from inferwatch.alerts import AlertChange, Alerting
 from inferwatch.config import Settings
-from inferwatch.metrics import Metrics
+from inferwatch.metrics import Metrics, prediction_shares
 from inferwatch.reference import profile_frame
 from inferwatch.store import Store, now_ms
 
@@ -679,7 +679,9 @@ class Pipeline:
                             None if ref is None else results, share, n_drifted, n_columns, dataset_drifted,
                             serving, None, drifted_cols)
         self._pending_alert_changes.extend(self.alerting.on_window(conn, facts, now))
-        self._pending_metrics.append((closed, results, serving, _latency_seconds(rows)))
+        # the distribution of the predictions, once per closed window, from the profiles' bins
+        shares = {} if ref is None else prediction_shares(ref, profile, results)
+        self._pending_metrics.append((closed, results, serving, _latency_seconds(rows), shares))
         return closed
 
     def _window_profile(self, current: pd.DataFrame, rows: pd.DataFrame, ref: Profile) -> Profile:
@@ -713,8 +715,8 @@ class Pipeline:
                 _set_or_remove(self.metrics.realized_performance, (*mv, metric),
                                None if value is None or value != value else float(value))
         pending, self._pending_metrics = self._pending_metrics, []
-        for w, results, serving, latency in pending:
-            self._publish(w, results, serving, latency)
+        for w, results, serving, latency, shares in pending:
+            self._publish(w, results, serving, latency, shares)
         changes, self._pending_alert_changes = self._pending_alert_changes, []
         self.alerting.after_commit(changes)
         enqueued, self.alerting.enqueued = self.alerting.enqueued, 0
@@ -722,11 +724,13 @@ class Pipeline:
             self.deliver_outbox()
 
     def _publish(self, w: ClosedWindow, results: list[dict], serving: dict[str, float | None] | None = None,
-                 latency_seconds: np.ndarray | None = None) -> None:
+                 latency_seconds: np.ndarray | None = None, shares: dict[str, dict] | None = None) -> None:
         """Export a closed window: record count, drift per column and of the dataset and the
         predictions, serving signals (``serving``: :func:`~detectors.serving.serving_signals`,
         None to leave those series alone; ``latency_seconds``: its logged latencies, None when
-        not logged). Label values go through the metrics' cap."""
+        not logged), the prediction distribution (``shares``:
+        :func:`~inferwatch.metrics.prediction_shares`, None to leave those series alone). Label
+        values go through the metrics' cap."""
         m = self.metrics
         mv = (m.model_label(w.key.model), m.version_label(w.key.model_version))
         m.windows_closed.labels(mv[0], w.reason).inc()
@@ -757,6 +761,8 @@ class Pipeline:
         _set_or_remove(m.prediction_drift_detected, mv, float(any(tested)) if tested else None)
         if serving is not None:
             m.set_window_serving(*mv, serving, _NO_VALUES if latency_seconds is None else latency_seconds)
+        if shares is not None:
+            m.set_prediction_distribution(*mv, {m.column_label(column_role(c)[1]): s for c, s in shares.items()})
 
     def deliver_outbox(self) -> int:
         """Send the outbox messages due now (``alerting.outbox.OutboxWorker.run_once``); returns

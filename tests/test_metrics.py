@@ -419,3 +419,194 @@ def test_readme_metrics_table_names_every_family():
     documented = set(re.findall(r"`(inferwatch_[a-z0-9_]+)`", section))
     names = {f.name + ("_total" if f.type == "counter" else "") for f in Metrics().registry.collect()}
     assert names <= documented, names - documented
+
+
+# --- prediction distribution -------------------------------------------------------------------
+def _bin_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Share of the finite ``values`` per bin ``[edges[i], edges[i+1])``, by numpy alone."""
+    x = values[np.isfinite(values)]
+    index = np.searchsorted(edges, x, side="right") - 1
+    return np.bincount(index, minlength=len(edges) - 1) / len(x)
+
+
+def _prediction_series(text: str) -> dict[tuple[str, str, str, str], dict[str, float]]:
+    """(model, version, column, window) -> {bin: share} of a scrape."""
+    out: dict[tuple[str, str, str, str], dict[str, float]] = {}
+    for s in _families(text)["inferwatch_prediction_bin_share"].samples:
+        key = (s.labels["model"], s.labels["model_version"], s.labels["column"], s.labels["window"])
+        out.setdefault(key, {})[s.labels["bin"]] = s.value
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """Every 4th record of the real ACS demo stream (2015-2018 in 16 equal windows) through the
+    pipeline on SQLite against the demo's reference (the 2015 training half); the metrics
+    scraped over HTTP afterwards."""
+    import pandas as pd
+
+    from inferwatch import demo
+    from inferwatch.reference import profile_frame, read_reference_file
+    from inferwatch.runner import run_in_process
+
+    tmp = tmp_path_factory.mktemp("distribution")
+    settings = load_config(None, database_url=f"sqlite:///{tmp / 'd.db'}",
+                           window={"length_seconds": 1461 * 86400 // 16, "idle_close_seconds": None,
+                                   "origin": "2015-01-01T00:00:00Z"},
+                           reference={"bootstrap_records": 10_000_000}, metrics={"enabled": False})
+    store = open_store(settings)
+    ref = read_reference_file(demo.write_reference_file(tmp / "train.parquet"))
+    profile = profile_frame(ref, set(), settings.reference.n_bins, settings.reference.sample_size)
+    with store.transaction() as conn:
+        store.put_reference(conn, "employment", "*", "demo: 2015 training half", len(ref), profile.to_dict())
+    records = list(demo.demo_records())[::4]
+    metrics = Metrics()
+    run_in_process(settings, (demo.encode_record(r) for r in records), store, metrics, source_name="demo")
+    windows = store.list_windows("employment")
+    port = metrics.serve("127.0.0.1", 0)
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    finally:
+        metrics.stop()
+        store.close()
+    assert response.status_code == 200
+    times = pd.to_datetime([r["timestamp"] for r in records], utc=True).as_unit("ms").asi8
+    yield {"text": response.text, "reference": ref, "profile": profile, "records": records, "times": times,
+           "windows": windows}
+
+
+def test_prediction_shares_equal_numpy_shares_of_the_last_window_and_the_reference(demo_run):
+    from inferwatch.metrics import bin_labels
+
+    windows = demo_run["windows"]
+    last = windows.loc[windows.window_start_ms.idxmax()]
+    assert len(windows) == 16 and last.status == "ok"
+    in_last = (demo_run["times"] >= last.window_start_ms) & (demo_run["times"] < last.window_end_ms)
+    rows = [r for r, keep in zip(demo_run["records"], in_last) if keep]
+    assert len(rows) == last.record_count > 1000
+    series = _prediction_series(demo_run["text"])
+    assert {k for k in series if k[0] == "employment"} == {
+        ("employment", "1", c, w) for c in ("probability", "employed") for w in ("current", "reference")}
+
+    # numeric: the reference profile's bin edges, every bin (empty ones as 0)
+    edges = demo_run["profile"].columns["predictions.probability"].edges
+    labels = bin_labels(edges)
+    assert len(labels) >= 8 and labels == sorted(labels) and len(set(labels)) == len(labels)
+    assert labels[0].startswith("00 (-Inf, ") and labels[-1].endswith(", +Inf)")
+    window_values = np.array([r["predictions"]["probability"] for r in rows], dtype=float)
+    reference_values = demo_run["reference"]["predictions.probability"].to_numpy(dtype=float)
+    for window, values in (("current", window_values), ("reference", reference_values)):
+        got = series[("employment", "1", "probability", window)]
+        assert list(got) == labels or set(got) == set(labels)
+        expected = _bin_shares(values, edges)
+        assert [got[b] for b in labels] == pytest.approx(expected.tolist(), abs=1e-12), window
+        assert sum(got.values()) == pytest.approx(1.0, abs=1e-9)
+    # the window's predictions moved from the reference's (2018 against 2015): not the same shares
+    assert max(abs(a - b) for a, b in zip(_bin_shares(window_values, edges),
+                                          _bin_shares(reference_values, edges))) > 0.005
+
+    # categorical (a boolean prediction): one bin per category
+    employed = np.array([r["predictions"]["employed"] for r in rows], dtype=bool)
+    reference_employed = demo_run["reference"]["predictions.employed"].to_numpy(dtype=bool)
+    for window, values in (("current", employed), ("reference", reference_employed)):
+        got = series[("employment", "1", "employed", window)]
+        assert got == pytest.approx({"true": np.mean(values), "false": np.mean(~values)}, abs=1e-12), window
+        assert sum(got.values()) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_prediction_shares_in_the_full_run_pass_promtool(full_run, promtool):
+    """The family is in the scrape the promtool test checks: svc's uniform prediction and cat's
+    constant one (a value bin of its own)."""
+    series = _prediction_series(full_run["text"])
+    assert {k[:3] for k in series} == {("svc", "1", "y"), ("cat", "2", "p")}
+    for key, bins in series.items():
+        assert sum(bins.values()) == pytest.approx(1.0, abs=1e-9), key
+    assert series[("cat", "2", "p", "current")]["01 [1, 1]"] == 1.0
+    assert series[("cat", "2", "p", "reference")]["01 [1, 1]"] == 1.0
+
+
+def _scored(model: str, t: int, labels: list[str], scores: np.ndarray) -> list[Message]:
+    return [Message("t", 0, t + i, json.dumps({
+        "model": model, "model_version": "1", "timestamp": t + i, "request_id": f"{model}-{t}-{i}",
+        "features": {"x": float(i)}, "predictions": {"label": lab, "score": float(s)}}).encode())
+        for i, (lab, s) in enumerate(zip(labels, scores))]
+
+
+def test_stale_prediction_bins_are_removed(tmp_path):
+    """Through the real pipeline: a category the next window lacks, a window with too few
+    predictions, and a new reference with other bin edges each remove the series they end."""
+    import pandas as pd
+
+    from inferwatch.metrics import bin_labels
+    from inferwatch.reference import profile_frame
+
+    settings = load_config(None, database_url=f"sqlite:///{tmp_path / 's.db'}",
+                           window={"length_seconds": 60, "idle_close_seconds": None},
+                           reference={"bootstrap_records": 10_000_000}, metrics={"enabled": False})
+    store = open_store(settings)
+    m = Metrics()
+    pipeline = Pipeline(settings, store, m, log_dead_letter, "g")
+    rng = np.random.default_rng(3)
+
+    def put_reference(version: str, scores: np.ndarray):
+        frame = pd.DataFrame({"features.x": np.arange(len(scores), dtype=float),
+                              "predictions.label": ["a", "b"] * (len(scores) // 2), "predictions.score": scores})
+        profile = profile_frame(frame, set(), settings.reference.n_bins, settings.reference.sample_size)
+        with store.transaction() as conn:
+            store.put_reference(conn, "m", version, "test", len(frame), profile.to_dict())
+        return profile.columns["predictions.score"].edges
+
+    def scrape():
+        return _prediction_series(generate_latest(m.registry).decode())
+
+    first_edges = put_reference("*", rng.random(200))
+    t0 = 1_700_000_040_000
+    w = [t0 + k * 60_000 for k in range(6)]
+    pipeline.process(_scored("m", w[0], ["a", "b", "c", "a"] * 10, rng.random(40)))
+    pipeline.process(_scored("m", w[1], ["a", "b"] * 20, rng.random(40)))  # closes window 0
+    after_first = scrape()
+    assert set(after_first[("m", "1", "label", "current")]) == {"a", "b", "c"}
+    assert after_first[("m", "1", "label", "current")] == pytest.approx({"a": 0.5, "b": 0.25, "c": 0.25})
+    assert after_first[("m", "1", "label", "reference")] == {"a": 0.5, "b": 0.5, "c": 0.0}
+    assert set(after_first[("m", "1", "score", "current")]) == set(bin_labels(first_edges))
+
+    pipeline.process(_scored("m", w[2], ["a"] * 5, rng.random(5)))  # closes window 1: no "c"
+    after_second = scrape()
+    assert after_second[("m", "1", "label", "current")] == {"a": 0.5, "b": 0.5}
+    assert after_second[("m", "1", "label", "reference")] == {"a": 0.5, "b": 0.5}
+    text = generate_latest(m.registry).decode()
+    assert 'bin="c"' not in text and 'bin="a"' in text
+
+    pipeline.process(_scored("m", w[3], ["a", "b"] * 20, rng.random(40)))  # closes window 2: 5 rows
+    assert scrape() == {}  # too few predictions to test: no samples at all
+
+    # a version-specific reference with other edges: the old bins go, the new ones come
+    second_edges = put_reference("1", rng.normal(5.0, 1.0, 200))
+    assert not np.array_equal(first_edges, second_edges)
+    pipeline.process(_scored("m", w[4], ["b"] * 40, rng.normal(5.0, 1.0, 40)))  # closes window 3
+    pipeline.close_all()  # closes window 4
+    final = scrape()
+    for window in ("current", "reference"):
+        assert set(final[("m", "1", "score", window)]) == set(bin_labels(second_edges))
+        assert sum(final[("m", "1", "score", window)].values()) == pytest.approx(1.0, abs=1e-9)
+    assert final[("m", "1", "label", "current")] == {"a": 0.0, "b": 1.0}
+    assert len(m.prediction_bin_share._metrics) == sum(len(b) for b in final.values())
+    store.close()
+
+
+def test_bin_labels_are_distinct_sortable_intervals():
+    from inferwatch.metrics import bin_labels
+
+    assert bin_labels(np.array([-np.inf, 0.1, 0.25, 0.9, np.inf])) == [
+        "00 (-Inf, 0.1)", "01 [0.1, 0.25)", "02 [0.25, 0.9)", "03 [0.9, +Inf)"]
+    # value bins of a discrete column: [v, nextafter(v)) reads [v, v], the gap after it (v, w)
+    edges = [-np.inf]
+    for v in (0.0, 1.0):
+        edges += [v, np.nextafter(v, np.inf)]
+    assert bin_labels(np.array([*edges, np.inf])) == [
+        "00 (-Inf, 0)", "01 [0, 0]", "02 (0, 1)", "03 [1, 1]", "04 (1, +Inf)"]
+    assert bin_labels(np.array([-np.inf, np.inf])) == ["00 (-Inf, +Inf)"]
+    # edges closer than four digits get as many digits as they need
+    assert bin_labels(np.array([-np.inf, 0.12345671, 0.12345679, np.inf]))[1] == "01 [0.1234567, 0.1234568)"
+    many = bin_labels(np.concatenate([[-np.inf], np.arange(150.0), [np.inf]]))
+    assert many == sorted(many) and many[0].startswith("000 ") and many[-1] == "150 [149, +Inf)"
