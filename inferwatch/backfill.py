@@ -10,27 +10,33 @@ n_drifted, drift_share, dataset_drifted, and the profile, rebinned on the curren
 reference's edges) in one transaction per window. Running it twice changes nothing the second
 time.
 
-What the stored profile allows. A closed window keeps a summary, not its rows: counts,
-missing values, moments, the histogram on the bins of the reference it was closed against,
-the KLL quantile sketch, and category counts (the raw values kept for the two-sample tests
-are left out to keep the row small, see :func:`inferwatch.pipeline.window_statistics`). The
-recomputation is exact only when the summary still determines every value of the window:
+What is stored. A closed window keeps a summary, not its rows: counts, missing values,
+moments, the histogram on the bins of the reference it was closed against, the KLL quantile
+sketch, and category counts (``windows.profile``, see
+:func:`inferwatch.pipeline.window_statistics`). Its numeric columns' raw values, which the
+two-sample tests need, are stored apart in ``window_samples`` (every finite value of the
+column, or a uniform sample of them when the column had more than the profile's
+``sample_size``) and deleted ``window.sample_retention_days`` after the window's end. The
+recomputation is exact only when every value of the window is still known:
 
-- a numeric column whose KLL sketch holds every value (at most ``k`` = 200 finite values,
-  the sketch's exact mode), or whose stored sample holds every value;
+- a numeric column whose stored sample holds every finite value (``n_values`` equals the
+  column's count: always for a window closed against a reference, whose sample capacity is
+  ``window.max_records``, the segment size), or, once the sample is purged or was never
+  stored, whose KLL sketch holds every value (at most ``k`` = 200, the sketch's exact mode);
 - a categorical column whose category table was not capped (no ``__other__`` label).
 
 The column's profile is then rebuilt from those values on the current reference's bins,
-exactly as the window's close would build it. A window with a column the summary cannot
-rebuild (more numeric values than the sketch holds, a capped table, a column whose kind the
-current reference changed, a reference column the window was not profiled for) is left as
-it is and reported with the reason: its statistics would otherwise be approximations stored
-as if they were tests.
+exactly as the window's close would build it. A window with a column that cannot be rebuilt
+(a numeric column with more values than its stored sample and sketch keep, or whose sample
+was purged, a capped table, a column whose kind the current reference changed, a reference
+column the window was not profiled for) is left as it is and reported with the reason: its
+statistics would otherwise be approximations stored as if they were tests.
 
 Side effects. Backfill sends no notifications and changes no alert state (the windows are
 past; an alert that should have fired then is history now), and it sets no Prometheus
 gauges (they show the newest window the service closed). It writes only the rows of the
-windows it recomputes, so it can run while the service is consuming.
+windows it recomputes, so it can run while the service is consuming; the stored samples are
+read, never rewritten (the values do not depend on the reference).
 """
 
 from __future__ import annotations
@@ -188,8 +194,11 @@ def backfill(settings: Settings, store: Store, model: str, since_ms: int, until_
                 profile, reason = None, ref if isinstance(ref, str) else None
                 try:
                     if reason is None:
+                        samples = store.get_window_samples(conn, int(row["id"]))
                         profile = rebuild_profile(json.loads(row["profile"]), ref, sample_size,
-                                                  closed_with_reference=row["status"] != "no_reference")
+                                                  closed_with_reference=row["status"] != "no_reference",
+                                                  samples=samples,
+                                                  no_samples=None if samples else _why_no_samples(settings, row))
                 except NotRebuildable as exc:
                     reason = str(exc)
                 except (KeyError, TypeError, ValueError) as exc:
@@ -215,7 +224,8 @@ def backfill(settings: Settings, store: Store, model: str, since_ms: int, until_
     return out
 
 
-def rebuild_profile(stored: Mapping, ref: Profile, sample_size: int, closed_with_reference: bool = True) -> Profile:
+def rebuild_profile(stored: Mapping, ref: Profile, sample_size: int, closed_with_reference: bool = True,
+                    samples: Mapping[str, np.ndarray] | None = None, no_samples: str | None = None) -> Profile:
     """A window's profile on ``ref``'s bins, rebuilt from its stored summary (the ``windows.
     profile`` JSON): every reference column's values are recovered from the summary and
     profiled as the window's close profiles them (``build_profile(..., reference=ref,
@@ -229,6 +239,11 @@ def rebuild_profile(stored: Mapping, ref: Profile, sample_size: int, closed_with
             every column that reference had; False for ``no_reference`` windows, whose profile
             has every column the window's records had (a reference column absent from it had
             no values).
+        samples: the window's stored raw values per numeric column (``window_samples``,
+            :meth:`inferwatch.store.Store.get_window_samples`); a column whose sample holds
+            every finite value is rebuilt from it, the others from their quantile sketch.
+        no_samples: why ``samples`` is empty (purged, not stored), added to the reason a
+            column cannot be rebuilt; None: nothing to add.
 
     Raises:
         NotRebuildable: a column's values are not all in the summary (see the module docstring).
@@ -247,7 +262,7 @@ def rebuild_profile(stored: Mapping, ref: Profile, sample_size: int, closed_with
         elif col["kind"] != kind:
             raise NotRebuildable(f"{_short(name)}: stored as {col['kind']}, the reference now profiles it as {kind}")
         elif kind == "numeric":
-            values = pd.Series(_numeric_values(name, col), dtype=np.float64)
+            values = pd.Series(_numeric_values(name, col, (samples or {}).get(name), no_samples), dtype=np.float64)
         else:
             values = _categorical_values(name, col)
         columns.update(build_profile(pd.DataFrame({name: values}), {name: kind}, reference=ref,
@@ -255,23 +270,40 @@ def rebuild_profile(stored: Mapping, ref: Profile, sample_size: int, closed_with
     return Profile(n_rows, columns)
 
 
-def _numeric_values(name: str, col: Mapping) -> np.ndarray:
+def _numeric_values(name: str, col: Mapping, stored_sample: np.ndarray | None = None,
+                    no_samples: str | None = None) -> np.ndarray:
     """Every value of a stored numeric column (finite values, then NaN for the missing ones and
-    the infinities), or NotRebuildable."""
+    the infinities), or NotRebuildable. ``stored_sample``: the column's ``window_samples``
+    values, if any; ``no_samples``: why there are none (for the message)."""
     count = int(col["count"])
     sample = col.get("sample")
-    if sample is not None and len(sample) == count:
+    if stored_sample is not None and len(stored_sample) == count:
+        finite = np.asarray(stored_sample, dtype=np.float64)
+    elif sample is not None and len(sample) == count:
         finite = np.asarray(sample, dtype=np.float64)
     else:
         sketch = kll_load(base64.b64decode(col["kll"]))
         if sketch.is_estimation_mode() or sketch.n != count:
-            raise NotRebuildable(f"{_short(name)}: {count} values, the stored quantile sketch keeps {sketch.k} "
-                                 "exactly (the two-sample tests need them all)")
+            kept = f"the stored quantile sketch keeps {sketch.k} exactly"
+            if stored_sample is not None:
+                kept += f", the stored sample a uniform {len(stored_sample)} of them"
+            elif no_samples:
+                kept += f"; {no_samples}"
+            raise NotRebuildable(f"{_short(name)}: {count} values, {kept} (the two-sample tests need them all)")
         items = list(sketch) if count else []
         finite = np.repeat(np.array([v for v, _w in items], dtype=np.float64),
                            np.array([w for _v, w in items], dtype=np.int64)) if items else np.empty(0)
     return np.concatenate([finite, np.full(int(col["missing"]), np.nan),
                            np.full(int(col["posinf"]), np.inf), np.full(int(col["neginf"]), -np.inf)])
+
+
+def _why_no_samples(settings: Settings, row: Mapping) -> str:
+    """Why a window has no ``window_samples`` rows: purged after the retention, or not stored
+    (``window.sample_retention_days`` 0 when it closed, or closed by an earlier version)."""
+    days = settings.window.sample_retention_days
+    if days and int(row["window_end_ms"]) < now_ms() - days * 86_400_000:
+        return f"the window's raw values were purged after {days} days (window.sample_retention_days)"
+    return "the window's raw values were not stored (window.sample_retention_days 0 when it closed)"
 
 
 def _categorical_values(name: str, col: Mapping) -> pd.Series:

@@ -297,10 +297,12 @@ def backfill(model: str = typer.Option(..., "--model", "-m", help="Model name as
     reference and drift settings (after `inferwatch reference set` or a drift settings change).
 
     Each window's drift results and drift columns are replaced in one transaction; a second
-    run changes nothing. A window whose stored profile cannot be rebuilt exactly (a numeric
-    column with more values than the stored sketch keeps, a capped category table) is kept
-    as it is and listed with the reason. Past windows send no notifications, change no alert
-    state and set no Prometheus gauges.
+    run changes nothing. Numeric columns are rebuilt from the window's stored raw values
+    (kept window.sample_retention_days, default 30, after the window's end). A window whose
+    values cannot be rebuilt exactly (raw values purged or not stored and more than the
+    stored sketch keeps, a stored sample smaller than the column, a capped category table)
+    is kept as it is and listed with the reason. Past windows send no notifications, change
+    no alert state and set no Prometheus gauges.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -280,6 +280,9 @@ class WindowConfig(_Section):
                                            description="reject timestamps further ahead of the wall clock")
     origin: datetime = Field(datetime(1970, 1, 1, tzinfo=timezone.utc),
                              description="a window boundary; others are whole lengths away from it")
+    sample_retention_days: int = Field(30, ge=0, description="keep each closed window's raw numeric values "
+                                                              "(for backfill and reports) this many days after "
+                                                              "its end; 0: do not store them")
 
     @field_validator("slide_seconds")
     @classmethod

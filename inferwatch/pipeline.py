@@ -673,6 +673,10 @@ class Pipeline:
             "closed_at_ms": now, "status": status, "n_columns": n_columns, "n_drifted": n_drifted,
             "drift_share": share, "dataset_drifted": dataset_drifted, "profile": json.dumps(window_statistics(profile)),
         }, results)
+        if self.settings.window.sample_retention_days:
+            # the raw values window_statistics leaves out, for backfill and reports (same transaction)
+            self.store.put_window_samples(conn, window_id, {c: p.sample for c, p in profile.columns.items()
+                                                            if isinstance(p, NumericProfile)})
         closed = ClosedWindow(window_id, key, end, len(rows), reason, status, share, drifted_cols, dataset_drifted)
         serving = serving_signals(rows, self.windows.length_ms / 1000, self.settings.alerting.serving_min_count)
         facts = WindowFacts(key.model, key.model_version, window_id, key.start_ms, end,

@@ -6,12 +6,16 @@ The store keeps profiles, not rows, so both frames handed to Evidently are rebui
 - categorical columns: each stored label repeated as often as it was counted (capped tables
   keep their ``__other__`` bucket as a label of its own), missing values as None;
 - numeric columns of the reference: the reference's stored uniform sample;
-- numeric columns of the window: a closed window keeps no raw values, only its histogram on the
-  reference's bin edges and its quantile sketch (KLL), so each bin gets as many values as it
-  counted, placed at the sketch's quantiles over the bin's rank range: the window's values
-  while the sketch holds all of them (up to about 200), otherwise within the sketch's rank
-  error (about 1.5 % of the window), which is enough to move a Kolmogorov–Smirnov p-value of a
-  large window by a factor of a few;
+- numeric columns of the window: its stored raw values (``window_samples``, kept
+  ``window.sample_retention_days`` after the window's end): every value of the column when the
+  sample holds them all (a window closed against a reference always does), otherwise a uniform
+  sample of them, which the page's notes then say;
+- numeric columns of a window whose raw values are not stored (purged, or not kept): its
+  histogram on the reference's bin edges and its quantile sketch (KLL), so each bin gets as
+  many values as it counted, placed at the sketch's quantiles over the bin's rank range: the
+  window's values while the sketch holds all of them (up to about 200), otherwise within the
+  sketch's rank error (about 1.5 % of the window), which is enough to move a
+  Kolmogorov–Smirnov p-value of a large window by a factor of a few;
 - a frame bigger than ``max_rows`` rows is scaled down to ``max_rows``, keeping each column's
   proportions of values, missing and infinite entries (largest-remainder rounding);
 - each column is rebuilt on its own, so relations between columns within a row are not kept
@@ -502,8 +506,15 @@ def build_report(store, model: str, window: str, model_version: str | None = Non
                                      "TRAINING.csv`")
     ref_key, reference = found
     current = json.loads(row["profile"])
-
     notes: list[str] = []
+    # the window's stored raw values stand in for the sketch (see the module docstring)
+    whole, sampled = [], []
+    for c, values in store.get_window_samples(None, wid).items():
+        col = current["columns"].get(c)
+        if col is None or col["kind"] != "numeric" or not len(values):
+            continue
+        col["sample"] = values.tolist()
+        (whole if len(values) == int(col["count"]) else sampled).append(c)
     if stamp[1] > int(row["closed_at_ms"]):
         notes.append(f"the reference was replaced at {rfc3339(stamp[1])}, after this window closed: Evidently "
                      "compares with the new one, inferwatch's numbers were computed against the earlier one")
@@ -522,6 +533,12 @@ def build_report(store, model: str, window: str, model_version: str | None = Non
     ref_frame, ref_notes = frame_from_profile(reference, usable, max_rows)
     cur_frame, cur_notes = frame_from_profile(current, usable, max_rows)
     notes += [f"reference: {n}" for n in ref_notes] + [f"window: {n}" for n in cur_notes]
+    if used := [c for c in whole if c in usable]:
+        notes.append(f"window: {', '.join(used)}: from the window's stored raw values, which hold every value")
+    if used := [c for c in sampled if c in usable]:
+        notes.append(f"window: {', '.join(used)}: a uniform sample of the window's values (the window's stored "
+                     "sample holds fewer values than the column had), so p-values computed on them are those of "
+                     "the sample")
     notes.append("categorical columns are their stored category counts expanded to rows; each column is rebuilt on "
                  "its own, so relations between columns within a row are not kept")
 

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
 from itertools import islice
 
 import sqlalchemy.exc
@@ -35,6 +36,9 @@ from inferwatch.pipeline import ClosedWindow, Pipeline
 from inferwatch.store import Store
 
 log = logging.getLogger(__name__)
+
+#: seconds between two purges of the windows' stored raw values (window.sample_retention_days)
+SAMPLE_PURGE_SECONDS = 3600
 
 OnClosed = Callable[[list[ClosedWindow]], None]
 
@@ -224,6 +228,10 @@ class KafkaService:
         self.scheduler = BackgroundScheduler(daemon=True)
         self.scheduler.add_job(self.close_idle_windows, "interval", seconds=idle_check_seconds(settings),
                                id="close-idle-windows", max_instances=1, coalesce=True, misfire_grace_time=None)
+        if settings.window.sample_retention_days:  # first run at start, then hourly
+            self.scheduler.add_job(self.purge_window_samples, "interval", seconds=SAMPLE_PURGE_SECONDS,
+                                   next_run_time=datetime.now(timezone.utc), id="purge-window-samples",
+                                   max_instances=1, coalesce=True, misfire_grace_time=None)
 
     # --- the loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -333,6 +341,22 @@ class KafkaService:
                 self.on_closed(closed)
         finally:
             self.lock.release()
+
+    def purge_window_samples(self, now_ms: int | None = None) -> int:
+        """The scheduler job: delete the stored raw values (``window_samples``) of the windows
+        that ended more than ``window.sample_retention_days`` before ``now_ms`` (UTC epoch ms,
+        default now); returns the rows deleted. A database error is logged and the job tries
+        again at its next run."""
+        days = self.settings.window.sample_retention_days
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        try:
+            deleted = self.store.purge_window_samples(now - days * 86_400_000)
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            log.warning("window samples not purged (next attempt in %d s): %s", SAMPLE_PURGE_SECONDS, exc)
+            return 0
+        if deleted:
+            log.info("purged %d window samples older than %d days (window.sample_retention_days)", deleted, days)
+        return deleted
 
     # --- outages -------------------------------------------------------------------------
     def _delay(self, attempt: int) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -109,6 +110,14 @@ drift_results = sa.Table(
     sa.Column("reference_missing_share", sa.Float, nullable=True),
     sa.Column("missing_p_value", sa.Float, nullable=True),
     sa.Column("missing_drifted", sa.Boolean, nullable=True),
+)
+
+window_samples = sa.Table(
+    "window_samples", metadata,
+    sa.Column("window_id", sa.BigInteger, sa.ForeignKey("windows.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("column_name", sa.Text, primary_key=True),
+    sa.Column("n_values", sa.BigInteger, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
 )
 
 consumer_offsets = sa.Table(
@@ -220,6 +229,21 @@ def frames_from_bytes(payloads: list[bytes]) -> pd.DataFrame:
     if len(tables) > 1 and all(t.schema.equals(tables[0].schema, check_metadata=True) for t in tables[1:]):
         return pa.concat_tables(tables).to_pandas()
     return _concat([t.to_pandas() for t in tables])
+
+
+def encode_sample(values: np.ndarray) -> bytes:
+    """A ``window_samples`` payload: the values as float64 little-endian, zlib level 1 (fast;
+    window values are often whole numbers or few distinct values, which compress well)."""
+    return zlib.compress(np.ascontiguousarray(values, dtype="<f8").tobytes(), 1)
+
+
+def decode_sample(payload: bytes) -> np.ndarray:
+    """Inverse of :func:`encode_sample`: a float64 array (native byte order).
+
+    Raises:
+        zlib.error: the payload is not zlib data; ValueError: its length is not a multiple of 8.
+    """
+    return np.frombuffer(zlib.decompress(payload), dtype="<f8").astype(np.float64)
 
 
 # any fixed 64-bit number: the key of the advisory lock the members of a group share
@@ -438,6 +462,39 @@ class Store:
         if rows:
             conn.execute(drift_results.insert(), rows)
         return int(window_id)
+
+    def put_window_samples(self, conn: Connection, window_id: int, samples: dict[str, np.ndarray]) -> int:
+        """Store the raw values of a closed window's numeric columns (``{column: float64 array}``,
+        each the column's finite values or a uniform sample of them) as ``window_samples`` rows,
+        see :func:`encode_sample`; returns the payload bytes written. Columns already stored for
+        the window are replaced."""
+        rows = [{"window_id": window_id, "column_name": name, "n_values": len(values),
+                 "payload": encode_sample(values)} for name, values in samples.items()]
+        if rows:
+            conn.execute(window_samples.delete().where(window_samples.c.window_id == window_id))
+            conn.execute(window_samples.insert(), rows)
+        return sum(len(r["payload"]) for r in rows)
+
+    def get_window_samples(self, conn: Connection | None, window_id: int) -> dict[str, np.ndarray]:
+        """The stored raw values of a closed window's numeric columns, ``{column: float64 array}``
+        (in the order they were stored); empty when none are stored (purged, not kept, or a
+        window without numeric columns). ``conn``: an open connection, or None for a new one."""
+        q = sa.select(window_samples.c.column_name, window_samples.c.payload).where(
+            window_samples.c.window_id == window_id)
+
+        def read(cx: Connection) -> dict[str, np.ndarray]:
+            return {name: decode_sample(payload) for name, payload in cx.execute(q)}
+        if conn is not None:
+            return read(conn)
+        with self.engine.connect() as cx:
+            return read(cx)
+
+    def purge_window_samples(self, before_ms: int) -> int:
+        """Delete the stored samples of the closed windows that ended before ``before_ms`` (UTC
+        epoch ms); returns how many ``window_samples`` rows were deleted."""
+        ended = sa.select(windows.c.id).where(windows.c.window_end_ms < before_ms)
+        with self.engine.begin() as conn:
+            return int(conn.execute(window_samples.delete().where(window_samples.c.window_id.in_(ended))).rowcount)
 
     def closed_windows(self, conn: Connection) -> list[tuple[str, str, int, int, str]]:
         """(model, version, window_start_ms, segment, close_reason) of every closed window."""

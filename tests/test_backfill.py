@@ -7,6 +7,7 @@ rows with those of a fresh pipeline run under the new reference or settings.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -30,11 +31,22 @@ FAR_FUTURE = 4_102_444_800_000  # 2100-01-01
 
 
 @pytest.fixture(scope="module")
-def payloads() -> list[bytes]:
+def demo_records() -> list[dict]:
+    """The demo's records of 2015-01-01..02 and 2018-01-01..28."""
+    return [r for r in demo_data.demo_records()
+            if r["timestamp"] < "2015-01-03" or "2018-01-01" <= r["timestamp"] < "2018-01-29"]
+
+
+@pytest.fixture(scope="module")
+def payloads(demo_records) -> list[bytes]:
     """The demo's records of 2015-01-01..02 and 2018-01-01..02 (about 48 and 96 per 12 h)."""
-    recs = [r for r in demo_data.demo_records()
-            if r["timestamp"] < "2015-01-03" or "2018-01-01" <= r["timestamp"] < "2018-01-03"]
-    return [demo_data.encode_record(r) for r in recs]
+    return [demo_data.encode_record(r) for r in demo_records if r["timestamp"] < "2018-01-03"]
+
+
+@pytest.fixture(scope="module")
+def large_payloads(demo_records) -> list[bytes]:
+    """The demo's records of 2018-01-01..28: two 14-day windows of about 2,700 records each."""
+    return [demo_data.encode_record(r) for r in demo_records if r["timestamp"] >= "2018-01-01"]
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +60,11 @@ def references(tmp_path_factory):
     return frame, older
 
 
-def _settings(url: str, length_seconds: int = HALF_DAY, **drift):
+def _settings(url: str, length_seconds: int = HALF_DAY, retention_days: int = 30, origin: str = "2015-01-01",
+              **drift):
     return load_config(None, database_url=url, metrics={"port": 0}, drift=drift,
                        window={"length_seconds": length_seconds, "idle_close_seconds": None,
-                               "origin": "2015-01-01T00:00:00Z"})
+                               "origin": f"{origin}T00:00:00Z", "sample_retention_days": retention_days})
 
 
 def _put_reference(settings, store, frame) -> None:
@@ -187,13 +200,15 @@ def test_drift_settings_change_equals_a_fresh_run(tmp_path, references, payloads
         store.close()
 
 
-def test_windows_too_large_for_their_summary_are_kept(tmp_path, references, payloads):
-    """Two-day windows: 2015's (about 190 records) fit the quantile sketch's exact mode and are
-    recomputed; 2018's (about 380) do not, and keep their results, with the reason."""
+def test_windows_too_large_for_their_summary_are_kept_without_samples(tmp_path, references, payloads):
+    """Two-day windows stored without raw values (window.sample_retention_days 0): 2015's
+    (about 190 records) fit the quantile sketch's exact mode and are recomputed; 2018's (about
+    380) do not, and keep their results, with the reason."""
     training, older = references
-    settings = _settings(f"sqlite:///{tmp_path / 'a.db'}", length_seconds=2 * 86400)
+    settings = _settings(f"sqlite:///{tmp_path / 'a.db'}", length_seconds=2 * 86400, retention_days=0)
     store = _run(settings, training, payloads)
     try:
+        assert _sample_rows(store) == []
         before = _snapshot(store)
         _put_reference(settings, store, older)
         out = backfill(settings, store, MODEL, 0, FAR_FUTURE)
@@ -201,9 +216,123 @@ def test_windows_too_large_for_their_summary_are_kept(tmp_path, references, payl
         small, large = out
         assert small.record_count <= 200 < large.record_count
         assert small.kept is None and small.changed and "AGEP" in small.new_drifted
-        assert large.kept is not None and "AGEP" in large.kept and not large.changed
-        assert (large.new_share, large.new_status) == (large.old_share, large.old_status)
+        assert large.kept.startswith(f"AGEP: {large.record_count} values, the stored quantile sketch keeps 200 "
+                                     "exactly; the window's raw values were not stored")
+        assert not large.changed and (large.new_share, large.new_status) == (large.old_share, large.old_status)
         assert _snapshot(store)[("1", T2018, 0)] == before[("1", T2018, 0)]
+    finally:
+        store.close()
+
+
+def _sample_rows(store) -> list[tuple[int, str, int, int]]:
+    """(window_id, column_name, n_values, payload bytes) of every stored window sample."""
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(
+            "SELECT window_id, column_name, n_values, length(payload) FROM window_samples "
+            "ORDER BY window_id, column_name"))]
+
+
+def test_backfill_recomputes_windows_of_thousands_of_records_from_their_samples(db_url, tmp_path, references,
+                                                                                 large_payloads):
+    """14-day windows of about 2,700 records: their raw values are stored at close, so a
+    backfill after a reference change gives, row for row, what a fresh run with the new
+    reference stores."""
+    import numpy as np
+
+    from inferwatch.store import decode_sample
+
+    training, older = references
+    settings = _settings(db_url, length_seconds=14 * 86400, origin="2018-01-01")
+    store = _run(settings, training, large_payloads)
+    try:
+        before = _snapshot(store)
+        assert len(before) == 2 and all(w["status"] == "ok" for w, _ in before.values())
+        listed = store.list_windows(MODEL)
+        assert listed["record_count"].min() > 2000
+        # every numeric column of every window: all its finite values, as the profile counted them
+        with store.engine.connect() as conn:
+            for wid in listed["id"]:
+                profile = store.get_window(int(wid))["profile"]
+                numeric = {c: p for c, p in json.loads(profile)["columns"].items() if p["kind"] == "numeric"}
+                samples = store.get_window_samples(conn, int(wid))
+                assert set(samples) == set(numeric) == {"features.AGEP", "predictions.probability"}
+                for c, p in numeric.items():
+                    assert len(samples[c]) == p["count"] > 2000 and np.isfinite(samples[c]).all()
+            payload = conn.execute(sa.text("SELECT payload FROM window_samples WHERE column_name = 'features.AGEP' "
+                                           "ORDER BY window_id")).scalars().first()
+        ages = decode_sample(payload)  # whole years, 0 to 99
+        assert ages.dtype == np.float64 and 0 <= ages.min() < ages.max() <= 99 and np.array_equal(ages, np.round(ages))
+
+        _put_reference(settings, store, older)
+        out = backfill(settings, store, MODEL, 0, FAR_FUTURE)
+        assert len(out) == 2 and all(o.kept is None and o.changed and "AGEP" in o.new_drifted for o in out)
+        after = _snapshot(store)
+        fresh = _run(_settings(f"sqlite:///{tmp_path / 'fresh.db'}", length_seconds=14 * 86400, origin="2018-01-01"),
+                     older, large_payloads)
+        try:
+            _same_rows(after, _snapshot(fresh))
+        finally:
+            fresh.close()
+        # numeric p-values that are not 0 or 1 compared too: the test is not trivially equal
+        assert any(0 < r["p_value"] < 1 for _w, results in after.values() for r in results.values()
+                   if r["kind"] == "numeric" and r["p_value"] is not None)
+        assert not any(o.changed for o in backfill(settings, store, MODEL, 0, FAR_FUTURE))  # idempotent
+    finally:
+        store.close()
+
+
+def test_purged_samples_leave_large_windows_kept_with_the_reason(tmp_path, references, large_payloads):
+    """The purge deletes the raw values of the windows that ended before the cutoff, only
+    those; backfill then keeps such a window and names the retention."""
+    training, older = references
+    settings = _settings(f"sqlite:///{tmp_path / 'a.db'}", length_seconds=14 * 86400, origin="2018-01-01")
+    store = _run(settings, training, large_payloads)
+    try:
+        first, second = store.list_windows(MODEL)["id"].tolist()
+        assert {w for w, *_ in _sample_rows(store)} == {first, second}
+        # the first window ends at 2018-01-15: a cutoff just after it purges it, not the second
+        end_first = T2018 + 14 * DAY_MS
+        assert store.purge_window_samples(end_first) == 0
+        assert store.purge_window_samples(end_first + 1) == 2  # AGEP and probability
+        assert {w for w, *_ in _sample_rows(store)} == {second}
+        before = _snapshot(store)
+        _put_reference(settings, store, older)
+        out = backfill(settings, store, MODEL, 0, FAR_FUTURE)
+        kept, done = out
+        assert kept.kept.startswith("AGEP: ") and "the stored quantile sketch keeps 200 exactly" in kept.kept
+        assert kept.kept.endswith("the window's raw values were purged after 30 days (window.sample_retention_days) "
+                                  "(the two-sample tests need them all)")
+        assert not kept.changed and _snapshot(store)[("1", T2018, 0)] == before[("1", T2018, 0)]
+        assert done.kept is None and done.changed
+        # deleting a window deletes its samples (ON DELETE CASCADE)
+        with store.transaction() as conn:
+            conn.execute(sa.text("DELETE FROM windows WHERE id = :w"), {"w": second})
+        assert _sample_rows(store) == []
+    finally:
+        store.close()
+
+
+def test_a_window_sample_smaller_than_the_column_is_named(tmp_path, references, payloads):
+    """A window closed without a reference profiles with reference.sample_size values per
+    column: a column with more keeps a uniform sample, which backfill does not take for the
+    values."""
+    training, _ = references
+    settings = load_config(None, database_url=f"sqlite:///{tmp_path / 'a.db'}", metrics={"port": 0},
+                           reference={"bootstrap_records": 10_000_000, "sample_size": 150},
+                           window={"length_seconds": 2 * 86400, "idle_close_seconds": None,
+                                   "origin": "2015-01-01T00:00:00Z"})
+    store = open_store(settings)
+    try:
+        run_in_process(settings, payloads, store, Metrics())
+        assert {n for _w, _c, n, _b in _sample_rows(store)} == {150}
+        _put_reference(settings, store, training)
+        small, large = backfill(settings, store, MODEL, 0, FAR_FUTURE)
+        # about 190 records: the quantile sketch holds every value
+        assert small.record_count <= 200 and small.kept is None and small.new_status == "ok"
+        assert large.record_count > 200 and not large.changed
+        count = json.loads(store.get_window(large.window_id)["profile"])["columns"]["features.AGEP"]["count"]
+        assert large.kept == (f"AGEP: {count} values, the stored quantile sketch keeps 200 exactly, "
+                              "the stored sample a uniform 150 of them (the two-sample tests need them all)")
     finally:
         store.close()
 
@@ -406,8 +535,8 @@ def test_cli_names_windows_it_keeps_and_how_to_recompute_them(tmp_path, referenc
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     config = tmp_path / "inferwatch.yaml"
     config.write_text(f"database_url: {url}\nwindow:\n  length_seconds: {2 * 86400}\n  idle_close_seconds: null\n"
-                      "  origin: '2015-01-01T00:00:00Z'\n")
-    settings = _settings(url, length_seconds=2 * 86400)
+                      "  origin: '2015-01-01T00:00:00Z'\n  sample_retention_days: 0\n")
+    settings = _settings(url, length_seconds=2 * 86400, retention_days=0)
     store = _run(settings, training, payloads)
     try:
         _put_reference(settings, store, older)
@@ -416,5 +545,22 @@ def test_cli_names_windows_it_keeps_and_how_to_recompute_them(tmp_path, referenc
         assert "2 windows: 1 changed, 0 unchanged, 1 kept" in result.output
         assert "kept: AGEP:" in result.output and "the stored quantile sketch keeps 200" in result.output
         assert "replay their prediction logs (inferwatch replay)" in result.output
+    finally:
+        store.close()
+
+
+def test_a_database_without_the_samples_table_gets_it(tmp_path, references, payloads):
+    """A database created before window_samples existed: opening it creates the table (no
+    refusal), and windows closed from then on store their values."""
+    training, _ = references
+    settings = _settings(f"sqlite:///{tmp_path / 'old.db'}")
+    store = open_store(settings)
+    with store.transaction() as conn:
+        conn.execute(sa.text("DROP TABLE window_samples"))
+    store.close()
+    store = _run(settings, training, payloads)  # open_store runs create_schema again
+    try:
+        assert "window_samples" in sa.inspect(store.engine).get_table_names()
+        assert {c for _w, c, _n, _b in _sample_rows(store)} == {"features.AGEP", "predictions.probability"}
     finally:
         store.close()
