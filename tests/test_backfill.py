@@ -564,3 +564,43 @@ def test_a_database_without_the_samples_table_gets_it(tmp_path, references, payl
         assert {c for _w, c, _n, _b in _sample_rows(store)} == {"features.AGEP", "predictions.probability"}
     finally:
         store.close()
+
+
+@pytest.mark.kafka
+def test_the_service_purges_samples_past_the_retention(tmp_path, references, payloads, kafka_bootstrap):
+    """`inferwatch run`'s scheduler runs the purge at start: the demo's windows ended in 2015
+    and 2018, far more than 30 days ago, so their raw values go; with retention 0 there is no
+    such job."""
+    import threading
+    import time
+    import uuid
+
+    from collector.kafka_source import KafkaSource
+    from inferwatch.runner import KafkaService, log_dead_letter
+
+    training, _ = references
+    topic = f"purge-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    store = _run(_settings(url), training, payloads)
+    try:
+        assert len(_sample_rows(store)) == 16  # 8 windows, AGEP and probability
+        for days, job in ((0, False), (30, True)):
+            settings = load_config(None, database_url=url, metrics={"enabled": False},
+                                   kafka={"bootstrap_servers": kafka_bootstrap, "topics": [topic],
+                                          "group_id": f"g-{topic}"},
+                                   window={"length_seconds": HALF_DAY, "sample_retention_days": days})
+            source = KafkaSource(kafka_bootstrap, [topic], f"g-{topic}", lambda: {})
+            svc = KafkaService(settings, store, Metrics(), source, log_dead_letter, threading.Event())
+            try:
+                assert (svc.scheduler.get_job("purge-window-samples") is not None) is job
+                svc.scheduler.start()
+                deadline = time.monotonic() + 20
+                while job and _sample_rows(store) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert len(_sample_rows(store)) == (0 if job else 16)
+            finally:
+                svc.scheduler.shutdown(wait=True)
+                source.close()
+        assert len(store.list_windows(MODEL)) == 8  # the windows themselves stay
+    finally:
+        store.close()
