@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import time
-import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -232,18 +231,23 @@ def frames_from_bytes(payloads: list[bytes]) -> pd.DataFrame:
 
 
 def encode_sample(values: np.ndarray) -> bytes:
-    """A ``window_samples`` payload: the values as float64 little-endian, zlib level 1 (fast;
-    window values are often whole numbers or few distinct values, which compress well)."""
-    return zlib.compress(np.ascontiguousarray(values, dtype="<f8").tobytes(), 1)
+    """A ``window_samples`` payload: the values as float64 little-endian, zstd level 1 (through
+    pyarrow; several times faster than zlib at a similar size, which matters because every
+    closed window writes one per numeric column)."""
+    return _ZSTD.compress(np.ascontiguousarray(values, dtype="<f8").tobytes(), asbytes=True)
 
 
-def decode_sample(payload: bytes) -> np.ndarray:
-    """Inverse of :func:`encode_sample`: a float64 array (native byte order).
+def decode_sample(payload: bytes, n_values: int) -> np.ndarray:
+    """Inverse of :func:`encode_sample`: ``n_values`` float64 values (native byte order).
 
     Raises:
-        zlib.error: the payload is not zlib data; ValueError: its length is not a multiple of 8.
+        OSError: the payload is not zstd data of ``8 * n_values`` bytes (pyarrow's error).
     """
-    return np.frombuffer(zlib.decompress(payload), dtype="<f8").astype(np.float64)
+    raw = _ZSTD.decompress(payload, decompressed_size=8 * int(n_values), asbytes=True)
+    return np.frombuffer(raw, dtype="<f8").astype(np.float64)
+
+
+_ZSTD = pa.Codec("zstd", 1)
 
 
 # any fixed 64-bit number: the key of the advisory lock the members of a group share
@@ -479,11 +483,11 @@ class Store:
         """The stored raw values of a closed window's numeric columns, ``{column: float64 array}``
         (in the order they were stored); empty when none are stored (purged, not kept, or a
         window without numeric columns). ``conn``: an open connection, or None for a new one."""
-        q = sa.select(window_samples.c.column_name, window_samples.c.payload).where(
+        q = sa.select(window_samples.c.column_name, window_samples.c.payload, window_samples.c.n_values).where(
             window_samples.c.window_id == window_id)
 
         def read(cx: Connection) -> dict[str, np.ndarray]:
-            return {name: decode_sample(payload) for name, payload in cx.execute(q)}
+            return {name: decode_sample(payload, n) for name, payload, n in cx.execute(q)}
         if conn is not None:
             return read(conn)
         with self.engine.connect() as cx:

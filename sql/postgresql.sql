@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS windows (
 -- The raw values of each numeric column of a closed window, for the two-sample tests of a
 -- backfill and the report: the column's finite values (all of them when n_values equals the
 -- column's count in the window's profile, otherwise a uniform sample of n_values) as float64
--- little-endian, zlib-compressed. Deleted window.sample_retention_days after the window's end.
+-- little-endian, zstd-compressed. Deleted window.sample_retention_days after the window's end.
 CREATE TABLE IF NOT EXISTS window_samples (
     window_id    BIGINT  NOT NULL REFERENCES windows (id) ON DELETE CASCADE,
     column_name  TEXT    NOT NULL,

@@ -258,9 +258,10 @@ def test_backfill_recomputes_windows_of_thousands_of_records_from_their_samples(
                 assert set(samples) == set(numeric) == {"features.AGEP", "predictions.probability"}
                 for c, p in numeric.items():
                     assert len(samples[c]) == p["count"] > 2000 and np.isfinite(samples[c]).all()
-            payload = conn.execute(sa.text("SELECT payload FROM window_samples WHERE column_name = 'features.AGEP' "
-                                           "ORDER BY window_id")).scalars().first()
-        ages = decode_sample(payload)  # whole years, 0 to 99
+            payload, n_ages = conn.execute(sa.text(
+                "SELECT payload, n_values FROM window_samples WHERE column_name = 'features.AGEP' ORDER BY window_id")
+            ).first()
+        ages = decode_sample(payload, n_ages)  # whole years, 0 to 99
         assert ages.dtype == np.float64 and 0 <= ages.min() < ages.max() <= 99 and np.array_equal(ages, np.round(ages))
 
         _put_reference(settings, store, older)
