@@ -28,7 +28,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
@@ -44,6 +43,7 @@ from alerting.events import rfc3339
 from alerting.silences import Silence as ActiveSilence
 from alerting.silences import parse_matcher
 from inferwatch.config import Settings
+from inferwatch import times
 from inferwatch.store import Store, now_ms
 
 log = logging.getLogger(__name__)
@@ -85,18 +85,7 @@ def parse_time(value: Any) -> int:
     elif isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
         ms = int(value)
     elif isinstance(value, str):
-        text = value.strip().upper()
-        try:
-            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-        except ValueError:
-            raise ValueError(f"{value!r} is neither epoch milliseconds nor an RFC 3339 date-time "
-                             "(e.g. 2024-01-05T00:00:00Z)") from None
-        if parsed.tzinfo is None or "T" not in text:
-            raise ValueError(f"{value!r}: an RFC 3339 date-time needs a time and an offset (Z or +hh:mm)")
-        try:
-            ms = int(parsed.timestamp() * 1000)
-        except (OverflowError, ValueError):
-            raise ValueError(f"{value!r} is out of range") from None
+        ms = times.parse_time(value, durations=False, require_offset=True)
     else:
         raise ValueError("expected epoch milliseconds or an RFC 3339 date-time")
     if not _MIN_MS <= ms <= _MAX_MS:

@@ -44,10 +44,8 @@ from __future__ import annotations
 import base64
 import json
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
@@ -59,40 +57,8 @@ from inferwatch.config import Settings
 from inferwatch.pipeline import column_role, drift_config, window_drift, window_statistics
 from inferwatch.store import Store, now_ms
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
 #: ``windows`` columns a backfill replaces (besides the profile).
 DRIFT_COLUMNS = ("status", "n_columns", "n_drifted", "drift_share", "dataset_drifted")
-
-
-def parse_time(text: str, now: int | None = None) -> int:
-    """A point in time as UTC epoch milliseconds.
-
-    Args:
-        text: RFC 3339 (``2026-11-01T00:00:00Z``, ``2026-11-01T02:00:00+02:00``; a date alone,
-            ``2026-11-01``, or a time without offset is read as UTC), or a duration before
-            ``now``: a positive number and a unit s, m, h, d or w (``12h``, ``7d``, ``1.5w``).
-        now: epoch ms the durations count back from; default the current time.
-
-    Raises:
-        ValueError: neither form (the message says which forms are accepted).
-    """
-    value = text.strip()
-    m = _RELATIVE.match(value)
-    if m is not None:
-        amount = float(m.group(1))
-        if amount <= 0:
-            raise ValueError(f"{text!r}: a duration must be positive")
-        return (now_ms() if now is None else now) - int(round(amount * _UNIT_SECONDS[m.group(2)] * 1000))
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{text!r}: use RFC 3339 (2026-11-01T00:00:00Z, or a date 2026-11-01) or a duration "
-                         "before now (30m, 12h, 7d, 2w)") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return int(round(when.timestamp() * 1000))
 
 
 @dataclass(frozen=True)

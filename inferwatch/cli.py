@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -307,7 +306,7 @@ def backfill(model: str = typer.Option(..., "--model", "-m", help="Model name as
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from inferwatch.backfill import backfill as run_backfill
-    from inferwatch.backfill import parse_time
+    from inferwatch.times import parse_time
 
     now = int(time.time() * 1000)
     bounds = {}
@@ -616,16 +615,15 @@ def outbox_deliver(until_empty: bool = typer.Option(False, "--until-empty",
 silence_app = typer.Typer(help="Mute alert notifications for a while (label matchers, as in Alertmanager).",
                           no_args_is_help=True)
 app.add_typer(silence_app, name="silence")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def _duration_ms(text: str) -> int:
-    """``90s``, ``30m``, ``2h``, ``1d``, ``1w`` in milliseconds (> 0)."""
-    m = _DURATION.match(text.strip())
-    if m is None or float(m.group(1)) <= 0:
-        raise typer.BadParameter(f"{text!r}: use a positive number and a unit, e.g. 30m, 2h, 1d", param_hint="--for")
-    return int(float(m.group(1)) * _UNIT_SECONDS[m.group(2)] * 1000)
+    """``90s``, ``30m``, ``2h``, ``1d``, ``1w`` in milliseconds (> 0), for ``--for``."""
+    from inferwatch.times import duration_ms
+    try:
+        return duration_ms(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--for") from None
 
 
 @app.command("alerts")

@@ -37,7 +37,6 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +47,7 @@ from detectors._checks import StatisticUndefined, neg_log10_p
 from detectors.categorical import categorical_test, g_test
 from detectors.drift import NUMERIC_TESTS
 from detectors.sketch import kll_load
+from inferwatch.times import parse_time
 
 #: Default cap on the rows of each rebuilt frame (reference and window).
 DEFAULT_MAX_ROWS = 50_000
@@ -158,15 +158,12 @@ class WindowReport:
 # --- finding the window --------------------------------------------------------------------
 
 def parse_time_ms(text: str) -> int | None:
-    """An RFC 3339 / ISO 8601 time (``2018-07-01T12:00:00Z``, ``2018-07-01``; no offset means
-    UTC) as UTC epoch milliseconds, or None when ``text`` is not such a time."""
+    """An RFC 3339 time (``2018-07-01T12:00:00Z``, ``2018-07-01``; no offset means UTC) as UTC
+    epoch milliseconds, or None when ``text`` is not such a time."""
     try:
-        when = datetime.fromisoformat(text.strip())
+        return parse_time(text, durations=False)
     except ValueError:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return int(when.timestamp() * 1000)
 
 
 def find_window(store, model: str, window: str, model_version: str | None = None) -> dict:

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from inferwatch import demo as demo_data
-from inferwatch.backfill import backfill, parse_time
+from inferwatch.backfill import backfill
+from inferwatch.times import parse_time
 from inferwatch.cli import app
 from inferwatch.config import load_config
 from inferwatch.metrics import Metrics
