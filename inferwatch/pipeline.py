@@ -37,7 +37,7 @@ from detectors.profile import NumericProfile
 from detectors.serving import is_error, serving_signals
 from inferwatch.alerts import AlertChange, Alerting
 from inferwatch.config import Settings
-from inferwatch.metrics import Metrics, prediction_shares
+from inferwatch.metrics import Metrics, prediction_shares, set_or_remove
 from inferwatch.reference import profile_frame
 from inferwatch.store import Store, now_ms
 
@@ -716,7 +716,7 @@ class Pipeline:
             self._performance_start[(model, version)] = start
             mv = (self.metrics.model_label(model), self.metrics.version_label(version))
             for metric, value in values.items():
-                _set_or_remove(self.metrics.realized_performance, (*mv, metric),
+                set_or_remove(self.metrics.realized_performance, (*mv, metric),
                                None if value is None or value != value else float(value))
         pending, self._pending_metrics = self._pending_metrics, []
         for w, results, serving, latency, shares in pending:
@@ -740,29 +740,29 @@ class Pipeline:
         m.windows_closed.labels(mv[0], w.reason).inc()
         m.window_records.labels(*mv).set(w.record_count)
         m.window_start.labels(*mv).set(w.key.start_ms / 1000)
-        _set_or_remove(m.dataset_drift_share, mv, w.drift_share)
-        _set_or_remove(m.dataset_drift_detected, mv, None if w.dataset_drifted is None else float(w.dataset_drifted))
+        set_or_remove(m.dataset_drift_share, mv, w.drift_share)
+        set_or_remove(m.dataset_drift_detected, mv, None if w.dataset_drifted is None else float(w.dataset_drifted))
         method_gauges = (m.drift_statistic, m.drift_p_value, m.drift_neg_log10_p, m.drift_detected, m.psi,
                          m.js_distance)
         for r in results:
             name = m.column_label(column_role(r["column_name"])[1])
-            _set_or_remove(m.missing_share, (*mv, name, r["role"]), r["missing_share"])
-            _set_or_remove(m.missing_share_drift, (*mv, name, r["role"]),
+            set_or_remove(m.missing_share, (*mv, name, r["role"]), r["missing_share"])
+            set_or_remove(m.missing_share_drift, (*mv, name, r["role"]),
                            None if r["missing_drifted"] is None else float(r["missing_drifted"]))
             labels = (*mv, name, r["role"], r["method"])
             # a column whose test changed (chi2 -> fisher_exact, ...) drops its old series
             previous = self._published_method.get(labels[:4])
             if previous is not None and previous != r["method"]:
                 for gauge in method_gauges:
-                    _set_or_remove(gauge, (*labels[:4], previous), None)
+                    set_or_remove(gauge, (*labels[:4], previous), None)
             self._published_method[labels[:4]] = r["method"]
             for gauge, value in ((m.drift_statistic, r["statistic"]), (m.drift_p_value, r["p_value"]),
                                  (m.drift_neg_log10_p, r["neg_log10_p"]),
                                  (m.drift_detected, None if r["drifted"] is None else float(r["drifted"])),
                                  (m.psi, r["psi"]), (m.js_distance, r["js_distance"])):
-                _set_or_remove(gauge, labels, value)
+                set_or_remove(gauge, labels, value)
         tested = [r["drifted"] for r in results if r["role"] == "prediction" and r["drifted"] is not None]
-        _set_or_remove(m.prediction_drift_detected, mv, float(any(tested)) if tested else None)
+        set_or_remove(m.prediction_drift_detected, mv, float(any(tested)) if tested else None)
         if serving is not None:
             m.set_window_serving(*mv, serving, _NO_VALUES if latency_seconds is None else latency_seconds)
         if shares is not None:
@@ -844,17 +844,6 @@ def _latency_seconds(frame: pd.DataFrame) -> np.ndarray | None:
     """The records' ``latency_ms`` in seconds (NaN where unknown); None when not logged."""
     ms = _float_values(frame, "latency_ms")
     return None if ms is None else ms * 1e-3
-
-
-def _set_or_remove(gauge, labels: tuple, value: float | None) -> None:
-    """Set a gauge, or drop its series when the window has no value (never a stale or NaN one)."""
-    if value is None:
-        try:
-            gauge.remove(*labels)
-        except KeyError:
-            pass
-    else:
-        gauge.labels(*labels).set(value)
 
 
 def window_statistics(profile: Profile) -> dict:

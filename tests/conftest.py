@@ -12,6 +12,7 @@ CI (``CI=true``), where they fail: CI must never pass by skipping them.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -34,6 +35,15 @@ def service_unavailable(reason: str) -> None:
     if os.environ.get("CI", "").strip().lower() == "true":
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Path of Prometheus's ``promtool`` (Debian package ``prometheus``)."""
+    path = shutil.which("promtool")
+    if path is None:
+        service_unavailable("promtool not found (Debian: apt-get install -y prometheus)")
+    return path
 
 
 def start_or_bail(service, what: str):

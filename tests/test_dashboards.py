@@ -119,53 +119,38 @@ def test_dashboards_unique_and_provisioned():
 
 # ------------------------------------------------------------------------------ real servers
 class CheckingReceiver:
-    """A real HTTP server on 127.0.0.1: ``check(method, path, headers, body)`` returns the
-    problems of a request (answered 400); ``status(n)`` the answer to the n-th request that
-    passed them (counted from 0)."""
+    """A real HTTP server on 127.0.0.1 (``test_notifiers.Receiver``): ``check(method, path,
+    headers, body)`` returns the problems of a request (answered 400); ``status(n)`` the
+    answer to the n-th request that passed them (counted from 0)."""
 
     def __init__(self, check, status=lambda n: 200) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from test_notifiers import Receiver
 
         self.bodies: list[object] = []  # the accepted requests' bodies (answered < 300)
         self.problems: list[str] = []
         self.answered = 0  # requests that passed the checks
         self.lock = threading.Lock()
-        outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            timeout = 10
-
-            def do_POST(self):  # noqa: N802 - http.server naming
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    body = None
-                problems = check("POST", self.path, headers, body) if body is not None else ["body is not JSON"]
-                with outer.lock:
-                    if problems:
-                        outer.problems.extend(problems)
-                        code = 400
-                    else:
-                        code = status(outer.answered)
-                        outer.answered += 1
-                        if code < 300:
-                            outer.bodies.append(body)
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        def respond(req) -> tuple[int, str]:
+            try:
+                body = req.json()
+            except ValueError:
+                body = None
+            problems = check(req.method, req.path, req.headers, body) if body is not None else ["body is not JSON"]
+            with self.lock:
+                if problems:
+                    self.problems.extend(problems)
+                    return 400, ""
+                code = status(self.answered)
+                self.answered += 1
+                if code < 300:
+                    self.bodies.append(body)
+                return code, ""
+        self._server = Receiver(respond)
+        self.url = self._server.url
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._server.close()
 
 
 def webhook_check(method, path, headers, body) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -24,7 +23,6 @@ from prometheus_client.utils import floatToGoString
 
 from collector.kafka_source import KafkaSource
 from collector.message import Message
-from conftest import service_unavailable
 from detectors.serving import is_error
 from inferwatch.config import load_config
 from inferwatch.metrics import LATENCY_BUCKETS_SECONDS, OVERFLOW, Metrics
@@ -53,14 +51,6 @@ def _value(families: dict, family: str, sample: str, **labels) -> float:
              if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())]
     assert len(found) == 1, (family, sample, labels, found)
     return found[0]
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        service_unavailable("promtool not found (Debian: apt-get install -y prometheus)")
-    return path
 
 
 class Offsets:

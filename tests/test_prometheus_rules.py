@@ -9,22 +9,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
-from conftest import service_unavailable
 from inferwatch.metrics import Metrics
 from test_deploy_files import exposed_metric_names
 
 RULES = Path(__file__).resolve().parent.parent / "dashboards" / "rules"
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        service_unavailable("promtool not found (Debian: apt-get install -y prometheus)")
-    return path
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
