@@ -102,7 +102,7 @@ def test_compose_inferwatch_service_config(clean_env):
     assert settings.database_url.endswith("@postgres:5432/inferwatch")
     assert settings.kafka.bootstrap_servers == "kafka:9092"
     assert settings.metrics.host == "0.0.0.0"
-    assert f"{settings.metrics.port}:{settings.metrics.port}" in service["ports"]
+    assert f"127.0.0.1:{settings.metrics.port}:{settings.metrics.port}" in service["ports"]
 
     producer = _compose()["services"]["demo-producer"]["command"]
     assert producer[producer.index("-b") + 1] == settings.kafka.bootstrap_servers
@@ -115,7 +115,7 @@ def test_compose_inferwatch_service_config(clean_env):
 
     # the HTTP API listens on every interface of the container, on the published port
     assert settings.api.enabled and settings.api.host == "0.0.0.0"
-    assert f"{settings.api.port}:{settings.api.port}" in service["ports"]
+    assert f"127.0.0.1:{settings.api.port}:{settings.api.port}" in service["ports"]
     assert settings.api.token is not None and settings.api.token.value.get_secret_value()
 
     # inferwatch pushes its alerts to the stack's Alertmanager, on the port it listens on
@@ -158,7 +158,7 @@ def test_prometheus_alerts_go_to_the_compose_alertmanager():
     assert am["image"].startswith("prom/alertmanager:")
     assert _bind_mounts(am)["/etc/alertmanager/alertmanager.yml"] == "./dashboards/alertmanager.yml"
     assert "--config.file=/etc/alertmanager/alertmanager.yml" in am["command"]
-    assert "9093:9093" in am["ports"]
+    assert "127.0.0.1:9093:9093" in am["ports"]
     config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
     assert config["route"]["receiver"] in {r["name"] for r in config["receivers"]}
 
