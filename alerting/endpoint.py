@@ -34,6 +34,10 @@ class Secret(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _one_source(cls, data: object) -> object:
+        if not isinstance(data, (dict, Secret)):
+            # the value itself is never echoed: it may be the secret
+            raise ValueError("a secret is never written in the config file: give {env: NAME} (an environment "
+                             "variable holding it) or {file: PATH} (a file holding it)")
         if isinstance(data, dict):
             if "value" in data:
                 raise ValueError("a secret is given by env or file, never inline")

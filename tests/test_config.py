@@ -123,3 +123,18 @@ def test_sliding_windows_are_capped_at_24_per_record():
     with pytest.raises(ConfigError, match="window.slide_seconds.*at most 24"):
         load_config(None, window={"length_seconds": 3600, "slide_seconds": 60})
     assert load_config(None, window={"length_seconds": 3600, "slide_seconds": 150}).window.slide_seconds == 150
+
+
+@pytest.mark.parametrize("text, key", [
+    ("api:\n  token: s3cr3t-plain\n", "api.token"),
+    ("alerting:\n  receivers:\n  - {name: r, type: webhook, url: 'http://127.0.0.1:1/', "
+     "bearer_token: s3cr3t-plain}\n", "bearer_token"),
+])
+def test_plaintext_secret_says_how_to_give_one(tmp_path, text, key):
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(f)
+    line = next(x for x in str(info.value).splitlines() if key in x)
+    assert "{env: NAME}" in line and "{file: PATH}" in line and "never written in the config file" in line
+    assert "s3cr3t-plain" not in str(info.value)  # the value is never echoed
