@@ -472,10 +472,18 @@ def run_kafka(settings: Settings, stop: threading.Event, on_closed: OnClosed | N
 
 
 def log_dead_letter(rejected: Sequence[Rejected]) -> None:
-    """Dead-letter sink for in-process sources: logs each rejected record with its reason."""
+    """Dead-letter sink when no dead-letter file is given: one WARNING per reason in the batch
+    (its count and first record), and each record's detail at DEBUG."""
+    by_reason: dict[str, list[Rejected]] = {}
     for r in rejected:
-        log.warning("rejected %s:%d@%d (%s): %s", r.message.topic, r.message.partition, r.message.offset,
-                    r.reason.value, r.detail)
+        by_reason.setdefault(r.reason.value, []).append(r)
+        log.debug("rejected %s:%d@%d (%s): %s", r.message.topic, r.message.partition, r.message.offset,
+                  r.reason.value, r.detail)
+    # a bad producer rejects thousands of records for one reason: one line each would bury the log
+    for reason, rs in by_reason.items():
+        first = rs[0]
+        log.warning("rejected %d record(s) (%s); first %s:%d@%d: %s", len(rs), reason, first.message.topic,
+                    first.message.partition, first.message.offset, first.detail)
 
 
 def run_in_process(settings: Settings, payloads: Iterable[bytes], store: Store, metrics: Metrics,

@@ -158,3 +158,24 @@ def test_replay_of_requests_never_answered_closes_their_windows(tmp_path):
     store = Store(f"sqlite:///{db}")
     assert store.list_windows()["record_count"].tolist() == [30]
     store.close()
+
+
+def test_replay_without_dead_letter_file_logs_one_warning_per_batch_and_reason(tmp_path, caplog):
+    import logging
+
+    f = tmp_path / "bad.jsonl"
+    f.write_bytes(b"{not json\n" * 2500 + b"[1, 2]\n" * 10)
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"database_url": f"sqlite:///{tmp_path / 'x.db'}", "metrics": {"enabled": False}}))
+    caplog.set_level(logging.DEBUG, logger="inferwatch.runner")
+    result = CliRunner().invoke(app, ["replay", str(f), "-c", str(config), "--batch-size", "1000"])
+    assert result.exit_code == 0, result.output
+    runner_logs = [r for r in caplog.records if r.name == "inferwatch.runner" and "rejected" in r.getMessage()]
+    warnings = [r.getMessage() for r in runner_logs if r.levelno == logging.WARNING]
+    # batches of 1000, 1000 and 510 lines; the last holds both reasons
+    assert len(warnings) == 4, warnings
+    assert warnings[0].startswith("rejected 1000 record(s) (invalid_json); first ") and "@1:" in warnings[0]
+    assert warnings[1].startswith("rejected 1000 record(s) (invalid_json); first ") and "@1001:" in warnings[1]
+    assert warnings[2].startswith("rejected 500 record(s) (invalid_json); first ") and "@2001:" in warnings[2]
+    assert warnings[3].startswith("rejected 10 record(s) (not_an_object); first ") and "@2501:" in warnings[3]
+    assert sum(r.levelno == logging.DEBUG for r in runner_logs) == 2510
