@@ -512,6 +512,9 @@ class MetricsConfig(_Section):
     max_label_values: int = Field(500, ge=1, description="distinct values per label (model, model_version, column, "
                                   "alertname, topic); further ones are exported as __overflow__ and counted in "
                                   "inferwatch_label_values_overflowed_total")
+    lag_interval_seconds: float = Field(15, gt=0, allow_inf_nan=False,
+                                        description="how often the consumer lag is computed from the log-end offsets "
+                                                    "the broker reports, independently of the poll loop")
 
 
 class ApiConfig(_Section):

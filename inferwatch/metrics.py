@@ -275,10 +275,11 @@ class Metrics:
                                         "Autoscaling hook evaluations that failed on a Kubernetes API call, by call.",
                                         ["hook", "operation"], registry=r)
         self.consumer_lag = Gauge("inferwatch_consumer_lag_records",
-                                  "Records between the consumer's position and the partition's high watermark "
-                                  "(last fetch), per assigned partition.", ["topic", "partition"], registry=r)
+                                  "Records not processed yet, per assigned partition: the log-end offset read "
+                                  "from the broker every metrics.lag_interval_seconds minus "
+                                  "inferwatch_consumer_offset.", ["topic", "partition"], registry=r)
         self.consumer_offset = Gauge("inferwatch_consumer_offset",
-                                     "Next offset the consumer reads, per assigned partition.", ["topic", "partition"],
+                                     "Next offset to process, per assigned partition.", ["topic", "partition"],
                                      registry=r)
         self.serving_latency = LatencyHistogram(
             "inferwatch_serving_latency_seconds", "Request latency from the logged records (latency_ms), per model.",
@@ -401,11 +402,11 @@ class Metrics:
     # --- consumer --------------------------------------------------------------------------
     def set_consumer_positions(self, positions: Mapping[tuple[str, int], tuple[int | None, int | None]]) -> None:
         """Set ``inferwatch_consumer_lag_records`` and ``inferwatch_consumer_offset`` from the
-        assigned partitions' ``(position, high watermark)`` (None where unknown); partitions
-        no longer assigned lose their series.
+        assigned partitions' ``(next offset, log-end offset)`` (None where unknown; the lag is
+        their difference, at least 0); partitions no longer assigned lose their series.
 
         Args:
-            positions: (topic, partition) -> (next offset to read, high watermark).
+            positions: (topic, partition) -> (next offset to process, log-end offset).
         """
         exported = set()
         for (topic, partition), (position, high) in positions.items():

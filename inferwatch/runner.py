@@ -20,6 +20,7 @@ from itertools import islice
 
 import sqlalchemy.exc
 from apscheduler.schedulers.background import BackgroundScheduler
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import (KafkaError, KafkaTimeoutError, SaslAuthenticationFailedError,
                           UnsupportedSaslMechanismError)
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_when_event_set
@@ -27,7 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from collector.dead_letter import KafkaDeadLetter
 from collector.decode import Rejected
-from collector.kafka_source import ClientErrors, KafkaSource
+from collector.kafka_source import RECONNECT_BACKOFF_MAX_MS, ClientErrors, KafkaSource
 from collector.message import Message
 from alerting.outbox import OutboxWorker
 from inferwatch.config import KafkaConfig, Settings
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 #: seconds between two purges of the windows' stored raw values (window.sample_retention_days)
 SAMPLE_PURGE_SECONDS = 3600
+#: how long one read of the log-end offsets (metrics.lag_interval_seconds) may take; the
+#: service's stop waits for a read in progress
+LAG_REQUEST_TIMEOUT_MS = 5000
 
 OnClosed = Callable[[list[ClosedWindow]], None]
 
@@ -192,6 +196,11 @@ class KafkaService:
     :func:`idle_check_seconds`) share the pipeline under one lock: the loop holds it while a batch
     is processed, the job while it closes windows of idle models on wall-clock time.
 
+    Consumer lag is exported by another job (:meth:`export_lag`, every
+    ``metrics.lag_interval_seconds``) that reads the log-end offsets of the assigned partitions
+    with a Kafka client of its own (:attr:`lag_client`; the consumer is not thread-safe), so the
+    lag keeps rising while a slow batch holds up the poll loop.
+
     Args:
         settings: validated configuration.
         store, metrics: opened by the caller, closed by it too.
@@ -232,6 +241,17 @@ class KafkaService:
             self.scheduler.add_job(self.purge_window_samples, "interval", seconds=SAMPLE_PURGE_SECONDS,
                                    next_run_time=datetime.now(timezone.utc), id="purge-window-samples",
                                    max_instances=1, coalesce=True, misfire_grace_time=None)
+        # consumer lag, apart from the poll loop: the loop records the assigned partitions and
+        # the next offset to process of each, the job reads the log-end offsets
+        self._lag_lock = threading.Lock()
+        self._next_offsets: dict[tuple[str, int], int | None] = {}
+        self._end_offsets: dict[tuple[str, int], int] = {}
+        self._lag_failing = False
+        #: the client of :meth:`export_lag` (no group), opened by its first run, closed by :meth:`run`
+        self.lag_client: KafkaConsumer | None = None
+        self._lag_options = {"api_version": source.consumer.config.get("api_version")}
+        self.scheduler.add_job(self.export_lag, "interval", seconds=settings.metrics.lag_interval_seconds,
+                               id="consumer-lag", max_instances=1, coalesce=True, misfire_grace_time=None)
 
     # --- the loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -256,6 +276,7 @@ class KafkaService:
                 except KafkaError as exc:
                     self._recover(exc)
                     continue
+                self.note_batch(messages)
                 closed, failure = self.process_batch(states, partitions, messages)
                 if failure is not None:
                     self._recover(failure)
@@ -268,6 +289,7 @@ class KafkaService:
         finally:
             self._running = False
             self.scheduler.shutdown(wait=True)
+            self.close_lag_client()
             self.outbox.close()
 
     def ready(self) -> bool:
@@ -307,19 +329,97 @@ class KafkaService:
         self._attempts = 0
         return closed, None
 
+    def note_batch(self, messages: Sequence[Message]) -> None:
+        """Poll loop, after a poll and before its batch is processed: record the assigned
+        partitions and the next offset to process of each (the batch's first offset where it
+        has records, else the consumer's position) for :meth:`export_lag`. No broker request."""
+        first = {(m.topic, m.partition): m.offset for m in reversed(messages)}
+        self._note_assignment(first)
+
     def export_positions(self) -> None:
-        """Set ``inferwatch_consumer_lag_records`` and ``inferwatch_consumer_offset`` of each
-        assigned partition from the client's state (position, and the high watermark of its
-        last fetch): no broker request, once per poll."""
+        """Poll loop, once the batch is stored: record the consumer's positions as the next
+        offsets to process and export ``inferwatch_consumer_offset`` and
+        ``inferwatch_consumer_lag_records`` against the last log-end offsets read by
+        :meth:`export_lag` (the lag of a partition whose end offset was never read is absent).
+        No broker request."""
+        self._note_assignment({})
+
+    def _note_assignment(self, first: dict[tuple[str, int], int]) -> None:
         consumer = self.source.consumer
-        positions: dict[tuple[str, int], tuple[int | None, int | None]] = {}
+        offsets: dict[tuple[str, int], int | None] = {}
         for tp in consumer.assignment():
+            key = (tp.topic, tp.partition)
+            if key in first:
+                offsets[key] = first[key]
+                continue
             try:
-                position = consumer.position(tp, timeout_ms=0)
+                offsets[key] = consumer.position(tp, timeout_ms=0)
             except Exception:  # revoked meanwhile, or no position yet
-                position = None
-            positions[(tp.topic, tp.partition)] = (position, consumer.highwater(tp))
-        self.metrics.set_consumer_positions(positions)
+                offsets[key] = None
+        with self._lag_lock:
+            new = offsets.keys() - self._next_offsets.keys()
+            self._next_offsets = offsets
+            self._export_lag_locked()
+        if new and self.scheduler.running:  # newly assigned partitions: their lag now, not an interval later
+            self.scheduler.modify_job("consumer-lag", next_run_time=datetime.now(timezone.utc))
+
+    def export_lag(self) -> None:
+        """The scheduler job (every ``metrics.lag_interval_seconds``): read the log-end offsets
+        of the assigned partitions from the broker with :attr:`lag_client` and export, per
+        partition, ``inferwatch_consumer_offset`` (the next offset to process: the stored offset
+        of the group, or the poll loop's, whichever is further) and
+        ``inferwatch_consumer_lag_records`` (log-end offset − that offset, ≥ 0). Never touches
+        the consumer, so it runs while a batch is being processed. A broker or database that does
+        not answer leaves the last values of what it would have updated; logged once per outage."""
+        with self._lag_lock:
+            keys = list(self._next_offsets)
+        if not keys:
+            return
+        try:
+            stored = self.store.load_offsets(self.settings.kafka.group_id)
+        except sqlalchemy.exc.SQLAlchemyError as exc:  # the poll loop's offsets stand in
+            log.debug("stored offsets not read for the consumer lag: %s", exc)
+            stored = {}
+        try:
+            if self.lag_client is None:
+                self.lag_client = self._open_lag_client()
+            ends = self.lag_client.end_offsets([TopicPartition(t, p) for t, p in keys],
+                                               timeout_ms=LAG_REQUEST_TIMEOUT_MS)
+        except Exception as exc:
+            if not self._lag_failing:
+                log.warning("consumer lag not updated: the log-end offsets could not be read (%s); next attempt "
+                            "in %g s", _describe(exc)[1], self.settings.metrics.lag_interval_seconds)
+            self._lag_failing = True
+            ends = {}
+        else:
+            self._lag_failing = False
+        with self._lag_lock:
+            self._end_offsets.update({(tp.topic, tp.partition): int(o) for tp, o in ends.items()})
+            for key, offset in stored.items():
+                mine = self._next_offsets.get(key, -1)
+                if key in self._next_offsets and (mine is None or offset > mine):
+                    self._next_offsets[key] = offset
+            self._export_lag_locked()
+
+    def _export_lag_locked(self) -> None:
+        self.metrics.set_consumer_positions({key: (offset, self._end_offsets.get(key))
+                                             for key, offset in self._next_offsets.items()})
+
+    def _open_lag_client(self) -> KafkaConsumer:
+        """A consumer without group for ListOffsets requests, with ``kafka.client_options`` and
+        the security settings of the ``kafka`` section, as the main consumer."""
+        k = self.settings.kafka
+        options = {"reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+                   **{key: v for key, v in k.consumer_config().items() if key in KafkaConsumer.DEFAULT_CONFIG},
+                   **{key: v for key, v in self._lag_options.items() if v is not None}}
+        return KafkaConsumer(bootstrap_servers=k.bootstrap_servers.split(","), group_id=None,
+                             enable_auto_commit=False, client_id="inferwatch-lag", **options)
+
+    def close_lag_client(self) -> None:
+        """Close :attr:`lag_client` if open (:meth:`run` does at its end, once the jobs stopped)."""
+        if self.lag_client is not None:
+            self.lag_client.close()
+            self.lag_client = None
 
     def close_idle_windows(self) -> None:
         """The scheduler job: report this member's partition states and close the windows due

@@ -24,7 +24,7 @@ from prometheus_client.utils import floatToGoString
 from collector.kafka_source import KafkaSource
 from collector.message import Message
 from detectors.serving import is_error
-from inferwatch.config import load_config
+from inferwatch.config import ConfigError, load_config
 from inferwatch.metrics import LATENCY_BUCKETS_SECONDS, OVERFLOW, Metrics
 from inferwatch.pipeline import Pipeline
 from inferwatch.runner import KafkaService, log_dead_letter, open_store
@@ -342,64 +342,129 @@ def test_label_cap_through_the_pipeline_covers_every_model_labelled_family(tmp_p
 
 
 # --- consumer lag against a real broker --------------------------------------------------------
-@pytest.mark.kafka
-def test_consumer_lag_per_partition_after_each_poll(tmp_path, kafka_bootstrap):
-    topic = f"lag-{uuid.uuid4().hex[:8]}"
-    create_topic(kafka_bootstrap, topic, 2)
+def _records(first: int, count: int) -> list[bytes]:
     t0 = 1_700_000_040_000
-    produce(kafka_bootstrap, topic, [json.dumps({
-        "model": "m", "model_version": "1", "timestamp": t0 + i, "request_id": f"r{i}", "features": {"x": float(i)},
-        "predictions": {"y": 1.0}}).encode() for i in range(50)])
+    return [json.dumps({"model": "m", "model_version": "1", "timestamp": t0 + i, "request_id": f"r{i}",
+                        "features": {"x": float(i)}, "predictions": {"y": 1.0}}).encode()
+            for i in range(first, first + count)]
+
+
+def _consumer_series(metrics: Metrics, topic: str) -> dict[str, dict[int, float]]:
+    """``inferwatch_consumer_lag_records`` and ``inferwatch_consumer_offset`` of ``topic`` as
+    scraped: family -> {partition: value}; absent series are absent."""
+    out: dict[str, dict[int, float]] = {"inferwatch_consumer_lag_records": {}, "inferwatch_consumer_offset": {}}
+    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+        if family.name in out:
+            for s in family.samples:
+                if s.labels["topic"] == topic:
+                    out[family.name][int(s.labels["partition"])] = s.value
+    return out
+
+
+def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The partitions' log-end offsets, read by a client of the test's own."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    client = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    try:
+        parts = wait_for(lambda: client.partitions_for_topic(topic), 30, f"partitions of {topic}")
+        ends = client.end_offsets([TopicPartition(topic, p) for p in parts], timeout_ms=10_000)
+    finally:
+        client.close()
+    return {tp.partition: int(o) for tp, o in ends.items()}
+
+
+def test_lag_interval_must_be_positive():
+    assert load_config(None).metrics.lag_interval_seconds == 15
+    for bad in (0, -1, float("inf")):
+        with pytest.raises(ConfigError, match="lag_interval_seconds"):
+            load_config(None, metrics={"lag_interval_seconds": bad})
+
+
+@pytest.mark.kafka
+def test_consumer_lag_rises_while_a_slow_batch_holds_up_the_poll_loop(tmp_path, kafka_bootstrap):
+    """The poll loop is held in its second batch (the pipeline waits on an event); the lag job
+    reads the broker's end offsets with its own client meanwhile: the lag is what is not
+    processed, and rises as records arrive. Once released, the loop drains it to 0."""
+    topic = f"lag-{uuid.uuid4().hex[:8]}"
+    group = f"g-{topic}"
+    create_topic(kafka_bootstrap, topic, 2)
+    n, more, interval = 50, 30, 0.5
+    produce(kafka_bootstrap, topic, _records(0, n), keyed=True)
     settings = load_config(None, database_url=f"sqlite:///{tmp_path / 'lag.db'}",
-                           kafka={"bootstrap_servers": kafka_bootstrap, "topics": [topic], "group_id": f"g-{topic}",
+                           kafka={"bootstrap_servers": kafka_bootstrap, "topics": [topic], "group_id": group,
                                   "max_poll_records": 10},
-                           window={"length_seconds": 3600, "idle_close_seconds": None}, metrics={"enabled": False})
+                           window={"length_seconds": 3600, "idle_close_seconds": None},
+                           metrics={"enabled": False, "lag_interval_seconds": interval})
     store = open_store(settings)
-    source = KafkaSource(kafka_bootstrap, [topic], f"g-{topic}", lambda: {}, max_poll_records=10)
+    source = KafkaSource(kafka_bootstrap, [topic], group, lambda: store.load_offsets(group), max_poll_records=10,
+                         client_options=settings.kafka.consumer_config())
     metrics = Metrics()
     stop = threading.Event()
     svc = KafkaService(settings, store, metrics, source, log_dead_letter, stop)
+    entered, release = threading.Event(), threading.Event()
+    batches: list[int] = []
+    process = svc.pipeline.process
+
+    def held_process(messages, **kwargs):
+        batches.append(len(messages))
+        if len(batches) == 2:  # the second batch waits (bounded) until the test releases it
+            entered.set()
+            release.wait(120)
+        return process(messages, **kwargs)
+
+    svc.pipeline.process = held_process
+    runner = threading.Thread(target=svc.run, daemon=True)
+    runner.start()
+    lag_client = None
     try:
-        # one poll-loop turn by hand: the first poll returns at most 10 records
-        deadline = time.monotonic() + 60
-        messages = []
-        while not messages and time.monotonic() < deadline:
-            messages = source.poll(500)
-        assert 0 < len(messages) <= 10
-        part = messages[0].partition
-        closed, failure = svc.process_batch(source.partition_states(), source.all_partitions(), messages)
-        assert failure is None
-        svc.export_positions()
-        ends = {p: int(o) for (_t, p), o in _end_offsets(source, topic).items()}
-        assert sum(ends.values()) == 50
-        read = max(m.offset for m in messages) + 1
-        assert metrics.consumer_offset.labels(topic, str(part))._value.get() == read
-        assert metrics.consumer_lag.labels(topic, str(part))._value.get() == ends[part] - read
-        # the service's own loop drains the rest; the lag of both partitions reaches 0
-        runner = threading.Thread(target=svc.run, daemon=True)
-        runner.start()
+        assert entered.wait(60), "the poll loop never reached its second batch"
+        ends = _end_offsets(kafka_bootstrap, topic)
+        assert sum(ends.values()) == n and len(ends) == 2
+        stored = {p: o for (t, p), o in store.load_offsets(group).items() if t == topic}
+        processed = batches[0]
+        assert 0 < processed <= 10 and sum(stored.values()) == processed  # offsets start at 0
+        expected = {p: ends[p] - stored.get(p, 0) for p in ends}
+        assert sum(expected.values()) == n - processed
+
+        def lag_is(want):
+            return lambda: _consumer_series(metrics, topic)["inferwatch_consumer_lag_records"] == want
+
+        # within a few lag intervals while the loop is held
+        wait_for(lag_is(expected), 8 * interval + 5, f"lag {expected} while the poll loop is held")
+        offsets = _consumer_series(metrics, topic)["inferwatch_consumer_offset"]
+        assert offsets == {p: stored.get(p, 0) for p in ends}
+        lag_client = svc.lag_client
+        assert lag_client is not None and lag_client is not source.consumer
+
+        # records arriving during the stall raise the lag; the loop is still in its second batch
+        produce(kafka_bootstrap, topic, _records(n, more), keyed=True)
+        ends = _end_offsets(kafka_bootstrap, topic)
+        assert sum(ends.values()) == n + more
+        risen = {p: ends[p] - stored.get(p, 0) for p in ends}
+        assert sum(risen.values()) == n + more - processed
+        wait_for(lag_is(risen), 8 * interval + 5, f"lag {risen} after {more} more records")
+        assert len(batches) == 2 and runner.is_alive() and not release.is_set()
+        assert _consumer_series(metrics, topic)["inferwatch_consumer_offset"] == offsets
+
+        release.set()
 
         def drained():
-            return all(metrics.consumer_offset.labels(topic, str(p))._value.get() == ends[p]
-                       and metrics.consumer_lag.labels(topic, str(p))._value.get() == 0 for p in ends)
+            series = _consumer_series(metrics, topic)
+            return (series["inferwatch_consumer_offset"] == {p: float(ends[p]) for p in ends}
+                    and series["inferwatch_consumer_lag_records"] == {p: 0.0 for p in ends})
 
         wait_for(drained, 60, "consumer lag 0 on every partition")
-        text = generate_latest(metrics.registry).decode()
-        assert f'inferwatch_consumer_lag_records{{partition="{part}",topic="{topic}"}} 0.0' in text
+        assert sum(store.load_offsets(group).values()) == n + more
     finally:
+        release.set()
         stop.set()
-        if "runner" in locals():
-            runner.join(30)
+        runner.join(30)
         source.close()
         store.close()
-
-
-def _end_offsets(source: KafkaSource, topic: str) -> dict[tuple[str, int], int]:
-    from kafka import TopicPartition
-
-    parts = source.consumer.partitions_for_topic(topic)
-    ends = source.consumer.end_offsets([TopicPartition(topic, p) for p in parts])
-    return {(tp.topic, tp.partition): o for tp, o in ends.items()}
+    assert not runner.is_alive()
+    # the lag client was closed when the service stopped
+    assert svc.lag_client is None and lag_client._closed
 
 
 def test_readme_metrics_table_names_every_family():
