@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 _MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
 
+#: the longest a silence may last (366 days), in the API and the command line alike
+MAX_SILENCE_SECONDS = 366 * 86_400
+
 
 @dataclass(frozen=True)
 class Matcher:

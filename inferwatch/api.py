@@ -41,7 +41,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 from alerting.events import rfc3339
 from alerting.silences import Silence as ActiveSilence
-from alerting.silences import parse_matcher
+from alerting.silences import MAX_SILENCE_SECONDS, parse_matcher
 from inferwatch.config import Settings
 from inferwatch import times
 from inferwatch.store import Store, now_ms
@@ -236,7 +236,7 @@ class SilenceCreate(BaseModel):
 
     matchers: list[Annotated[str, Field(min_length=1, max_length=1024, pattern=_MATCHER)]] = Field(
         min_length=1, max_length=64, description="name=value, name!=value, name=~regex, name!~regex; all must match")
-    duration_seconds: float = Field(ge=1, le=366 * 86_400, description="how long it lasts (1 s to 366 days)")
+    duration_seconds: float = Field(ge=1, le=MAX_SILENCE_SECONDS, description="how long it lasts (1 s to 366 days)")
     starts_at: Timestamp | None = Field(None, description="when it starts (default: now)")
     comment: str = Field(min_length=1, max_length=2000, pattern=_TEXT)
     created_by: str = Field("api", min_length=1, max_length=256, pattern=_TEXT)
@@ -309,7 +309,8 @@ def _silence(row: dict, now: int) -> Silence:
 def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses entries of the error codes a route answers with."""
     text = {400: "The body cannot be used", 401: "No or a wrong bearer token", 404: "Not found",
-            413: "The body is too large", 415: "Unsupported content type", 503: "Not ready"}
+            409: "Conflicts with the stored data", 413: "The body is too large", 415: "Unsupported content type",
+            503: "Not ready"}
     return {c: {"model": Problem, "description": text[c]} for c in codes}
 
 
@@ -536,7 +537,7 @@ def create_app(settings: Settings, store: Store, *, ready: Callable[[], bool] | 
     binary_body = {"schema": {"type": "string", "format": "binary"}}
 
     @app.put(f"{PREFIX}/models/{{model}}/reference", tags=["models"], response_model=ReferenceStored,
-             dependencies=[Depends(writer)], responses=_problems(400, 401, 413, 415),
+             dependencies=[Depends(writer)], responses=_problems(400, 401, 409, 413, 415),
              openapi_extra={"requestBody": {"required": True, "description": (
                  "Training data, one column per feature named as in the records, predictions as "
                  "prediction.<name>, an optional label column (ignored): CSV, Parquet, or JSON lines "
@@ -545,11 +546,16 @@ def create_app(settings: Settings, store: Store, *, ready: Callable[[], bool] | 
                              "application/x-ndjson": jsonl_body}}})
     async def put_reference(model: ModelName, request: Request,
                             model_version: Annotated[str, Query(min_length=1, max_length=256, pattern=r"^[^\x00]+$",
-                                                                description="'*': every version")] = "*"
+                                                                description="'*': every version")] = "*",
+                            force: Annotated[bool, Query(description="replace the stored reference even if the "
+                                                         "new one drops some of its columns or changes a "
+                                                         "column's kind (else 409)")] = False,
                             ) -> ReferenceStored:
         """Build a reference profile from training data and store it, replacing the one of
         this version (as ``inferwatch reference set``); windows closed from now on are compared
-        with it."""
+        with it. 400: fewer rows than drift.min_count, or a CSV body with a column name twice or
+        lines without one field per column; 409: it drops columns of the stored reference or
+        changes a column's kind (numeric or categorical), unless force=true."""
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         fmt = UPLOAD_TYPES.get(media)
         if fmt is None:
@@ -559,7 +565,8 @@ def create_app(settings: Settings, store: Store, *, ready: Callable[[], bool] | 
             with path.open("wb") as f:
                 async for chunk in request.stream():  # bounded by BodyLimit
                     f.write(chunk)
-            return await run_in_threadpool(_store_reference, settings, store, model, model_version, fmt, path)
+            return await run_in_threadpool(_store_reference, settings, store, model, model_version, fmt, path,
+                                           force)
 
     return app
 
@@ -607,10 +614,16 @@ def _read_upload(fmt: str, path: FilePath):
 
 
 def _store_reference(settings: Settings, store: Store, model: str, model_version: str, fmt: str,
-                     path: FilePath) -> ReferenceStored:
-    """Profile the uploaded data and store it (``inferwatch reference set``'s steps)."""
+                     path: FilePath, force: bool = False) -> ReferenceStored:
+    """Profile the uploaded data, check it (:func:`inferwatch.reference.check_reference`) and
+    store it (``inferwatch reference set``'s steps).
+
+    Raises:
+        HTTPException: 400 for a body that can never be a reference, 409 for one that would
+            drop columns of the stored reference or change their kind (without ``force``).
+    """
     from detectors import kind_of
-    from inferwatch.reference import profile_frame
+    from inferwatch.reference import ReferenceRefused, check_reference, profile_frame, stored_reference
 
     frame = _read_upload(fmt, path)
     try:
@@ -619,8 +632,15 @@ def _store_reference(settings: Settings, store: Store, model: str, model_version
     except (ValueError, TypeError) as exc:
         raise HTTPException(400, f"cannot build a profile from the body: {exc}") from None
     source = f"api upload ({fmt})"
-    with store.transaction() as conn:
-        store.put_reference(conn, model, model_version, source, len(frame), profile.to_dict())
+    try:
+        with store.transaction() as conn:
+            check_reference(profile, stored_reference(store, conn, model, model_version), settings.drift.min_count,
+                            force)
+            store.put_reference(conn, model, model_version, source, len(frame), profile.to_dict())
+    except ReferenceRefused as exc:
+        if exc.conflict:
+            raise HTTPException(409, f"{exc}; the stored reference is kept (force=true replaces it)") from None
+        raise HTTPException(400, str(exc)) from None
     kinds: dict[str, list[str]] = {}
     for c, p in profile.columns.items():
         kinds.setdefault(kind_of(p), []).append(c)

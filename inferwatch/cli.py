@@ -30,6 +30,8 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file (INFERWATCH_* env vars override it).",
                             exists=True, dir_okay=False)
 VerboseOption = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level (default: INFO).")
+#: the largest id (and row count) the store holds: a signed 64-bit integer (BIGINT)
+MAX_ID = 2**63 - 1
 
 
 def _settings(config: Optional[Path], **overrides) -> Settings:
@@ -138,12 +140,22 @@ def _stop_on_signals(what: str) -> threading.Event:
 def reference_set(model: str = typer.Option(..., "--model", "-m", help="Model name as in the records."),
                   file: Path = typer.Option(..., "--file", "-f", exists=True, dir_okay=False,
                                             help="Training data: .csv or .parquet."),
-                  version: str = typer.Option("*", "--version",
+                  version: str = typer.Option("*", "--model-version", "--version",
                                               help="Model version; '*' (default) applies to every version."),
+                  force: bool = typer.Option(False, "--force",
+                                             help="Replace the stored reference even if the new one drops some "
+                                                  "of its columns or changes a column's kind."),
                   config: Optional[Path] = ConfigOption) -> None:
-    """Build a reference profile from training data and store it."""
+    """Build a reference profile from training data and store it, replacing the one of this
+    model version.
+
+    Refused (exit 2): fewer rows than drift.min_count; a CSV file with a column name twice or
+    lines without one field per column; and, unless --force, a new reference that drops
+    columns of the stored one or changes a column between numeric and categorical.
+    """
     from detectors import kind_of
-    from inferwatch.reference import profile_frame, read_reference_file
+    from inferwatch.reference import (ReferenceRefused, check_reference, profile_frame, read_reference_file,
+                                      stored_reference)
     from inferwatch.runner import open_store
 
     settings = _settings(config)
@@ -157,9 +169,17 @@ def reference_set(model: str = typer.Option(..., "--model", "-m", help="Model na
                             settings.reference.sample_size)
     with _startup_errors():
         store = open_store(settings)
-    with store.transaction() as conn:
-        store.put_reference(conn, model, version, f"file:{file.name}", len(frame), profile.to_dict())
-    store.close()
+    try:
+        with store.transaction() as conn:
+            check_reference(profile, stored_reference(store, conn, model, version), settings.drift.min_count, force)
+            store.put_reference(conn, model, version, f"file:{file.name}", len(frame), profile.to_dict())
+    except ReferenceRefused as exc:
+        hint = f"; the stored reference of {model} version {version} is kept (--force replaces it)" \
+            if exc.conflict else ""
+        console.print(f"[red]error:[/red] --file {file}: {exc}{hint}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
     kinds = {}
     for c, p in profile.columns.items():
         kinds.setdefault(kind_of(p), []).append(c.split(".", 1)[1])
@@ -184,7 +204,8 @@ def replay(paths: list[Path] = typer.Argument(..., help="Files or directories of
            dead_letter: Optional[Path] = typer.Option(
                None, "--dead-letter", help="Append rejected lines (with the reason) to this JSON-lines file; "
                                            "default: log them.", dir_okay=False),
-           batch_size: int = typer.Option(5000, min=1, help="Lines per batch (one database transaction)."),
+           batch_size: int = typer.Option(5000, min=1, max=MAX_ID,
+                                          help="Lines per batch (one database transaction)."),
            verbose: bool = VerboseOption) -> None:
     """Replay prediction-log files through the decoders, windows and detectors, then close every
     window and print the drift table."""
@@ -416,6 +437,8 @@ def report(model: str = typer.Option(..., "--model", "-m", help="Model name as i
 
     if tests not in EVIDENTLY_TEST_CHOICES:
         raise typer.BadParameter(f"one of {', '.join(EVIDENTLY_TEST_CHOICES)}", param_hint="--evidently-tests")
+    if window.strip().isdigit() and not 1 <= int(window.strip()) <= MAX_ID:
+        raise typer.BadParameter(f"window ids are 1 to {MAX_ID} (got {window.strip()})", param_hint="--window")
     _, store = _open_store(config)
     try:
         with console.status("building the report…"):
@@ -488,7 +511,8 @@ def demo_producer(bootstrap_servers: str = typer.Option("127.0.0.1:9092", "--boo
                                                      help="Kafka brokers, host:port[,host:port...]."),
                   topic: str = typer.Option("predictions", "--topic", "-t", help="Topic to produce to."),
                   stream: str = typer.Option("demo", help="demo (2015-2018), control (stationary) or both."),
-                  limit: Optional[int] = typer.Option(None, help="Stop after this many records."),
+                  limit: Optional[int] = typer.Option(None, min=0, max=MAX_ID,
+                                                      help="Stop after this many records."),
                   serving: bool = typer.Option(
                       True, "--serving/--no-serving",
                       help="Add SIMULATED serving telemetry (latency_ms and a serving object: status "
@@ -541,7 +565,7 @@ app.add_typer(outbox_app, name="outbox")
 
 @outbox_app.command("list")
 def outbox_list(state: Optional[str] = typer.Option(None, "--state", "-s", help="pending, delivered or dead."),
-                limit: int = typer.Option(50, min=1, help="Rows shown, newest first."),
+                limit: int = typer.Option(50, min=1, max=MAX_ID, help="Rows shown, newest first."),
                 config: Optional[Path] = ConfigOption) -> None:
     """List outbox messages (newest first) and the number in each state."""
     from inferwatch.store import OUTBOX_STATES
@@ -652,13 +676,13 @@ def alerts_list(state: Optional[str] = typer.Option(None, "--state", "-s",
 @silence_app.command("add")
 def silence_add(matchers: list[str] = typer.Argument(..., help="Label matchers: name=value, name!=value, "
                                                                 "name=~regex, name!~regex (all must match)."),
-                duration: str = typer.Option("2h", "--for", help="How long, e.g. 30m, 2h, 1d."),
+                duration: str = typer.Option("2h", "--for", help="How long, e.g. 30m, 2h, 1d (at most 366d)."),
                 comment: str = typer.Option(..., "--comment", help="Why (shown in silence list)."),
                 author: str = typer.Option(os.environ.get("USER", "unknown"), "--author",
                                            help="Who (shown in silence list; default: $USER)."),
                 config: Optional[Path] = ConfigOption) -> None:
     """Silence matching alerts now for the given duration; prints the silence id."""
-    from alerting.silences import parse_matcher
+    from alerting.silences import MAX_SILENCE_SECONDS, parse_matcher
 
     for m in matchers:
         try:
@@ -668,6 +692,9 @@ def silence_add(matchers: list[str] = typer.Argument(..., help="Label matchers: 
     length = _duration_ms(duration)
     if length < 1000:
         raise typer.BadParameter("a silence lasts at least 1s", param_hint="--for")
+    if length > MAX_SILENCE_SECONDS * 1000:
+        raise typer.BadParameter(f"a silence lasts at most {MAX_SILENCE_SECONDS // 86_400}d; add another when it "
+                                 "ends", param_hint="--for")
     if not comment.strip():
         raise typer.BadParameter("say why (shown in silence list)", param_hint="--comment")
     _, store = _open_store(config)
@@ -696,7 +723,7 @@ def silence_list(all_: bool = typer.Option(False, "--all", help="Include ended s
 
 
 @silence_app.command("expire")
-def silence_expire(silence_id: int = typer.Argument(..., help="Id from silence list."),
+def silence_expire(silence_id: int = typer.Argument(..., min=1, max=MAX_ID, help="Id from silence list."),
                    config: Optional[Path] = ConfigOption) -> None:
     """End a silence now."""
     _, store = _open_store(config)

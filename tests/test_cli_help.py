@@ -100,6 +100,13 @@ def test_unknown_and_bad_config_keys_are_named(tmp_path, clean_env):
     (["backfill", "--model", "m", "--since", "last week"], ["--since", "RFC 3339"]),
     (["backfill", "--model", "m", "--since", "7d", "--until", "8d"], ["--until", "is not after --since"]),
     (["backfill", "--model", "nosuch", "--since", "7d"], ["--model", "no closed windows of model 'nosuch'"]),
+    # ids and counts beyond a signed 64-bit integer (SQLite INTEGER, PostgreSQL BIGINT)
+    (["silence", "expire", "99999999999999999999999"],
+     ["'silence_id'", "less than or equal to", "9223372036854775807"]),
+    (["outbox", "list", "--limit", "99999999999999999999999"],
+     ["'--limit'", "less than or equal to", "9223372036854775807"]),
+    (["silence", "add", "model=x", "--for", "999999d", "--comment", "c"], ["--for", "at most 366d"]),
+    (["silence", "add", "model=x", "--for", "367d", "--comment", "c"], ["--for", "at most 366d"]),
 ])
 def test_bad_flag_values_exit_2_naming_the_flag(config, args, needles):
     _fails([*args, "--config", str(config)], 2, *needles)
@@ -130,3 +137,30 @@ def test_demo_producer_without_a_broker(clean_env):
     out = _fails(["demo-producer", "--bootstrap-servers", "127.0.0.1:9", "--limit", "1"], 3,
                  "--bootstrap-servers 127.0.0.1:9", "cannot reach Kafka")
     assert "check the host:port list" in out
+
+
+def test_window_ids_beyond_64_bits_are_named_not_a_traceback(tmp_path, config):
+    from inferwatch import demo
+    from inferwatch.config import load_config
+    from inferwatch.metrics import Metrics
+    from inferwatch.runner import open_store, run_in_process
+
+    settings = load_config(config, window={"length_seconds": 86_400, "idle_close_seconds": None},
+                           metrics={"enabled": False}, reference={"bootstrap_records": 100})
+    store = open_store(settings)
+    episode = demo.episode_records(model_name="employment", n_stable=400, n_drift=0, n_recovery=0,
+                                   records_per_day=200)
+    run_in_process(settings, (demo.encode_record(r) for r in episode.records), store, Metrics(), source_name="s")
+    assert len(store.list_windows("employment")) >= 1
+    store.close()
+    _fails(["report", "--model", "employment", "--window", "99999999999999999999999", "--config", str(config)], 2,
+           "--window", "window ids are 1 to 9223372036854775807")
+    # the largest id is looked up, and not found
+    _fails(["report", "--model", "employment", "--window", "9223372036854775807", "--config", str(config)], 2,
+           "--window 9223372036854775807: no window 9223372036854775807")
+
+
+def test_a_silence_of_366_days_is_the_longest(config):
+    result = runner.invoke(app, ["silence", "add", "model=x", "--for", "366d", "--comment", "c", "--config",
+                                 str(config)], terminal_width=200)
+    assert result.exit_code == 0 and "silence 1: model=x until" in result.output, result.output
