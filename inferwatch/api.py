@@ -11,7 +11,15 @@ past it (chunked) is refused as soon as it does; both with 413. Reference upload
 own, larger limit (``api.max_upload_bytes``; ``api.max_body_bytes`` for everything else).
 
 Errors are JSON objects ``{"detail": ...}``: a text for 400, 401, 404, 413, 415 and 503, and
-FastAPI's list of validation errors for 422 (bad query or path parameters, bad JSON bodies).
+FastAPI's list of validation errors for 422 (bad query or path parameters, bad JSON bodies);
+non-finite numbers a client sent (``NaN``, ``Infinity``, ``1e309``) appear in those errors as
+the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``. Every ``/api/v1`` route answers 503
+when the database cannot be reached.
+
+Model names may contain ``/`` (``meta-llama/Llama-3-8B``), sent as is or as ``%2F``. The routes
+ending in ``/windows`` and ``/reference`` win over ``/models/{model}``: ``GET
+/api/v1/models/x/windows`` lists the windows of ``x``, so a model named ``x/windows`` is shown
+by ``GET /api/v1/models`` only (its windows are at ``/api/v1/models/x/windows/windows``).
 
 All times are UTC epoch milliseconds (``*_ms``); query parameters that take a time accept
 epoch milliseconds or an RFC 3339 date-time with an offset (``2024-01-05T00:00:00Z``).
@@ -35,8 +43,12 @@ import orjson
 import sqlalchemy.exc
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.convertors import Convertor, register_url_convertor
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from alerting.events import rfc3339
@@ -50,7 +62,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 # the one route whose body is a training data file: api.max_upload_bytes instead of api.max_body_bytes
-_UPLOAD_PATH = re.compile(r"^/api/v1/models/[^/]+/reference/?$")
+_UPLOAD_PATH = re.compile(r"^/api/v1/models/.+/reference$", re.DOTALL)  # names may hold "/" and line breaks
 
 # earliest and latest times accepted: years 1 to 9999, as RFC 3339 can write them
 _MIN_MS = -62_135_596_800_000
@@ -101,6 +113,23 @@ Timestamp = Annotated[int, BeforeValidator(parse_time), WithJsonSchema({
 # text that reaches the database: no NUL (PostgreSQL refuses it in text)
 _TEXT = r"^[^\x00]*$"
 _MATCHER = r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)[^\x00]*$"  # alerting.silences.parse_matcher's form
+
+
+class _NameConvertor(Convertor[str]):
+    """``{model:name}`` in a route: any text, "/" and line breaks included (Starlette's ``path``
+    stops at a line break). uvicorn decodes ``%2F`` before routing, so both spellings arrive as "/"."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("name", _NameConvertor())
+
 ModelName = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[^\x00]+$",
                                 description="model name as in the prediction records")]
 
@@ -236,7 +265,9 @@ class SilenceCreate(BaseModel):
 
     matchers: list[Annotated[str, Field(min_length=1, max_length=1024, pattern=_MATCHER)]] = Field(
         min_length=1, max_length=64, description="name=value, name!=value, name=~regex, name!~regex; all must match")
-    duration_seconds: float = Field(ge=1, le=MAX_SILENCE_SECONDS, description="how long it lasts (1 s to 366 days)")
+    # strict: a JSON number, not "60" or true; finite: NaN and Infinity (which Python's JSON reads) are refused
+    duration_seconds: float = Field(ge=1, le=MAX_SILENCE_SECONDS, strict=True, allow_inf_nan=False,
+                                    description="how long it lasts (1 s to 366 days)")
     starts_at: Timestamp | None = Field(None, description="when it starts (default: now)")
     comment: str = Field(min_length=1, max_length=2000, pattern=_TEXT)
     created_by: str = Field("api", min_length=1, max_length=256, pattern=_TEXT)
@@ -306,12 +337,36 @@ def _silence(row: dict, now: int) -> Silence:
                                          "created_at_ms")}, state=state)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, scalars) with every non-finite float replaced by the
+    way JSON extensions write it (``"NaN"``, ``"Infinity"``, ``"-Infinity"``): strict JSON has no
+    such numbers, and a client may have sent them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses entries of the error codes a route answers with."""
     text = {400: "The body cannot be used", 401: "No or a wrong bearer token", 404: "Not found",
             409: "Conflicts with the stored data", 413: "The body is too large", 415: "Unsupported content type",
             503: "Not ready"}
     return {c: {"model": Problem, "description": text[c]} for c in codes}
+
+
+class _ApiRoute(APIRoute):
+    """A route that documents 503 when it is under ``/api/v1``: every one of those reads or
+    writes the database, and an unreachable database is answered 503."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], *, responses: dict | None = None,
+                 **kwargs: Any) -> None:
+        if path.startswith(PREFIX + "/"):
+            responses = {**_problems(503), **(responses or {})}
+        super().__init__(path, endpoint, responses=responses, **kwargs)
 
 
 class BodyLimit:
@@ -378,6 +433,7 @@ def create_app(settings: Settings, store: Store, *, ready: Callable[[], bool] | 
     token = settings.api.token.get().encode()
     app = FastAPI(title="inferwatch", version="1", description=__doc__.split("\n\n", 1)[1],
                   openapi_tags=[{"name": n} for n in ("health", "models", "windows", "alerts", "silences")])
+    app.router.route_class = _ApiRoute  # before any route is added
     app.add_middleware(BodyLimit, max_body=settings.api.max_body_bytes, max_upload=settings.api.max_upload_bytes)
     bearer = HTTPBearer(auto_error=False, description="api.token")
 
@@ -393,6 +449,11 @@ def create_app(settings: Settings, store: Store, *, ready: Callable[[], bool] | 
     async def _database_down(_request: Request, exc: sqlalchemy.exc.OperationalError) -> JSONResponse:
         log.warning("database unavailable: %s", str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
         return JSONResponse({"detail": "the database is unavailable; try again"}, status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's 422, but a NaN or Infinity the client sent cannot be written back as a JSON number
+        return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
 
     def known_models() -> dict[str, tuple[set[str], list[dict]]]:
         """model -> (versions seen, references)."""
@@ -441,27 +502,35 @@ def create_app(settings: Settings, store: Store, *, ready: Callable[[], bool] | 
         last = store.last_windows()
         return [model_info(m, vs, refs, last) for m, (vs, refs) in sorted(known_models().items())]
 
-    @app.get(f"{PREFIX}/models/{{model}}", tags=["models"], response_model=ModelInfo, responses=_problems(404))
-    def get_model(model: ModelName) -> ModelInfo:
-        """One model (404 if it was never seen and has no reference)."""
-        found = known_models().get(model)
-        if found is None:
-            raise HTTPException(404, f"no model {model!r} (see GET {PREFIX}/models)")
-        return model_info(model, *found, store.last_windows())
-
-    @app.get(f"{PREFIX}/models/{{model}}/windows", tags=["windows"], response_model=list[Window],
+    @app.get(f"{PREFIX}/models/{{model:name}}/windows", tags=["windows"], response_model=list[Window],
              responses=_problems(404))
-    def list_windows(model: ModelName,
+    def list_windows(request: Request, model: ModelName,
                      model_version: Annotated[str | None, Query(max_length=256, pattern=_TEXT)] = None,
                      since: Annotated[Timestamp | None, Query(description="windows starting at or after this")] = None,
                      until: Annotated[Timestamp | None, Query(description="windows starting before this")] = None,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Window]:
         """Closed windows of a model, newest first (by start time), at most ``limit``; page back
-        with ``until`` set to the oldest start seen."""
+        with ``until`` set to the oldest start seen. ``since`` after ``until`` is 422."""
+        if since is not None and until is not None and since > until:
+            query = request.query_params
+            raise RequestValidationError([
+                {"type": "value_error", "loc": ("query", "since"), "input": query.get("since"),
+                 "msg": f"since ({rfc3339(since)}) is after until ({rfc3339(until)})"},
+                {"type": "value_error", "loc": ("query", "until"), "input": query.get("until"),
+                 "msg": f"until ({rfc3339(until)}) is before since ({rfc3339(since)})"}])
         rows = store.latest_windows(model, model_version, since, until, limit)
         if not rows and model not in known_models():
             raise HTTPException(404, f"no model {model!r} (see GET {PREFIX}/models)")
         return [_window(r) for r in rows]
+
+    @app.get(f"{PREFIX}/models/{{model:name}}", tags=["models"], response_model=ModelInfo, responses=_problems(404))
+    def get_model(model: ModelName) -> ModelInfo:
+        """One model (404 if it was never seen and has no reference). Declared after the
+        windows listing, which wins for a path ending in ``/windows``."""
+        found = known_models().get(model)
+        if found is None:
+            raise HTTPException(404, f"no model {model!r} (see GET {PREFIX}/models)")
+        return model_info(model, *found, store.last_windows())
 
     @app.get(f"{PREFIX}/windows/{{window_id}}", tags=["windows"], response_model=WindowDetail,
              responses=_problems(404))
@@ -536,7 +605,7 @@ def create_app(settings: Settings, store: Store, *, ready: Callable[[], bool] | 
                              '{"AGEP": 52, "SCHL": 16, "prediction.employed": false}\n'}
     binary_body = {"schema": {"type": "string", "format": "binary"}}
 
-    @app.put(f"{PREFIX}/models/{{model}}/reference", tags=["models"], response_model=ReferenceStored,
+    @app.put(f"{PREFIX}/models/{{model:name}}/reference", tags=["models"], response_model=ReferenceStored,
              dependencies=[Depends(writer)], responses=_problems(400, 401, 409, 413, 415),
              openapi_extra={"requestBody": {"required": True, "description": (
                  "Training data, one column per feature named as in the records, predictions as "

@@ -414,3 +414,130 @@ def test_schemathesis_finds_no_server_error_and_every_response_matches_the_docum
     codes = {code for _, _, code in calls}
     assert len(calls) >= 100 and not any(code >= 500 for code in codes)
     assert {200, 201} <= codes, Counter(calls)  # the generated requests reached the real handlers, not only validation
+
+
+# --- model names with slashes, non-finite numbers, the documented status codes -----------------------------------
+
+SLASHED = "meta-llama/Llama-3-8B"
+
+
+def test_model_names_with_slashes_reach_their_routes(served, tmp_path):
+    c, store = served.client, served.store
+    episode = demo.episode_records(model_name=SLASHED, n_stable=400, n_drift=400, n_recovery=0, records_per_day=400,
+                                   start="2024-03-01T00:00:00Z")  # after ep's days: not late
+    run_in_process(served.settings, (demo.encode_record(r) for r in episode.records), store, Metrics(),
+                   source_name="slashed")
+    windows = store.list_windows(SLASHED)
+    assert len(windows) == 2
+    quoted = SLASHED.replace("/", "%2F")  # as clients encode a path segment; uvicorn decodes it before routing
+    for path in (f"/api/v1/models/{quoted}", f"/api/v1/models/{SLASHED}"):
+        r = c.get(path)
+        assert r.status_code == 200, (path, r.text)
+        assert r.json()["model"] == SLASHED and [v["model_version"] for v in r.json()["versions"]] == ["1"]
+    for path in (f"/api/v1/models/{quoted}/windows", f"/api/v1/models/{SLASHED}/windows"):
+        r = c.get(path)
+        assert r.status_code == 200, (path, r.text)
+        assert [w["id"] for w in r.json()] == [int(i) for i in windows.id[::-1]]
+        assert {w["model"] for w in r.json()} == {SLASHED}
+    assert SLASHED in {m["model"] for m in c.get("/api/v1/models").json()}
+
+    parquet = io.BytesIO()
+    pd.read_csv(demo.write_reference_file(tmp_path / "train.csv")).head(300).to_parquet(parquet)
+    r = c.put(f"/api/v1/models/{quoted}/reference", params={"model_version": "1"}, content=parquet.getvalue(),
+              headers={**AUTH, "Content-Type": "application/vnd.apache.parquet"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["model"], r.json()["n_rows"]) == (SLASHED, 300)
+    with store.engine.connect() as conn:
+        assert store.get_reference(conn, SLASHED, "1")[1]["n_rows"] == 300
+    assert c.get(f"/api/v1/models/{quoted}").json()["references"][0]["model_version"] == "1"
+    # the upload limit applies to slashed names too
+    big = b"AGEP\n" + b"42\n" * (MAX_UPLOAD // 3 + 10)
+    r = c.put(f"/api/v1/models/{quoted}/reference", content=big, headers={**AUTH, "Content-Type": "text/csv"})
+    assert r.status_code == 413 and "api.max_upload_bytes" in r.json()["detail"]
+
+    # a name ending in /windows is ambiguous: the windows listing wins (of the model "x")
+    r = c.get("/api/v1/models/x%2Fwindows")
+    assert r.status_code == 404 and r.json()["detail"].startswith("no model 'x'")
+    r = c.get("/api/v1/models/a/b/c")
+    assert r.status_code == 404 and "'a/b/c'" in r.json()["detail"]
+    assert c.get("/api/v1/models/%2Fwindows").status_code == 422  # an empty model name
+    for path in ("/api/v1/models/a%0Ab/windows", "/api/v1/models/a%0Ab"):  # a line break is text too
+        r = c.get(path)
+        assert r.status_code == 404 and r.json()["detail"].startswith("no model 'a\\nb'"), (path, r.text)
+
+
+def test_non_finite_and_coerced_durations_are_422_in_fastapis_shape(served):
+    c, store = served.client, served.store
+    headers = {**AUTH, "Content-Type": "application/json"}
+    for number, shown in (("Infinity", "Infinity"), ("-Infinity", "-Infinity"), ("NaN", "NaN"),
+                          ("1e309", "Infinity")):
+        body = '{"matchers":["model=x"],"duration_seconds":%s,"comment":"c"}' % number
+        r = c.post("/api/v1/silences", content=body, headers=headers)
+        assert r.status_code == 422, (number, r.status_code, r.text)
+        (error,) = r.json()["detail"]
+        assert error["loc"] == ["body", "duration_seconds"] and error["input"] == shown, error
+        assert error["type"] == "finite_number" and error["msg"]
+    # non-finite numbers deeper in the input are rendered too (lists, objects)
+    body = '{"matchers":[NaN],"duration_seconds":60,"comment":"c","extra":{"a":[-Infinity, 1.5]}}'
+    r = c.post("/api/v1/silences", content=body, headers=headers)
+    assert r.status_code == 422, r.text
+    errors = {tuple(e["loc"]): e for e in r.json()["detail"]}
+    assert errors[("body", "matchers", 0)]["input"] == "NaN"
+    assert errors[("body", "extra")]["input"] == {"a": ["-Infinity", 1.5]}
+    # a number only: no text, no boolean
+    good = {"matchers": ["model=x"], "comment": "c"}
+    for coerced in ("60", True):
+        r = c.post("/api/v1/silences", json={**good, "duration_seconds": coerced}, headers=AUTH)
+        assert r.status_code == 422, (coerced, r.text)
+        assert r.json()["detail"][0]["loc"] == ["body", "duration_seconds"]
+    assert store.list_silences() == []
+    r = c.post("/api/v1/silences", json={**good, "duration_seconds": 90.5}, headers=AUTH)
+    assert r.status_code == 201 and r.json()["ends_at_ms"] - r.json()["starts_at_ms"] == 90_500
+
+
+def test_since_after_until_is_422_naming_both(served):
+    c = served.client
+    r = c.get("/api/v1/models/ep/windows", params={"since": "2024-01-02T00:00:00Z", "until": "2024-01-01T00:00:00Z"})
+    assert r.status_code == 422, r.text
+    errors = r.json()["detail"]
+    assert [e["loc"] for e in errors] == [["query", "since"], ["query", "until"]]
+    assert all("since" in e["msg"] and "until" in e["msg"] for e in errors)
+    assert errors[0]["input"] == "2024-01-02T00:00:00Z" and errors[1]["input"] == "2024-01-01T00:00:00Z"
+    same = c.get("/api/v1/models/ep/windows", params={"since": 1_704_067_200_000, "until": 1_704_067_200_000})
+    assert same.status_code == 200 and same.json() == []  # an empty range, not a contradiction
+
+
+def test_every_api_route_documents_503_and_answers_it_without_a_database(tmp_path, monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    gone = Store(f"sqlite:///{tmp_path}/missing-dir/x.db")  # cannot be opened
+    server = ApiServer(create_app(_settings(f"sqlite:///{tmp_path}/unused.db"), gone), "127.0.0.1", 0)
+    server.start()
+    try:
+        c = httpx.Client(base_url=server.url, timeout=10, headers=AUTH)
+        doc = c.get("/openapi.json").json()
+        operations = {(method.upper(), path): op for path, item in doc["paths"].items()
+                      for method, op in item.items() if path.startswith("/api/v1/")}
+        assert len(operations) == 9
+        for key, op in operations.items():
+            assert op["responses"]["503"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/Problem"}, key
+        assert "503" not in doc["paths"]["/healthz"]["get"]["responses"]
+        silence = {"matchers": ["model=m"], "duration_seconds": 60, "comment": "c"}
+        calls = {("GET", "/api/v1/models"): c.get("/api/v1/models"),
+                 ("GET", "/api/v1/models/{model}"): c.get("/api/v1/models/m"),
+                 ("GET", "/api/v1/models/{model}/windows"): c.get("/api/v1/models/m/windows"),
+                 ("GET", "/api/v1/windows/{window_id}"): c.get("/api/v1/windows/1"),
+                 ("GET", "/api/v1/alerts"): c.get("/api/v1/alerts"),
+                 ("GET", "/api/v1/silences"): c.get("/api/v1/silences"),
+                 ("POST", "/api/v1/silences"): c.post("/api/v1/silences", json=silence),
+                 ("DELETE", "/api/v1/silences/{silence_id}"): c.delete("/api/v1/silences/1"),
+                 ("PUT", "/api/v1/models/{model}/reference"): c.put(
+                     "/api/v1/models/m/reference", content=b"AGEP,SCHL\n35,21\n52,16\n",
+                     headers={"Content-Type": "text/csv"})}
+        assert set(calls) == set(operations)
+        for key, r in calls.items():
+            assert r.status_code == 503 and "database" in r.json()["detail"], (key, r.status_code, r.text)
+        c.close()
+    finally:
+        server.stop()
+        gone.close()
