@@ -382,8 +382,9 @@ def backfill(model: str = typer.Option(..., "--model", "-m", help="Model name as
     console.print(f"{len(outcomes)} windows: {changed} {'would change' if dry_run else 'changed'}, "
                   f"{len(outcomes) - changed - kept} unchanged, {kept} kept")
     if any(o.kept and "values, the stored quantile sketch" in o.kept for o in outcomes):
-        console.print("[yellow]kept windows[/yellow] hold more values than their stored summary keeps; to "
-                      "recompute them, replay their prediction logs (inferwatch replay) into a new database")
+        console.print("[yellow]some kept windows[/yellow] hold more values than their stored summary keeps (see "
+                      "each reason); to recompute them, replay their prediction logs (inferwatch replay) into a new "
+                      "database")
 
 
 def _true(value) -> bool:

@@ -10,7 +10,6 @@ import json
 import re
 import subprocess
 import threading
-import time
 import uuid
 from pathlib import Path
 
