@@ -64,9 +64,7 @@ PREFIX = "/api/v1"
 # the one route whose body is a training data file: api.max_upload_bytes instead of api.max_body_bytes
 _UPLOAD_PATH = re.compile(r"^/api/v1/models/.+/reference$", re.DOTALL)  # names may hold "/" and line breaks
 
-# earliest and latest times accepted: years 1 to 9999, as RFC 3339 can write them
-_MIN_MS = -62_135_596_800_000
-_MAX_MS = 253_402_300_799_999
+_MIN_MS, _MAX_MS = times.MIN_MS, times.MAX_MS
 _MAX_ID = 2**63 - 1  # BIGINT
 
 # upload media types -> format (the CLI reads CSV and Parquet by file suffix)
@@ -94,7 +92,7 @@ def parse_time(value: Any) -> int:
         raise ValueError("expected epoch milliseconds or an RFC 3339 date-time")
     if isinstance(value, int):
         ms = value
-    elif isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
+    elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
         ms = int(value)
     elif isinstance(value, str):
         ms = times.parse_time(value, durations=False, require_offset=True)

@@ -180,7 +180,7 @@ def backfill(settings: Settings, store: Store, model: str, since_ms: int, until_
                                or any(not _same(row[k], v) for k, v in values.items()))
                     if changed and not dry_run:
                         store.replace_window_drift(conn, int(row["id"]),
-                                                   {**values, "profile": json.dumps(window_statistics(profile))},
+                                                   {**values, "profile": json.dumps(window_statistics(profile, stamp))},
                                                    wd.results)
                     outcome = WindowOutcome(**keep, new_status=wd.status, new_share=wd.share,
                                             new_drifted=_drifted(wd.results), changed=changed)

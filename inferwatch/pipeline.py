@@ -671,7 +671,8 @@ class Pipeline:
             "model": key.model, "model_version": key.model_version, "window_start_ms": key.start_ms,
             "window_end_ms": end, "segment": key.segment, "record_count": len(rows), "close_reason": reason,
             "closed_at_ms": now, "status": status, "n_columns": n_columns, "n_drifted": n_drifted,
-            "drift_share": share, "dataset_drifted": dataset_drifted, "profile": json.dumps(window_statistics(profile)),
+            "drift_share": share, "dataset_drifted": dataset_drifted, "profile": json.dumps(window_statistics(
+                profile, None if ref is None else self._references[(key.model, key.model_version)][0])),
         }, results)
         if self.settings.window.sample_retention_days:
             # the raw values window_statistics leaves out, for backfill and reports (same transaction)
@@ -846,10 +847,12 @@ def _latency_seconds(frame: pd.DataFrame) -> np.ndarray | None:
     return None if ms is None else ms * 1e-3
 
 
-def window_statistics(profile: Profile) -> dict:
+def window_statistics(profile: Profile, reference: tuple[str, int] | None = None) -> dict:
     """The stored summary of a window: its profile without the raw values kept for the tests
     (counts, missing, moments, the histogram on the reference's edges, the quantile sketch,
-    category counts)."""
+    category counts), and under ``"reference"`` which reference its drift results were computed
+    against (``{"model_version": key, "created_at_ms": ms}``, ``Store.reference_stamp``) when
+    ``reference`` is given, so a later reader can tell whether the reference changed since."""
     # the raw values are left out before encoding: written as lists they would cost more than
     # the rest of the window's close
     light = {}
@@ -861,6 +864,8 @@ def window_statistics(profile: Profile) -> dict:
     d = Profile(profile.n_rows, light).to_dict()
     raw = ("sample", "sample_keys")
     d["columns"] = {c: {k: v for k, v in col.items() if k not in raw} for c, col in d["columns"].items()}
+    if reference is not None:
+        d["reference"] = {"model_version": reference[0], "created_at_ms": int(reference[1])}
     return d
 
 

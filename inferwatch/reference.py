@@ -75,6 +75,10 @@ def _check_csv_shape(path: Path) -> None:
         if header is None:
             return  # empty file: read_csv names it
         _refuse_duplicates(path, header)
+        empty = [i + 1 for i, name in enumerate(header) if not name.strip()]
+        if empty:  # pandas would call them "Unnamed: i"
+            raise ValueError(f"--file: {path} has a header without a name in column(s) "
+                             f"{', '.join(map(str, empty))}; name every column as the records do")
         for row in reader:
             if row and len(row) != len(header):  # blank lines are skipped, as pandas does
                 raise ValueError(f"--file: {path} line {reader.line_num} has {len(row)} fields, the header "

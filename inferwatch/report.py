@@ -512,9 +512,18 @@ def build_report(store, model: str, window: str, model_version: str | None = Non
             continue
         col["sample"] = values.tolist()
         (whole if len(values) == int(col["count"]) else sampled).append(c)
-    if stamp[1] > int(row["closed_at_ms"]):
-        notes.append(f"the reference was replaced at {rfc3339(stamp[1])}, after this window closed: Evidently "
-                     "compares with the new one, inferwatch's numbers were computed against the earlier one")
+    # which reference the stored results were computed against: recorded at close and by backfill
+    # (windows stored before it was recorded: the one in place when the window closed)
+    used = current.get("reference")
+    if used is not None:
+        replaced = (used["model_version"], int(used["created_at_ms"])) != tuple(stamp)
+    else:
+        replaced = stamp[1] > int(row["closed_at_ms"])
+    if replaced:
+        notes.append(f"the reference was replaced at {rfc3339(stamp[1])}, after inferwatch's numbers were computed "
+                     "(at the window's close or its last backfill): Evidently compares with the new one, "
+                     "inferwatch's numbers were computed against the earlier one; `inferwatch backfill` "
+                     "recomputes them")
     kinds = {c: reference["columns"][c]["kind"] for c in results.column_name if c in reference["columns"]}
     usable, skipped = [], []
     for c, kind in kinds.items():
@@ -661,7 +670,7 @@ def verdict_section(rep: WindowReport, max_rows: int = DEFAULT_MAX_ROWS) -> str:
            f"; its dataset drift needs half of them): {e(', '.join(v.column for v in ev_drifted)) or 'none'}</dd>",
            "</dl>",
            "<p><strong>Alerts fire on inferwatch's verdict</strong>: its tests and its multiple-testing adjusted "
-           "p-values below, as stored when the window closed. Evidently's page further down tests data rebuilt from "
+           "p-values below, as stored when the window closed (or by its last backfill). Evidently's page further down tests data rebuilt from "
            "the stored profiles with "
            + ("inferwatch's own tests on raw p-values" if rep.evidently_tests == "inferwatch"
               else "its own default tests and thresholds")

@@ -13,6 +13,9 @@ from datetime import datetime, timezone
 from inferwatch.store import now_ms
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+# earliest and latest instants accepted: years 1 to 9999, as RFC 3339 can write them
+MIN_MS = -62_135_596_800_000
+MAX_MS = 253_402_300_799_999
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -42,11 +45,12 @@ def parse_time(text: str, now: int | None = None, *, durations: bool = True, req
             API, where a client's local time must not be taken for UTC silently).
 
     Raises:
-        ValueError: none of the accepted forms (the message says which are accepted).
+        ValueError: none of the accepted forms (the message says which are accepted), or an
+            instant outside the years 1 to 9999.
     """
     value = text.strip()
     if durations and _DURATION.match(value):
-        return (now_ms() if now is None else now) - duration_ms(value)
+        return _in_range(text, (now_ms() if now is None else now) - duration_ms(value))
     upper = value.upper()
     forms = "RFC 3339 (2026-11-01T00:00:00Z" + (")" if require_offset else ", or a date 2026-11-01)")
     if durations:
@@ -62,6 +66,12 @@ def parse_time(text: str, now: int | None = None, *, durations: bool = True, req
     elif require_offset and "T" not in upper:
         raise ValueError(f"{text!r}: an RFC 3339 date-time needs a time and an offset (Z or +hh:mm)")
     try:
-        return int(round(when.timestamp() * 1000))
-    except (OverflowError, ValueError, OSError):
-        raise ValueError(f"{text!r} is out of range") from None
+        return _in_range(text, int(round(when.timestamp() * 1000)))
+    except (OverflowError, OSError):
+        raise ValueError(f"{text!r} is outside the years 1 to 9999") from None
+
+
+def _in_range(text: str, ms: int) -> int:
+    if not MIN_MS <= ms <= MAX_MS:
+        raise ValueError(f"{text!r} is outside the years 1 to 9999")
+    return ms

@@ -126,6 +126,7 @@ def test_model_version_flag_and_its_old_spelling(tmp_path, cfg):
     ("prediction.y,predictions.y,x\n" + "1,0,3\n" * 40, "names a column more than once: prediction.y"),
     ("a,b\n" + "1,2\n" * 10 + "3\n" + "1,2\n" * 30, "line 12 has 1 fields, the header 2"),
     ("a,b\n" + "1,2,3\n" * 40, "line 2 has 3 fields, the header 2"),  # pandas would make a the index
+    ("x,,p\n" + "1,2,3\n" * 40, "without a name in column(s) 2"),  # pandas would call it "Unnamed: 1"
 ])
 def test_cli_refuses_duplicate_names_and_ragged_lines(tmp_path, cfg, text, needle):
     f = tmp_path / "bad.csv"

@@ -324,3 +324,42 @@ def test_frames_rebuilt_from_profiles_keep_counts_kinds_and_bins():
     shares = {str(k): v for k, v in rebuilt["c"].value_counts(normalize=True, dropna=False).items()}
     truth = {str(k): v for k, v in frame["c"].iloc[:2_000].value_counts(normalize=True, dropna=False).items()}
     assert shares.keys() == truth.keys() and all(abs(shares[k] - truth[k]) < 0.001 for k in truth)
+
+
+def test_the_page_says_when_the_reference_changed_after_the_numbers_until_a_backfill(tmp_path):
+    """The note about a replaced reference follows which reference the stored results used:
+    present after ``reference set``, gone once ``backfill`` recomputed the window against it."""
+    import time
+
+    from inferwatch.backfill import backfill
+    from inferwatch.report import build_report
+
+    settings = load_config(None, database_url=f"sqlite:///{tmp_path / 'c.db'}",
+                           window={"length_seconds": QUARTER_HOURS * 3600, "idle_close_seconds": None,
+                                   "origin": "2015-01-01T00:00:00Z"},
+                           metrics={"enabled": False}, reference={"bootstrap_records": 10_000_000})
+    store = open_store(settings)
+    try:
+        records = list(demo.control_records(n_per_year=4_000))
+        ref = read_reference_file(demo.write_reference_file(tmp_path / "train.parquet"))
+        first = profile_frame(ref, set(), settings.reference.n_bins, settings.reference.sample_size).to_dict()
+        with store.transaction() as conn:
+            store.put_reference(conn, "employment-control", "*", "training", len(ref), first)
+        run_in_process(settings, (demo.encode_record(r) for r in records), store, Metrics(), source_name="demo")
+        window = str(int(store.list_windows("employment-control").id.iloc[2]))
+        assert not any("replaced" in n for n in build_report(store, "employment-control", window).notes)
+
+        time.sleep(0.01)  # a later created_at_ms
+        half = ref.iloc[: len(ref) // 2]
+        second = profile_frame(half, set(), settings.reference.n_bins, settings.reference.sample_size).to_dict()
+        with store.transaction() as conn:
+            store.put_reference(conn, "employment-control", "*", "training, first half", len(half), second)
+        notes = build_report(store, "employment-control", window).notes
+        assert any("replaced" in n and "inferwatch backfill" in n for n in notes), notes
+
+        out = backfill(settings, store, "employment-control", 0, 2**62)
+        assert out and all(o.kept is None for o in out)
+        assert any(o.changed and o.window_id == int(window) for o in out)  # other statistics, new stamp stored
+        assert not any("replaced" in n for n in build_report(store, "employment-control", window).notes)
+    finally:
+        store.close()

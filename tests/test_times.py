@@ -35,3 +35,9 @@ def test_bad_durations_name_the_accepted_form(text):
 
 def test_durations():
     assert duration_ms("90s") == 90_000 and duration_ms(" 2h ") == 7_200_000 and duration_ms("1w") == 604_800_000
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999d", "9999999999999w"])
+def test_instants_outside_the_years_1_to_9999_are_refused(text):
+    with pytest.raises(ValueError, match="years 1 to 9999"):
+        parse_time(text, now=T)
