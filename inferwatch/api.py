@@ -578,7 +578,7 @@ def create_app(settings: Settings, store: Store, *, ready: Callable[[], bool] | 
         return [_silence(s, now) for s in store.list_silences(active_at_ms=None if include_expired else now)]
 
     @app.post(f"{PREFIX}/silences", tags=["silences"], response_model=Silence, status_code=201,
-              dependencies=[Depends(writer)], responses=_problems(401, 413))
+              dependencies=[Depends(writer)], responses=_problems(400, 401, 413))
     def create_silence(body: SilenceCreate) -> Silence:
         """Mute the notifications of matching alerts for a while (their states still change)."""
         now = now_ms()

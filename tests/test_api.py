@@ -490,6 +490,10 @@ def test_non_finite_and_coerced_durations_are_422_in_fastapis_shape(served):
         r = c.post("/api/v1/silences", json={**good, "duration_seconds": coerced}, headers=AUTH)
         assert r.status_code == 422, (coerced, r.text)
         assert r.json()["detail"][0]["loc"] == ["body", "duration_seconds"]
+    # a body that is not text at all: 400, as the document says
+    r = c.post("/api/v1/silences", content=b"\xa3\x13NV\xff", headers=headers)
+    assert r.status_code == 400 and r.json()["detail"], r.text
+    assert "400" in c.get("/openapi.json").json()["paths"]["/api/v1/silences"]["post"]["responses"]
     assert store.list_silences() == []
     r = c.post("/api/v1/silences", json={**good, "duration_seconds": 90.5}, headers=AUTH)
     assert r.status_code == 201 and r.json()["ends_at_ms"] - r.json()["starts_at_ms"] == 90_500
